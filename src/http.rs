@@ -1,0 +1,401 @@
+//! HTTP/1.1 request heads (push parser, no allocation) and response writing.
+//!
+//! Used by the WebSocket opening handshake and by the HTTP API listener.
+
+use std::fmt::Write as _;
+
+/// Most headers a request may carry; more gets 431.
+pub const MAX_HEADERS: usize = 48;
+
+/// A parsed request head borrowing from the read buffer.
+#[derive(Debug)]
+pub struct Head<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    headers: [(&'a str, &'a [u8]); MAX_HEADERS],
+    count: usize,
+}
+
+/// Why a request head was refused; each maps to an HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpError {
+    /// The head is larger than the configured cap, or has too many headers (431).
+    HeadTooLarge,
+    /// The request line or a header line is malformed (400).
+    Malformed(&'static str),
+    /// Not HTTP/1.x (505).
+    Version,
+}
+
+impl HttpError {
+    pub fn status(self) -> u16 {
+        match self {
+            HttpError::HeadTooLarge => 431,
+            HttpError::Malformed(_) => 400,
+            HttpError::Version => 505,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            HttpError::HeadTooLarge => "request head too large",
+            HttpError::Malformed(why) => why,
+            HttpError::Version => "only HTTP/1.x is supported",
+        }
+    }
+}
+
+impl<'a> Head<'a> {
+    /// Iterates over `(name, value)` pairs in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + '_ {
+        self.headers[..self.count].iter().copied()
+    }
+
+    /// The first header called `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// True when a comma-separated header contains `token` (case-insensitive).
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    /// The declared body length (0 when absent). Chunked bodies are refused.
+    pub fn content_length(&self) -> Result<usize, HttpError> {
+        if self.header("transfer-encoding").is_some() {
+            return Err(HttpError::Malformed(
+                "chunked bodies are not supported; send Content-Length",
+            ));
+        }
+        let mut found: Option<usize> = None;
+        for (n, v) in self.headers() {
+            if n.eq_ignore_ascii_case("content-length") {
+                let s = std::str::from_utf8(v.trim_ascii())
+                    .map_err(|_| HttpError::Malformed("bad Content-Length"))?;
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(HttpError::Malformed("bad Content-Length"));
+                }
+                let len = s
+                    .parse::<usize>()
+                    .map_err(|_| HttpError::Malformed("bad Content-Length"))?;
+                if found.is_some_and(|f| f != len) {
+                    return Err(HttpError::Malformed("conflicting Content-Length"));
+                }
+                found = Some(len);
+            }
+        }
+        Ok(found.unwrap_or(0))
+    }
+
+    /// Whether the connection stays open after the response.
+    pub fn keep_alive(&self) -> bool {
+        if self.header_has_token("connection", "close") {
+            return false;
+        }
+        self.minor >= 1 || self.header_has_token("connection", "keep-alive")
+    }
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Parses a request head at the start of `buf`. `Ok(None)`: incomplete (and
+/// still under `max_head` bytes); `Ok(Some((head, n)))`: the head took `n` bytes.
+/// Lines end in CRLF; a bare LF is tolerated.
+pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Head<'_>, usize)>, HttpError> {
+    // Find the blank line that ends the head.
+    let mut end = None;
+    let mut pos = 0;
+    while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
+        let nl = pos + i;
+        let next = nl + 1;
+        if next < buf.len() && buf[next] == b'\n' {
+            end = Some(next + 1);
+            break;
+        }
+        if next + 1 < buf.len() && buf[next] == b'\r' && buf[next + 1] == b'\n' {
+            end = Some(next + 2);
+            break;
+        }
+        if next >= max_head {
+            return Err(HttpError::HeadTooLarge);
+        }
+        pos = next;
+    }
+    let Some(end) = end else {
+        return if buf.len() >= max_head {
+            Err(HttpError::HeadTooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    if end > max_head {
+        return Err(HttpError::HeadTooLarge);
+    }
+    let text = &buf[..end];
+    let mut lines = text
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let request_line = lines.next().ok_or(HttpError::Malformed("empty request"))?;
+    let mut parts = request_line.split(|&b| b == b' ');
+    let method = parts
+        .next()
+        .filter(|m| !m.is_empty() && m.iter().all(|&b| is_token_char(b)));
+    let target = parts
+        .next()
+        .filter(|t| !t.is_empty() && t.iter().all(|&b| b > 0x20 && b < 0x7F));
+    let version = parts.next();
+    let (Some(method), Some(target), Some(version), None) = (method, target, version, parts.next())
+    else {
+        return Err(HttpError::Malformed("malformed request line"));
+    };
+    let minor = match version {
+        b"HTTP/1.1" => 1,
+        b"HTTP/1.0" => 0,
+        v if v.starts_with(b"HTTP/") => return Err(HttpError::Version),
+        _ => return Err(HttpError::Malformed("malformed request line")),
+    };
+    let mut head = Head {
+        // Both checked to be ASCII above.
+        method: std::str::from_utf8(method).map_err(|_| HttpError::Malformed("bad method"))?,
+        target: std::str::from_utf8(target).map_err(|_| HttpError::Malformed("bad target"))?,
+        minor,
+        headers: [("", &[]); MAX_HEADERS],
+        count: 0,
+    };
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let colon = memchr::memchr(b':', line)
+            .ok_or(HttpError::Malformed("header line without a colon"))?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&b| is_token_char(b)) {
+            return Err(HttpError::Malformed("bad header name"));
+        }
+        let value = line[colon + 1..].trim_ascii();
+        if value.iter().any(|&b| b == 0 || b == b'\r') {
+            return Err(HttpError::Malformed("bad header value"));
+        }
+        if head.count == MAX_HEADERS {
+            return Err(HttpError::HeadTooLarge);
+        }
+        head.headers[head.count] = (
+            std::str::from_utf8(name).map_err(|_| HttpError::Malformed("bad header name"))?,
+            value,
+        );
+        head.count += 1;
+    }
+    Ok(Some((head, end)))
+}
+
+/// Appends a complete response with a body. `extra` is raw header lines, each
+/// ending in CRLF.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    extra: &str,
+    body: &[u8],
+    keep_alive: bool,
+) {
+    let mut head = String::with_capacity(160);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}\r\n",
+        status,
+        status_text(status),
+        content_type,
+        body.len(),
+        extra,
+        if keep_alive {
+            ""
+        } else {
+            "Connection: close\r\n"
+        }
+    );
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body);
+}
+
+/// Appends a plain-text error response that closes the connection.
+pub fn write_error(out: &mut Vec<u8>, status: u16, reason: &str, extra: &str) {
+    let body = format!("{reason}\n");
+    write_response(
+        out,
+        status,
+        "text/plain; charset=utf-8",
+        extra,
+        body.as_bytes(),
+        false,
+    );
+}
+
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Splits a request target into path and query.
+pub fn split_target(target: &str) -> (&str, &str) {
+    match target.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (target, ""),
+    }
+}
+
+/// Finds `key` in a query string and percent-decodes its value.
+pub fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_complete_head_and_reports_its_length() {
+        let req = b"GET /chat?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\nBODY";
+        let (h, n) = parse_head(req, 8192).unwrap().unwrap();
+        assert_eq!(n, req.len() - 4);
+        assert_eq!(h.method, "GET");
+        assert_eq!(h.target, "/chat?x=1");
+        assert_eq!(h.minor, 1);
+        assert_eq!(h.header("HOST"), Some(&b"a"[..]));
+        assert!(h.header_has_token("connection", "upgrade"));
+        assert!(!h.header_has_token("connection", "close"));
+    }
+
+    #[test]
+    fn incomplete_heads_ask_for_more_and_big_ones_are_refused() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for cut in 0..req.len() {
+            assert!(parse_head(&req[..cut], 8192).unwrap().is_none());
+        }
+        let big = [b'a'; 100];
+        assert_eq!(parse_head(&big, 64).unwrap_err(), HttpError::HeadTooLarge);
+        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(200));
+        assert_eq!(parse_head(long.as_bytes(), 64).unwrap_err().status(), 431);
+    }
+
+    #[test]
+    fn malformed_heads_get_400_or_505() {
+        for bad in [
+            &b"GET\r\n\r\n"[..],
+            b"GET / HTTP/1.1 extra\r\n\r\n",
+            b"G(T / HTTP/1.1\r\n\r\n",
+            b"GET / FTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+            b"GET / HTTP/1.1\r\n: empty\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_head(bad, 8192).unwrap_err().status(),
+                400,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            parse_head(b"GET / HTTP/2.0\r\n\r\n", 8192)
+                .unwrap_err()
+                .status(),
+            505
+        );
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let (h, _) = parse_head(b"POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n", 1024)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.content_length(), Ok(12));
+        let (h, _) = parse_head(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 1024)
+            .unwrap()
+            .unwrap();
+        assert!(h.content_length().is_err());
+        let (h, _) = parse_head(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            1024,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(h.content_length().is_err());
+        let (h, _) = parse_head(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            1024,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(h.content_length().is_err());
+    }
+
+    #[test]
+    fn query_params_are_decoded() {
+        let (p, q) = split_target("/online?uid=a%20b&x=1");
+        assert_eq!(p, "/online");
+        assert_eq!(query_param(q, "uid").as_deref(), Some("a b"));
+        assert_eq!(query_param(q, "y"), None);
+        assert_eq!(query_param("uid=%4", "uid").as_deref(), Some("%4"));
+    }
+}

@@ -1,0 +1,59 @@
+//! Every limit that bounds what a peer can make herald spend, in one place.
+
+/// Limits and timeouts. The defaults suit an internet-facing push server.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest WebSocket message (all fragments together) or single frame;
+    /// larger ones close the connection with 1009. Default 1 MiB.
+    pub max_message: usize,
+    /// Largest HTTP request head (WebSocket handshake or API request); larger
+    /// gets 431. Default 8 KiB.
+    pub max_head: usize,
+    /// Time allowed from accept to a complete WebSocket handshake (slowloris
+    /// guard); late ones get 408. Default 10 s.
+    pub handshake_timeout_ms: u64,
+    /// Longest text-port line; longer ones get `error line too long` and are
+    /// skipped up to their newline. Default 64 KiB.
+    pub max_line: usize,
+    /// Largest HTTP API request body; larger gets 413. Default 1 MiB.
+    pub max_body: usize,
+    /// Bytes that may wait in one connection's send queue. A push that would
+    /// go past it is not queued; the connection is closed as a slow consumer
+    /// (close code 1008) and the pusher is told. Default 1 MiB.
+    pub max_queued: usize,
+    /// Open connections across all listeners; 0 = only the descriptor limit.
+    /// Connections past it are refused (HTTP 503 / `error server full`).
+    pub max_connections: usize,
+    /// Open connections from one IP address; 0 = no per-IP limit.
+    pub max_per_ip: usize,
+    /// Seconds of silence after which a WebSocket is pinged; 0 = never.
+    /// Default 25 s.
+    pub ping_interval_s: u32,
+    /// Seconds of silence after which a WebSocket (or idle HTTP keep-alive
+    /// connection) is closed, even with output pending; 0 = never. Default 60 s.
+    pub idle_timeout_s: u32,
+    /// How long a closing connection may take to finish the close handshake
+    /// and drain its output before it is cut. Default 5 s.
+    pub close_timeout_ms: u64,
+    /// How long a graceful stop may take to flush queued output. Default 5 s.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message: 1 << 20,
+            max_head: 8 * 1024,
+            handshake_timeout_ms: 10_000,
+            max_line: 64 * 1024,
+            max_body: 1 << 20,
+            max_queued: 1 << 20,
+            max_connections: 0,
+            max_per_ip: 0,
+            ping_interval_s: 25,
+            idle_timeout_s: 60,
+            close_timeout_ms: 5_000,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}

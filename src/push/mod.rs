@@ -1,0 +1,2 @@
+//! The push server of the seeds.
+pub mod command;

@@ -1,0 +1,513 @@
+//! RFC 6455 WebSocket, server side, as sans-IO code: bytes in, events out.
+//!
+//! [`decode`] is the receiving half of a connection: it turns the bytes of one
+//! read into [`Event`]s, keeping a [`Partial`] only while a frame or a message
+//! is incomplete, so an idle connection carries no decoder state at all.
+
+pub mod frame;
+pub mod handshake;
+pub mod utf8;
+
+use frame::{Header, OpCode, MAX_HEADER};
+use utf8::Utf8Validator;
+
+/// A close status code (RFC 6455 section 7.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    pub const NORMAL: CloseCode = CloseCode(1000);
+    pub const GOING_AWAY: CloseCode = CloseCode(1001);
+    pub const PROTOCOL: CloseCode = CloseCode(1002);
+    pub const UNSUPPORTED: CloseCode = CloseCode(1003);
+    pub const INVALID_DATA: CloseCode = CloseCode(1007);
+    pub const POLICY: CloseCode = CloseCode(1008);
+    pub const TOO_BIG: CloseCode = CloseCode(1009);
+    pub const INTERNAL: CloseCode = CloseCode(1011);
+    pub const TRY_AGAIN: CloseCode = CloseCode(1013);
+
+    /// Codes a peer may send in a close frame: 1004-1006 and 1015 are reserved
+    /// for local use, 1012-1014 and 1016-2999 are unassigned for peers here.
+    pub fn is_valid_on_wire(self) -> bool {
+        matches!(self.0, 1000..=1003 | 1007..=1011 | 3000..=4999)
+    }
+}
+
+/// What a connection received.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+    Ping(&'a [u8]),
+    Pong(&'a [u8]),
+    /// The peer started or answered the close handshake. `None` when the
+    /// close frame carried no status code.
+    Close(Option<CloseCode>, &'a str),
+}
+
+/// A fatal protocol violation: the connection must be closed with `code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub code: CloseCode,
+    pub reason: &'static str,
+}
+
+impl Failure {
+    const fn new(code: CloseCode, reason: &'static str) -> Failure {
+        Failure { code, reason }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FrameProgress {
+    opcode: OpCode,
+    fin: bool,
+    remaining: u64,
+    mask: [u8; 4],
+    offset: usize,
+}
+
+/// Decoder state kept between reads, only while something is incomplete.
+#[derive(Debug)]
+pub struct Partial {
+    header: [u8; MAX_HEADER],
+    header_len: u8,
+    frame: Option<FrameProgress>,
+    /// The data message under way: Text or Binary.
+    message: Option<OpCode>,
+    body: Vec<u8>,
+    utf8: Utf8Validator,
+    control: [u8; 125],
+    control_len: u8,
+}
+
+impl Partial {
+    fn new() -> Box<Partial> {
+        Box::new(Partial {
+            header: [0; MAX_HEADER],
+            header_len: 0,
+            frame: None,
+            message: None,
+            body: Vec::new(),
+            utf8: Utf8Validator::default(),
+            control: [0; 125],
+            control_len: 0,
+        })
+    }
+
+    fn is_idle(&self) -> bool {
+        self.header_len == 0 && self.frame.is_none() && self.message.is_none()
+    }
+
+    /// Bytes held by this state (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Partial>() + self.body.capacity()
+    }
+}
+
+/// Whether the caller wants more events from the same input.
+pub type Continue = bool;
+
+fn check_sequence(
+    h: &Header,
+    in_message: Option<OpCode>,
+    so_far: usize,
+    max_message: usize,
+) -> Result<(), Failure> {
+    match h.opcode {
+        OpCode::Continuation if in_message.is_none() => Err(Failure::new(
+            CloseCode::PROTOCOL,
+            "continuation frame without a message",
+        )),
+        OpCode::Text | OpCode::Binary if in_message.is_some() => Err(Failure::new(
+            CloseCode::PROTOCOL,
+            "new message before the last one finished",
+        )),
+        _ if !h.opcode.is_control()
+            && (so_far as u64).saturating_add(h.len) > max_message as u64 =>
+        {
+            Err(Failure::new(CloseCode::TOO_BIG, "message too big"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Handles a complete control frame payload; returns whether to go on.
+fn control_event(
+    opcode: OpCode,
+    payload: &[u8],
+    on_event: &mut dyn FnMut(Event<'_>) -> Continue,
+) -> Result<Continue, Failure> {
+    match opcode {
+        OpCode::Ping => Ok(on_event(Event::Ping(payload))),
+        OpCode::Pong => Ok(on_event(Event::Pong(payload))),
+        _ => {
+            let (code, reason) = match payload.len() {
+                0 => (None, ""),
+                1 => {
+                    return Err(Failure::new(
+                        CloseCode::PROTOCOL,
+                        "close frame with a 1-byte payload",
+                    ))
+                }
+                _ => {
+                    let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+                    if !code.is_valid_on_wire() {
+                        return Err(Failure::new(CloseCode::PROTOCOL, "invalid close code"));
+                    }
+                    let reason = std::str::from_utf8(&payload[2..]).map_err(|_| {
+                        Failure::new(CloseCode::INVALID_DATA, "close reason is not UTF-8")
+                    })?;
+                    (Some(code), reason)
+                }
+            };
+            on_event(Event::Close(code, reason));
+            // Nothing after a close frame is read.
+            Ok(false)
+        }
+    }
+}
+
+fn data_event(
+    opcode: OpCode,
+    body: &[u8],
+    on_event: &mut dyn FnMut(Event<'_>) -> Continue,
+) -> Result<Continue, Failure> {
+    if opcode == OpCode::Text {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Failure::new(CloseCode::INVALID_DATA, "text is not UTF-8"))?;
+        Ok(on_event(Event::Text(text)))
+    } else {
+        Ok(on_event(Event::Binary(body)))
+    }
+}
+
+/// Decodes the client bytes of one read. `data` is unmasked in place (it is
+/// the reactor's shared read buffer). Whole frames found in `data` are
+/// delivered straight from it; anything incomplete moves into `*state`, which
+/// is dropped again once the connection is between messages.
+///
+/// Stops early (returning `Ok`) when `on_event` returns false or after a
+/// close frame; the rest of `data` is then ignored.
+pub fn decode(
+    state: &mut Option<Box<Partial>>,
+    data: &mut [u8],
+    max_message: usize,
+    on_event: &mut dyn FnMut(Event<'_>) -> Continue,
+) -> Result<(), Failure> {
+    let result = decode_inner(state, data, max_message, on_event);
+    if state.as_ref().is_some_and(|p| p.is_idle()) {
+        *state = None;
+    }
+    result
+}
+
+fn decode_inner(
+    state: &mut Option<Box<Partial>>,
+    data: &mut [u8],
+    max_message: usize,
+    on_event: &mut dyn FnMut(Event<'_>) -> Continue,
+) -> Result<(), Failure> {
+    let max_frame = max_message as u64;
+    let mut pos = 0;
+    loop {
+        // A frame body under way swallows input first.
+        if let Some(p) = state.as_deref_mut() {
+            if let Some(mut f) = p.frame {
+                let n = (f.remaining.min((data.len() - pos) as u64)) as usize;
+                let chunk = &mut data[pos..pos + n];
+                frame::unmask(chunk, f.mask, f.offset);
+                pos += n;
+                f.remaining -= n as u64;
+                f.offset += n;
+                if f.opcode.is_control() {
+                    let at = p.control_len as usize;
+                    p.control[at..at + n].copy_from_slice(chunk);
+                    p.control_len += n as u8;
+                } else {
+                    if p.message == Some(OpCode::Text) && p.utf8.feed(chunk).is_err() {
+                        return Err(Failure::new(CloseCode::INVALID_DATA, "text is not UTF-8"));
+                    }
+                    p.body.extend_from_slice(chunk);
+                }
+                if f.remaining > 0 {
+                    p.frame = Some(f);
+                    return Ok(());
+                }
+                p.frame = None;
+                if f.opcode.is_control() {
+                    let len = p.control_len as usize;
+                    p.control_len = 0;
+                    if !control_event(f.opcode, &p.control[..len], on_event)? {
+                        return Ok(());
+                    }
+                } else if f.fin {
+                    let kind = p.message.take().unwrap_or(OpCode::Binary);
+                    if kind == OpCode::Text && !p.utf8.is_complete() {
+                        return Err(Failure::new(
+                            CloseCode::INVALID_DATA,
+                            "text ends inside a character",
+                        ));
+                    }
+                    p.utf8 = Utf8Validator::default();
+                    let body = std::mem::take(&mut p.body);
+                    let go_on = data_event(kind, &body, on_event)?;
+                    // Keep a small buffer for the next message; free big ones.
+                    if body.capacity() <= 4096 {
+                        p.body = body;
+                        p.body.clear();
+                    }
+                    if !go_on {
+                        return Ok(());
+                    }
+                }
+                continue;
+            }
+        }
+        if pos == data.len() {
+            return Ok(());
+        }
+
+        // Parse the next header, completing a cut one from the state first.
+        let (h, header_bytes_from_data) = match state.as_deref_mut() {
+            Some(p) if p.header_len > 0 => {
+                let have = p.header_len as usize;
+                let take = (MAX_HEADER - have).min(data.len() - pos);
+                p.header[have..have + take].copy_from_slice(&data[pos..pos + take]);
+                match Header::parse(&p.header[..have + take], true, max_frame)
+                    .map_err(frame_failure)?
+                {
+                    None => {
+                        p.header_len = (have + take) as u8;
+                        return Ok(());
+                    }
+                    Some((h, n)) => {
+                        p.header_len = 0;
+                        (h, n - have)
+                    }
+                }
+            }
+            _ => match Header::parse(&data[pos..], true, max_frame).map_err(frame_failure)? {
+                None => {
+                    let rest = &data[pos..];
+                    let p = state.get_or_insert_with(Partial::new);
+                    p.header[..rest.len()].copy_from_slice(rest);
+                    p.header_len = rest.len() as u8;
+                    return Ok(());
+                }
+                Some((h, n)) => (h, n),
+            },
+        };
+        pos += header_bytes_from_data;
+        let in_message = state.as_ref().and_then(|p| p.message);
+        let so_far = state.as_ref().map_or(0, |p| p.body.len());
+        check_sequence(&h, in_message, so_far, max_message)?;
+        let mask = h.mask.unwrap_or([0; 4]);
+        let avail = data.len() - pos;
+
+        // Fast path: a whole frame in this read, not part of a fragmented message.
+        if (h.len as usize) <= avail && (h.opcode.is_control() || (h.fin && in_message.is_none())) {
+            let len = h.len as usize;
+            let payload = &mut data[pos..pos + len];
+            frame::unmask(payload, mask, 0);
+            pos += len;
+            let go_on = if h.opcode.is_control() {
+                control_event(h.opcode, payload, on_event)?
+            } else {
+                data_event(h.opcode, payload, on_event)?
+            };
+            if !go_on {
+                return Ok(());
+            }
+            continue;
+        }
+
+        // Slow path: the frame continues past this read, or is a fragment.
+        let p = state.get_or_insert_with(Partial::new);
+        if !h.opcode.is_control() && h.opcode != OpCode::Continuation {
+            p.message = Some(h.opcode);
+        }
+        if !h.opcode.is_control() {
+            // Reserve what is announced, but never more than arrives soon:
+            // a length alone must not make us allocate.
+            p.body.reserve((h.len as usize).min(avail.max(4096)));
+        }
+        p.frame = Some(FrameProgress {
+            opcode: h.opcode,
+            fin: h.fin,
+            remaining: h.len,
+            mask,
+            offset: 0,
+        });
+    }
+}
+
+fn frame_failure(e: frame::FrameError) -> Failure {
+    Failure::new(e.close_code(), e.reason())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame::encode_masked;
+    use super::*;
+
+    #[derive(Debug, PartialEq, Eq, Clone)]
+    enum Owned {
+        Text(String),
+        Binary(Vec<u8>),
+        Ping(Vec<u8>),
+        Pong(Vec<u8>),
+        Close(Option<u16>, String),
+    }
+
+    fn run(chunks: &[&[u8]], max: usize) -> (Vec<Owned>, Result<(), Failure>, bool) {
+        let mut state = None;
+        let mut events = Vec::new();
+        let mut result = Ok(());
+        for c in chunks {
+            let mut buf = c.to_vec();
+            result = decode(&mut state, &mut buf, max, &mut |e| {
+                events.push(match e {
+                    Event::Text(t) => Owned::Text(t.to_string()),
+                    Event::Binary(b) => Owned::Binary(b.to_vec()),
+                    Event::Ping(b) => Owned::Ping(b.to_vec()),
+                    Event::Pong(b) => Owned::Pong(b.to_vec()),
+                    Event::Close(c, r) => Owned::Close(c.map(|c| c.0), r.to_string()),
+                });
+                true
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        (events, result, state.is_none())
+    }
+
+    fn frame(fin: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode_masked(fin, op, payload, [0x37, 0xfa, 0x21, 0x3d], &mut v);
+        v
+    }
+
+    #[test]
+    fn whole_frames_in_one_read() {
+        let mut wire = frame(true, OpCode::Text, b"hello");
+        wire.extend(frame(true, OpCode::Binary, &[1, 2, 3]));
+        wire.extend(frame(true, OpCode::Ping, b"p"));
+        let (ev, res, idle) = run(&[&wire], 1 << 20);
+        assert_eq!(res, Ok(()));
+        assert!(idle, "no state survives a read that ends between messages");
+        assert_eq!(
+            ev,
+            vec![
+                Owned::Text("hello".into()),
+                Owned::Binary(vec![1, 2, 3]),
+                Owned::Ping(b"p".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        let mut wire = frame(false, OpCode::Text, "héllo ".as_bytes());
+        wire.extend(frame(true, OpCode::Ping, b"x"));
+        wire.extend(frame(true, OpCode::Continuation, "wörld".as_bytes()));
+        wire.extend(frame(true, OpCode::Binary, &vec![9u8; 300]));
+        let expect = vec![
+            Owned::Ping(b"x".to_vec()),
+            Owned::Text("héllo wörld".into()),
+            Owned::Binary(vec![9u8; 300]),
+        ];
+        for i in 0..wire.len() {
+            for j in [i, (i + 7).min(wire.len()), wire.len()] {
+                let (ev, res, idle) = run(&[&wire[..i], &wire[i..j], &wire[j..]], 1 << 20);
+                assert_eq!(res, Ok(()), "split {i} {j}");
+                assert_eq!(ev, expect, "split {i} {j}");
+                assert!(idle);
+            }
+        }
+    }
+
+    #[test]
+    fn sequencing_errors_are_1002() {
+        let (_, res, _) = run(&[&frame(true, OpCode::Continuation, b"x")], 100);
+        assert_eq!(res.unwrap_err().code, CloseCode::PROTOCOL);
+        let mut w = frame(false, OpCode::Text, b"a");
+        w.extend(frame(true, OpCode::Text, b"b"));
+        let (_, res, _) = run(&[&w], 100);
+        assert_eq!(res.unwrap_err().code, CloseCode::PROTOCOL);
+        let (_, res, _) = run(&[&[0x81, 0x05, b'h', b'e', b'l', b'l', b'o']], 100);
+        assert_eq!(res.unwrap_err().code, CloseCode::PROTOCOL, "unmasked");
+    }
+
+    #[test]
+    fn bad_utf8_fails_fast_inside_a_fragmented_message() {
+        let mut w = frame(false, OpCode::Text, "κόσμε".as_bytes());
+        w.extend(frame(false, OpCode::Continuation, &[0xF4, 0x90]));
+        // No final fragment: the failure must come without it.
+        let (_, res, _) = run(&[&w], 1000);
+        assert_eq!(res.unwrap_err().code, CloseCode::INVALID_DATA);
+        // Within one partially received frame too.
+        let w = frame(true, OpCode::Text, &[b'a', b'b', 0xFF, b'c', b'd', b'e']);
+        let (_, res, _) = run(&[&w[..w.len() - 2]], 1000);
+        assert_eq!(res.unwrap_err().code, CloseCode::INVALID_DATA);
+        let w = frame(true, OpCode::Text, &[0xE2, 0x82]);
+        let (_, res, _) = run(&[&w], 1000);
+        assert_eq!(res.unwrap_err().code, CloseCode::INVALID_DATA);
+    }
+
+    #[test]
+    fn message_size_cap_is_1009_across_fragments() {
+        let (_, res, _) = run(&[&frame(true, OpCode::Binary, &[0; 101])], 100);
+        assert_eq!(res.unwrap_err().code, CloseCode::TOO_BIG);
+        let mut w = frame(false, OpCode::Binary, &[0; 60]);
+        w.extend(frame(true, OpCode::Continuation, &[0; 60]));
+        let (_, res, _) = run(&[&w], 100);
+        assert_eq!(res.unwrap_err().code, CloseCode::TOO_BIG);
+    }
+
+    #[test]
+    fn close_frames_are_validated() {
+        let mut p = 1000u16.to_be_bytes().to_vec();
+        p.extend_from_slice(b"bye");
+        let (ev, res, _) = run(&[&frame(true, OpCode::Close, &p)], 100);
+        assert_eq!(res, Ok(()));
+        assert_eq!(ev, vec![Owned::Close(Some(1000), "bye".into())]);
+        let (ev, _, _) = run(&[&frame(true, OpCode::Close, &[])], 100);
+        assert_eq!(ev, vec![Owned::Close(None, String::new())]);
+        for bad in [
+            0u16, 999, 1004, 1005, 1006, 1012, 1015, 2000, 2999, 5000, 65535,
+        ] {
+            let (_, res, _) = run(&[&frame(true, OpCode::Close, &bad.to_be_bytes())], 100);
+            assert_eq!(res.unwrap_err().code, CloseCode::PROTOCOL, "{bad}");
+        }
+        for good in [
+            1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+        ] {
+            let (_, res, _) = run(&[&frame(true, OpCode::Close, &good.to_be_bytes())], 100);
+            assert_eq!(res, Ok(()), "{good}");
+        }
+        let (_, res, _) = run(&[&frame(true, OpCode::Close, &[3])], 100);
+        assert_eq!(res.unwrap_err().code, CloseCode::PROTOCOL);
+        let (_, res, _) = run(&[&frame(true, OpCode::Close, &[3, 232, 0xFF])], 100);
+        assert_eq!(res.unwrap_err().code, CloseCode::INVALID_DATA);
+    }
+
+    #[test]
+    fn nothing_after_close_is_delivered() {
+        let mut w = frame(true, OpCode::Close, &1000u16.to_be_bytes());
+        w.extend(frame(true, OpCode::Text, b"late"));
+        let (ev, _, _) = run(&[&w], 100);
+        assert_eq!(ev.len(), 1);
+    }
+
+    #[test]
+    fn an_announced_length_alone_does_not_allocate_it() {
+        let mut state = None;
+        let mut w = vec![0x82, 0xFF];
+        w.extend_from_slice(&(1u64 << 30).to_be_bytes());
+        w.extend_from_slice(&[1, 2, 3, 4, 5]);
+        decode(&mut state, &mut w, 1 << 31, &mut |_| true).unwrap();
+        assert!(state.unwrap().heap_bytes() < 64 * 1024);
+    }
+}
