@@ -1,1 +1,301 @@
-fn main() {}
+//! The `herald` command line: run the push server, or stop / query a running one.
+
+use herald::push::{PushApp, PushConfig};
+use herald::{Limits, Protocol, Server};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const HELP: &str = "\
+herald: a real-time push server (WebSocket + text port + HTTP API, one thread)
+
+USAGE:
+    herald [start [-d]] [OPTIONS]    run the server (foreground unless -d)
+    herald stop [--pid-file PATH]    stop a daemon started with -d (SIGTERM)
+    herald status [--http ADDR]      print the running server's /stats
+
+LISTENERS (ADDR is IP:PORT, or `off`):
+    --ws ADDR              WebSocket listener        [default: 0.0.0.0:1234]
+    --text ADDR            internal text port        [default: 127.0.0.1:5678]
+    --http ADDR            HTTP API                  [default: 127.0.0.1:5679]
+    --reuse-port           set SO_REUSEPORT on the listeners
+    --routing              let clients send `uid:message` and `all:message`
+
+LIMITS:
+    --max-message BYTES    largest WebSocket message (1009 past it)   [1048576]
+    --max-head BYTES       largest HTTP request head (431 past it)     [8192]
+    --handshake-timeout MS deadline for a WebSocket handshake (408)    [10000]
+    --max-line BYTES       longest text-port line (`error` reply)      [65536]
+    --max-body BYTES       largest HTTP API body (413 past it)         [1048576]
+    --max-queued BYTES     send queue per connection (slow consumer)   [1048576]
+    --max-connections N    open connections, 0 = descriptor limit     [0]
+    --max-per-ip N         open connections per IP, 0 = unlimited      [0]
+    --max-uid BYTES        longest uid (1008 past it)                  [128]
+    --ping-interval S      ping WebSockets silent this long, 0 = off   [25]
+    --idle-timeout S       close connections silent this long, 0 = off [60]
+    --close-timeout MS     time allowed to finish a close              [5000]
+    --shutdown-grace MS    time allowed to flush on SIGTERM/SIGINT     [5000]
+
+PROCESS:
+    -d                     (with start) run as a daemon, writing the pid file
+    --pid-file PATH        pid file for start -d / stop     [default: herald.pid]
+    -h, --help             this help
+    -V, --version          version
+";
+
+struct Cli {
+    command: String,
+    daemon: bool,
+    ws: Option<SocketAddr>,
+    text: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    reuse_port: bool,
+    limits: Limits,
+    push: PushConfig,
+    pid_file: String,
+}
+
+fn parse_addr(flag: &str, v: &str) -> Result<Option<SocketAddr>, String> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse::<SocketAddr>().map(Some).map_err(|_| {
+        format!(
+            "{flag}: cannot parse address {v:?} (expected IP:PORT, e.g. 127.0.0.1:5678, or off)"
+        )
+    })
+}
+
+fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse::<T>()
+        .map_err(|_| format!("{flag}: expected a non-negative number, got {v:?}"))
+}
+
+fn parse_args(args: &[String]) -> Result<Cli, String> {
+    let mut cli = Cli {
+        command: "start".into(),
+        daemon: false,
+        ws: Some(([0, 0, 0, 0], 1234).into()),
+        text: Some(([127, 0, 0, 1], 5678).into()),
+        http: Some(([127, 0, 0, 1], 5679).into()),
+        reuse_port: false,
+        limits: Limits::default(),
+        push: PushConfig::default(),
+        pid_file: "herald.pid".into(),
+    };
+    let mut i = 0;
+    if let Some(first) = args.first() {
+        if matches!(first.as_str(), "start" | "stop" | "status") {
+            cli.command = first.clone();
+            i = 1;
+        }
+    }
+    while i < args.len() {
+        let flag = args[i].as_str();
+        let mut value = || -> Result<&str, String> {
+            i += 1;
+            args.get(i)
+                .map(String::as_str)
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag {
+            "-h" | "--help" => cli.command = "help".into(),
+            "-V" | "--version" => cli.command = "version".into(),
+            "-d" | "--daemon" => cli.daemon = true,
+            "--ws" => cli.ws = parse_addr(flag, value()?)?,
+            "--text" => cli.text = parse_addr(flag, value()?)?,
+            "--http" => cli.http = parse_addr(flag, value()?)?,
+            "--reuse-port" => cli.reuse_port = true,
+            "--routing" => cli.push.routing = true,
+            "--max-message" => cli.limits.max_message = parse_num(flag, value()?)?,
+            "--max-head" => cli.limits.max_head = parse_num(flag, value()?)?,
+            "--handshake-timeout" => cli.limits.handshake_timeout_ms = parse_num(flag, value()?)?,
+            "--max-line" => cli.limits.max_line = parse_num(flag, value()?)?,
+            "--max-body" => cli.limits.max_body = parse_num(flag, value()?)?,
+            "--max-queued" => cli.limits.max_queued = parse_num(flag, value()?)?,
+            "--max-connections" => cli.limits.max_connections = parse_num(flag, value()?)?,
+            "--max-per-ip" => cli.limits.max_per_ip = parse_num(flag, value()?)?,
+            "--max-uid" => cli.push.max_uid = parse_num(flag, value()?)?,
+            "--ping-interval" => cli.limits.ping_interval_s = parse_num(flag, value()?)?,
+            "--idle-timeout" => cli.limits.idle_timeout_s = parse_num(flag, value()?)?,
+            "--close-timeout" => cli.limits.close_timeout_ms = parse_num(flag, value()?)?,
+            "--shutdown-grace" => cli.limits.shutdown_grace_ms = parse_num(flag, value()?)?,
+            "--pid-file" => cli.pid_file = value()?.to_string(),
+            other => return Err(format!("unknown argument {other:?} (see herald --help)")),
+        }
+        i += 1;
+    }
+    if cli.limits.max_message == 0
+        || cli.limits.max_line == 0
+        || cli.limits.max_queued == 0
+        || cli.push.max_uid == 0
+    {
+        return Err(
+            "--max-message, --max-line, --max-queued and --max-uid must be at least 1".into(),
+        );
+    }
+    if cli.limits.max_head < 64 {
+        return Err("--max-head must be at least 64".into());
+    }
+    if cli.command == "start" && cli.ws.is_none() && cli.text.is_none() && cli.http.is_none() {
+        return Err("every listener is off: nothing to serve".into());
+    }
+    Ok(cli)
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let mut server = Server::new(cli.limits.clone(), PushApp::new(cli.push.clone()))
+        .map_err(|e| format!("cannot start the reactor: {e}"))?;
+    for (proto, addr) in [
+        (Protocol::WebSocket, cli.ws),
+        (Protocol::Text, cli.text),
+        (Protocol::Http, cli.http),
+    ] {
+        if let Some(addr) = addr {
+            server
+                .listen(proto, addr, cli.reuse_port)
+                .map_err(|e| format!("cannot listen on {addr} ({}): {e}", proto.name()))?;
+        }
+    }
+    server
+        .stop_on_signals()
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let (soft, hard) = server.context().nofile_limit();
+    let mut out = std::io::stdout().lock();
+    for (proto, addr) in server.listeners() {
+        let _ = writeln!(out, "herald: listening {} {}", proto.name(), addr);
+    }
+    let _ = writeln!(
+        out,
+        "herald: open-file limit {soft} (hard {hard}): at most about {} connections in this process",
+        soft.saturating_sub(100)
+    );
+    let _ = out.flush();
+    drop(out);
+    if cli.daemon {
+        herald::sys::daemonize().map_err(|e| format!("cannot daemonize: {e}"))?;
+        std::fs::write(&cli.pid_file, format!("{}\n", herald::sys::getpid()))
+            .map_err(|e| format!("cannot write pid file {}: {e}", cli.pid_file))?;
+    }
+    let rss = server.context().rss_bytes();
+    server.app().set_baseline_rss(rss);
+    let res = server.run().map_err(|e| format!("event loop failed: {e}"));
+    if cli.daemon {
+        let _ = std::fs::remove_file(&cli.pid_file);
+    }
+    res
+}
+
+fn stop(cli: &Cli) -> Result<(), String> {
+    let text = std::fs::read_to_string(&cli.pid_file).map_err(|e| {
+        format!(
+            "cannot read pid file {}: {e} (is herald running as a daemon?)",
+            cli.pid_file
+        )
+    })?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("pid file {} is corrupt", cli.pid_file))?;
+    herald::sys::kill(pid, herald::sys::SIGTERM)
+        .map_err(|e| format!("cannot signal pid {pid}: {e}"))?;
+    for _ in 0..100 {
+        if herald::sys::kill(pid, 0).is_err() {
+            println!("herald: stopped (pid {pid})");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("pid {pid} still running after 10 s"))
+}
+
+fn status(cli: &Cli) -> Result<(), String> {
+    let addr = cli
+        .http
+        .ok_or("status needs the HTTP listener (--http ADDR)")?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("herald is not answering on {addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    s.write_all(b"GET /stats HTTP/1.1\r\nHost: herald\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    println!("{body}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let res = match cli.command.as_str() {
+        "help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        "version" => {
+            println!("herald {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        "stop" => stop(&cli),
+        "status" => status(&cli),
+        _ => run(cli),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_seeds_ports() {
+        let c = parse_args(&[]).unwrap();
+        assert_eq!(c.ws.unwrap().port(), 1234);
+        assert_eq!(c.text.unwrap().to_string(), "127.0.0.1:5678");
+        assert!(!c.push.routing);
+    }
+
+    #[test]
+    fn flags_and_errors() {
+        let c = parse_args(&args(
+            "start --ws off --text 127.0.0.1:0 --max-line 10 --routing",
+        ))
+        .unwrap();
+        assert!(c.ws.is_none());
+        assert_eq!(c.limits.max_line, 10);
+        assert!(c.push.routing);
+        assert!(parse_args(&args("--ws nonsense"))
+            .unwrap_err()
+            .contains("cannot parse address"));
+        assert!(parse_args(&args("--max-line -1"))
+            .unwrap_err()
+            .contains("non-negative"));
+        assert!(parse_args(&args("--bogus"))
+            .unwrap_err()
+            .contains("unknown argument"));
+        assert!(parse_args(&args("--ws"))
+            .unwrap_err()
+            .contains("needs a value"));
+        assert!(parse_args(&args("--ws off --text off --http off"))
+            .unwrap_err()
+            .contains("nothing to serve"));
+    }
+}

@@ -1,2 +1,458 @@
-//! The push server of the seeds.
+//! The push server of the seeds: uid binding on the WebSocket, the text port
+//! for backends, optional client routing, and the HTTP API.
+
 pub mod command;
+
+use crate::reactor::{App, ConnId, Context, Message, Request, Response};
+use crate::ws::CloseCode;
+use command::Command;
+use std::fmt::Write as _;
+
+/// Settings of the push application (the reactor's are in [`crate::Limits`]).
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    /// Let bound clients send `uid:message` and `all:message` (the second
+    /// seed). Off by default: it lets any browser message any user.
+    pub routing: bool,
+    /// Longest uid in bytes; longer first messages close with 1008.
+    pub max_uid: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> PushConfig {
+        PushConfig {
+            routing: false,
+            max_uid: 128,
+        }
+    }
+}
+
+/// Push outcomes, for /stats and /metrics.
+#[derive(Clone, Debug, Default)]
+pub struct PushStats {
+    pub pushes_ok: u64,
+    pub pushes_fail: u64,
+    pub bad_requests: u64,
+}
+
+/// The push application.
+pub struct PushApp {
+    config: PushConfig,
+    stats: PushStats,
+    /// RSS when the server was ready, before any connection.
+    baseline_rss: u64,
+}
+
+impl PushApp {
+    pub fn new(config: PushConfig) -> PushApp {
+        PushApp {
+            config,
+            stats: PushStats::default(),
+            baseline_rss: 0,
+        }
+    }
+
+    /// Records the process RSS before connections arrive, for the
+    /// per-connection figure in /stats.
+    pub fn set_baseline_rss(&mut self, rss: u64) {
+        self.baseline_rss = rss;
+    }
+
+    pub fn stats(&self) -> &PushStats {
+        &self.stats
+    }
+
+    fn count(&mut self, delivered: usize) {
+        if delivered > 0 {
+            self.stats.pushes_ok += 1;
+        } else {
+            self.stats.pushes_fail += 1;
+        }
+    }
+
+    /// Runs one decoded command; `payload` is what recipients receive.
+    /// Returns the reply line for the text port.
+    fn run_command(&mut self, cx: &mut Context, cmd: &Command<'_>, payload: &str) -> String {
+        match cmd {
+            Command::Push(uid) => {
+                let n = cx.send_to_uid(uid, payload);
+                self.count(n);
+                if n > 0 { "ok" } else { "fail" }.to_string()
+            }
+            Command::PushMany(uids) => {
+                let n: usize = uids.iter().map(|u| cx.send_to_uid(u, payload)).sum();
+                self.count(n);
+                if n > 0 {
+                    format!("ok {n}")
+                } else {
+                    "fail".to_string()
+                }
+            }
+            Command::Broadcast => {
+                let n = cx.broadcast(payload);
+                self.count(n);
+                if n > 0 {
+                    format!("ok {n}")
+                } else {
+                    "fail".to_string()
+                }
+            }
+            Command::Online(uid) => cx.connections_of(uid).to_string(),
+            Command::Count => format!(
+                "{{\"uids\":{},\"connections\":{}}}",
+                cx.online_uids(),
+                cx.bound_connections()
+            ),
+        }
+    }
+
+    fn on_line(&mut self, cx: &mut Context, conn: ConnId, line: &[u8]) {
+        match command::parse(line) {
+            Ok(Command::Push(uid)) => {
+                // The hot path: no allocation for the reply.
+                // parse() checked that the line is UTF-8.
+                let text = std::str::from_utf8(line).unwrap_or_default();
+                let n = cx.send_to_uid(&uid, text);
+                self.count(n);
+                cx.send_line(conn, if n > 0 { b"ok" } else { b"fail" });
+            }
+            Ok(cmd) => {
+                let text = std::str::from_utf8(line).unwrap_or_default();
+                let reply = self.run_command(cx, &cmd, text);
+                cx.send_line(conn, reply.as_bytes());
+            }
+            Err(e) => {
+                self.stats.bad_requests += 1;
+                cx.send_line(conn, format!("error {e}").as_bytes());
+            }
+        }
+    }
+
+    fn on_ws_text(&mut self, cx: &mut Context, conn: ConnId, text: &str) {
+        if cx.uid(conn).is_none() {
+            if text.is_empty() {
+                cx.close(
+                    conn,
+                    CloseCode::POLICY,
+                    "empty uid: send your uid as the first message",
+                );
+            } else if text.len() > self.config.max_uid {
+                let reason = format!("uid too long (max {} bytes)", self.config.max_uid);
+                cx.close(conn, CloseCode::POLICY, &reason);
+            } else {
+                cx.bind_uid(conn, text);
+            }
+            return;
+        }
+        if !self.config.routing {
+            // Without routing, clients only listen; their messages are ignored.
+            return;
+        }
+        match text.split_once(':') {
+            None => {
+                cx.send_text(conn, "error expected uid:message or all:message");
+            }
+            Some(("all", msg)) => {
+                let n = cx.broadcast(msg);
+                self.count(n);
+            }
+            Some((uid, msg)) => {
+                let n = cx.send_to_uid(uid, msg);
+                self.count(n);
+                if n == 0 {
+                    // Nothing accepted is silently lost: tell the sender.
+                    cx.send_text(conn, &format!("fail {uid}"));
+                }
+            }
+        }
+    }
+
+    fn http(&mut self, cx: &mut Context, req: &Request<'_>) -> Response {
+        match (req.method, req.path) {
+            ("POST", "/push") => {
+                let body = req.body.strip_suffix(b"\n").unwrap_or(req.body);
+                let body = body.strip_suffix(b"\r").unwrap_or(body);
+                match command::parse(body) {
+                    Ok(cmd @ (Command::Push(_) | Command::PushMany(_) | Command::Broadcast)) => {
+                        let text = std::str::from_utf8(body).unwrap_or_default();
+                        let reply = self.run_command(cx, &cmd, text);
+                        let delivered = reply
+                            .strip_prefix("ok")
+                            .map_or(0, |n| n.trim().parse().unwrap_or(1));
+                        Response::json(
+                            200,
+                            format!("{{\"ok\":{},\"delivered\":{delivered}}}", delivered > 0),
+                        )
+                    }
+                    Ok(_) => {
+                        self.stats.bad_requests += 1;
+                        json_error(400, "POST /push takes \"uid\", \"uids\" or \"all\"; use GET /online for queries")
+                    }
+                    Err(e) => {
+                        self.stats.bad_requests += 1;
+                        json_error(400, &e.to_string())
+                    }
+                }
+            }
+            ("GET", "/online") => match crate::http::query_param(req.query, "uid") {
+                Some(uid) => {
+                    let n = cx.connections_of(&uid);
+                    Response::json(
+                        200,
+                        format!(
+                            "{{\"uid\":{},\"online\":{},\"connections\":{n}}}",
+                            serde_json::Value::from(uid),
+                            n > 0
+                        ),
+                    )
+                }
+                None => Response::json(
+                    200,
+                    format!(
+                        "{{\"uids\":{},\"connections\":{}}}",
+                        cx.online_uids(),
+                        cx.bound_connections()
+                    ),
+                ),
+            },
+            ("GET", "/stats") => Response::json(200, self.stats_json(cx)),
+            ("GET", "/metrics") => Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4",
+                body: self.metrics(cx).into_bytes(),
+            },
+            ("GET", "/") => Response::text(
+                200,
+                "herald push server: POST /push, GET /online[?uid=U], GET /stats, GET /metrics",
+            ),
+            (_, "/push" | "/online" | "/stats" | "/metrics") => {
+                json_error(405, "method not allowed")
+            }
+            _ => json_error(404, "not found"),
+        }
+    }
+
+    fn footprint(&self, cx: &Context) -> (u64, u64, u64) {
+        let rss = cx.rss_bytes();
+        let conns = cx.open_connections() as u64;
+        let per_conn = if conns > 0 {
+            rss.saturating_sub(self.baseline_rss) / conns
+        } else {
+            0
+        };
+        (rss, per_conn, cx.footprint_bytes() as u64)
+    }
+
+    /// The /stats document.
+    pub fn stats_json(&self, cx: &Context) -> String {
+        let s = cx.stats();
+        let (rss, per_conn, footprint) = self.footprint(cx);
+        let (soft, hard) = cx.nofile_limit();
+        format!(
+            concat!(
+                "{{\"connections\":{},\"bound_connections\":{},\"uids\":{},",
+                "\"accepted\":{},\"refused\":{},\"handshake_failures\":{},\"protocol_errors\":{},",
+                "\"messages_in\":{},\"messages_out\":{},\"bytes_in\":{},\"bytes_out\":{},",
+                "\"pushes_ok\":{},\"pushes_fail\":{},\"bad_requests\":{},",
+                "\"dropped\":{},\"slow_consumers_closed\":{},\"timeouts\":{},",
+                "\"rss_bytes\":{},\"rss_per_connection\":{},\"footprint_bytes\":{},\"slot_bytes\":{},",
+                "\"nofile_soft\":{},\"nofile_hard\":{},\"uptime_seconds\":{}}}"
+            ),
+            cx.open_connections(),
+            cx.bound_connections(),
+            cx.online_uids(),
+            s.accepted,
+            s.refused,
+            s.handshake_failures,
+            s.protocol_errors,
+            s.messages_in,
+            s.messages_out,
+            s.bytes_in,
+            s.bytes_out,
+            self.stats.pushes_ok,
+            self.stats.pushes_fail,
+            self.stats.bad_requests,
+            s.dropped,
+            s.slow_consumers_closed,
+            s.timeouts,
+            rss,
+            per_conn,
+            footprint,
+            cx.slot_bytes(),
+            soft,
+            hard,
+            cx.uptime_s(),
+        )
+    }
+
+    /// The /metrics document (Prometheus text format 0.0.4).
+    pub fn metrics(&self, cx: &Context) -> String {
+        let s = cx.stats();
+        let (rss, per_conn, footprint) = self.footprint(cx);
+        let mut m = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = write!(
+                m,
+                "# HELP herald_{name} {help}\n# TYPE herald_{name} {kind}\nherald_{name} {value}\n"
+            );
+        };
+        metric(
+            "connections",
+            "gauge",
+            "Open connections, all listeners.",
+            cx.open_connections() as u64,
+        );
+        metric(
+            "bound_connections",
+            "gauge",
+            "WebSocket connections bound to a uid.",
+            cx.bound_connections() as u64,
+        );
+        metric(
+            "bound_uids",
+            "gauge",
+            "Distinct uids online.",
+            cx.online_uids() as u64,
+        );
+        metric(
+            "accepted_total",
+            "counter",
+            "Connections accepted.",
+            s.accepted,
+        );
+        metric(
+            "refused_total",
+            "counter",
+            "Connections refused by a limit.",
+            s.refused,
+        );
+        metric(
+            "handshake_failures_total",
+            "counter",
+            "Failed WebSocket handshakes.",
+            s.handshake_failures,
+        );
+        metric(
+            "protocol_errors_total",
+            "counter",
+            "Connections closed for protocol errors.",
+            s.protocol_errors,
+        );
+        metric(
+            "messages_in_total",
+            "counter",
+            "Messages, lines and requests received.",
+            s.messages_in,
+        );
+        metric(
+            "messages_out_total",
+            "counter",
+            "Messages and lines queued for sending.",
+            s.messages_out,
+        );
+        metric(
+            "bytes_in_total",
+            "counter",
+            "Bytes read from sockets.",
+            s.bytes_in,
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to sockets.",
+            s.bytes_out,
+        );
+        metric(
+            "pushes_ok_total",
+            "counter",
+            "Pushes that reached at least one connection.",
+            self.stats.pushes_ok,
+        );
+        metric(
+            "pushes_fail_total",
+            "counter",
+            "Pushes that reached no connection.",
+            self.stats.pushes_fail,
+        );
+        metric(
+            "bad_requests_total",
+            "counter",
+            "Refused text-port lines and API requests.",
+            self.stats.bad_requests,
+        );
+        metric(
+            "dropped_total",
+            "counter",
+            "Sends refused (closing or slow connection).",
+            s.dropped,
+        );
+        metric(
+            "slow_consumers_closed_total",
+            "counter",
+            "Connections closed for a full send queue.",
+            s.slow_consumers_closed,
+        );
+        metric(
+            "timeouts_total",
+            "counter",
+            "Connections closed by a timeout.",
+            s.timeouts,
+        );
+        metric(
+            "resident_memory_bytes",
+            "gauge",
+            "Resident set size of the process.",
+            rss,
+        );
+        metric(
+            "rss_per_connection_bytes",
+            "gauge",
+            "RSS growth since start divided by open connections.",
+            per_conn,
+        );
+        metric(
+            "footprint_bytes",
+            "gauge",
+            "Memory herald holds for connections (computed).",
+            footprint,
+        );
+        metric(
+            "uptime_seconds",
+            "counter",
+            "Seconds since start.",
+            cx.uptime_s(),
+        );
+        m
+    }
+}
+
+fn json_error(status: u16, msg: &str) -> Response {
+    Response::json(
+        status,
+        format!("{{\"error\":{}}}", serde_json::Value::from(msg)),
+    )
+}
+
+impl App for PushApp {
+    fn on_message(&mut self, cx: &mut Context, conn: ConnId, msg: Message<'_>) {
+        match msg {
+            Message::Line(line) => self.on_line(cx, conn, line),
+            Message::Text(t) => self.on_ws_text(cx, conn, t),
+            Message::Binary(_) => {
+                if cx.uid(conn).is_none() {
+                    cx.close(
+                        conn,
+                        CloseCode::UNSUPPORTED,
+                        "the first message must be your uid, as text",
+                    );
+                } else if self.config.routing {
+                    cx.send_text(conn, "error binary messages are not routed");
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, cx: &mut Context, _conn: ConnId, req: &Request<'_>) -> Response {
+        self.http(cx, req)
+    }
+}
