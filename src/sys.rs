@@ -362,7 +362,7 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
         syscall!(setrlimit(libc::RLIMIT_NOFILE, &want))?;
         lim.rlim_cur = lim.rlim_max;
     }
-    Ok((lim.rlim_cur as u64, lim.rlim_max as u64))
+    Ok((lim.rlim_cur, lim.rlim_max))
 }
 
 /// Blocks SIGINT, SIGTERM (and SIGPIPE) for the thread and returns a

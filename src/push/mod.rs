@@ -235,11 +235,10 @@ impl PushApp {
     fn footprint(&self, cx: &Context) -> (u64, u64, u64) {
         let rss = cx.rss_bytes();
         let conns = cx.open_connections() as u64;
-        let per_conn = if conns > 0 {
-            rss.saturating_sub(self.baseline_rss) / conns
-        } else {
-            0
-        };
+        let per_conn = rss
+            .saturating_sub(self.baseline_rss)
+            .checked_div(conns)
+            .unwrap_or(0);
         (rss, per_conn, cx.footprint_bytes() as u64)
     }
 
