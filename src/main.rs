@@ -44,6 +44,7 @@ PROCESS:
     -V, --version          version
 ";
 
+#[derive(Debug)]
 struct Cli {
     command: String,
     daemon: bool,
