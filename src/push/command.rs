@@ -440,7 +440,7 @@ mod tests {
             (b"[1]", "expected a JSON object"),
             (b"{\"uid\":\"a\"", "malformed JSON"),
             (b"{\"uid\":\"a\"} x", "trailing"),
-            (b"{\"uid\":01}", "trailing"),
+            (b"{\"uid\":01}", "malformed"),
             (b"{\"uid\":\"a\",}", "malformed"),
             (b"{\"uid\":tru}", "malformed"),
             (b"{\"uid\":\"a\x01\"}", "control character"),
