@@ -1,0 +1,105 @@
+// A real browser runs the seed's client code against herald; a backend pushes
+// through the text port; the page must show the pushed message.
+//
+// usage: node seed.test.js PATH_TO_HERALD_BINARY
+'use strict';
+const { spawn } = require('child_process');
+const net = require('net');
+const { chromium } = require('playwright-core');
+
+const HERALD = process.argv[2];
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const deadline = setTimeout(() => fail('timed out after 60 s'), 60_000);
+
+let herald;
+let browser;
+
+async function cleanup() {
+  clearTimeout(deadline);
+  if (browser) await browser.close().catch(() => {});
+  if (herald) herald.kill('SIGKILL');
+}
+
+async function fail(msg) {
+  console.error('FAIL: ' + msg);
+  await cleanup();
+  process.exit(1);
+}
+
+function startHerald() {
+  return new Promise((resolve, reject) => {
+    herald = spawn(HERALD, ['--ws', '127.0.0.1:0', '--text', '127.0.0.1:0', '--http', 'off'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const ports = {};
+    let buf = '';
+    herald.stdout.on('data', (d) => {
+      buf += d;
+      for (const m of buf.matchAll(/herald: listening (ws|text) 127\.0\.0\.1:(\d+)/g)) ports[m[1]] = +m[2];
+      if (ports.ws && ports.text) resolve(ports);
+    });
+    herald.on('exit', (code) => reject(new Error('herald exited with ' + code)));
+  });
+}
+
+// The PHP backend of the seed: connect, write JSON + "\n", read the reply.
+function textPort(port, line) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(line + '\n'));
+    let got = '';
+    s.on('data', (d) => {
+      got += d;
+      if (got.includes('\n')) {
+        s.end();
+        resolve(got.trim());
+      }
+    });
+    s.on('error', reject);
+    s.setTimeout(5000, () => reject(new Error('text port timeout')));
+  });
+}
+
+(async () => {
+  const ports = await startHerald();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+  });
+  const page = await browser.newPage();
+  const alerts = [];
+  page.on('dialog', async (d) => {
+    alerts.push(d.message());
+    await d.dismiss();
+  });
+  // The seed's client code, unchanged but for the port.
+  await page.setContent(`<!doctype html><body><pre id="log"></pre><script>
+var ws = new WebSocket('ws://127.0.0.1:${ports.ws}');
+ws.onopen = function(){
+    var uid = 'uid1';
+    ws.send(uid);
+};
+ws.onmessage = function(e){
+    document.getElementById('log').textContent += e.data + '\\n';
+    alert(e.data);
+};
+</script></body>`);
+
+  // Wait until the browser's uid is bound.
+  for (let i = 0; ; i++) {
+    if ((await textPort(ports.text, '{"online":"uid1"}')) === '1') break;
+    if (i > 100) return fail('uid1 never came online');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const line = '{"uid":"uid1","percent":"88%"}';
+  const reply = await textPort(ports.text, line);
+  if (reply !== 'ok') return fail(`push reply was ${JSON.stringify(reply)}, expected "ok"`);
+  const offline = await textPort(ports.text, '{"uid":"uid2","percent":"1%"}');
+  if (offline !== 'fail') return fail(`push to an offline uid replied ${JSON.stringify(offline)}`);
+
+  await page.waitForFunction((l) => document.getElementById('log').textContent.includes(l), line, { timeout: 10_000 });
+  for (let i = 0; i < 100 && alerts.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  if (alerts[0] !== line) return fail(`alert showed ${JSON.stringify(alerts[0])}, expected ${line}`);
+  console.log(`ok: Chromium ${browser.version()} received ${line} from herald (alert + page)`);
+  await cleanup();
+  process.exit(0);
+})().catch((e) => fail(e.stack || String(e)));
