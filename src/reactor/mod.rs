@@ -1117,11 +1117,16 @@ impl<A: App> Server<A> {
             u32::MAX
         };
         if kind == WS && ping_after > 0 {
-            if idle >= ping_after && flags & PINGED == 0 {
-                cx.slots[idx as usize].flags |= PINGED;
-                // An empty ping: two bytes, no allocation.
-                cx.queue_raw(idx, &[0x80 | OpCode::Ping.bits(), 0]);
-            } else if flags & PINGED == 0 {
+            if idle >= ping_after {
+                if flags & PINGED == 0 {
+                    cx.slots[idx as usize].flags |= PINGED;
+                    // An empty ping: two bytes, no allocation.
+                    cx.queue_raw(idx, &[0x80 | OpCode::Ping.bits(), 0]);
+                }
+                // Look again one interval on: by then the peer has answered
+                // (moving `t`) or the idle deadline decides.
+                next = next.min(now + ping_after);
+            } else {
                 next = next.min(t + ping_after);
             }
         }
