@@ -22,7 +22,11 @@ impl App for Chat {
         match msg {
             Message::Text(nick) if cx.uid(conn).is_none() => {
                 if nick.is_empty() || nick.len() > 32 || nick.contains(':') {
-                    cx.close(conn, herald::ws::CloseCode::POLICY, "nickname: 1-32 bytes, no colon");
+                    cx.close(
+                        conn,
+                        herald::ws::CloseCode::POLICY,
+                        "nickname: 1-32 bytes, no colon",
+                    );
                     return;
                 }
                 cx.bind_uid(conn, nick);
