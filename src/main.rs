@@ -159,9 +159,6 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("cannot listen on {addr} ({}): {e}", proto.name()))?;
         }
     }
-    server
-        .stop_on_signals()
-        .map_err(|e| format!("cannot handle signals: {e}"))?;
     let (soft, hard) = server.context().nofile_limit();
     let mut out = std::io::stdout().lock();
     for (proto, addr) in server.listeners() {
@@ -175,10 +172,14 @@ fn run(cli: Cli) -> Result<(), String> {
     let _ = out.flush();
     drop(out);
     if cli.daemon {
-        herald::sys::daemonize().map_err(|e| format!("cannot daemonize: {e}"))?;
-        std::fs::write(&cli.pid_file, format!("{}\n", herald::sys::getpid()))
-            .map_err(|e| format!("cannot write pid file {}: {e}", cli.pid_file))?;
+        herald::sys::daemonize(std::path::Path::new(&cli.pid_file))
+            .map_err(|e| format!("cannot daemonize: {e}"))?;
     }
+    // After daemonizing: a signalfd registered with epoll before a fork keeps
+    // reporting the parent's signals, not the child's.
+    server
+        .stop_on_signals()
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
     let rss = server.context().rss_bytes();
     server.app().set_baseline_rss(rss);
     let res = server.run().map_err(|e| format!("event loop failed: {e}"));

@@ -426,15 +426,25 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
 
 pub const SIGTERM: i32 = libc::SIGTERM;
 
-/// Detaches from the terminal: fork (the parent exits 0), new session,
-/// standard streams to /dev/null. Returns in the child only.
-pub fn daemonize() -> io::Result<()> {
-    // SAFETY (syscall!): fork in a single-threaded process before any listener
-    // thread exists; the child continues with a copy of this thread only.
+/// Detaches from the terminal: fork, the parent writes the child's pid to
+/// `pid_file` (so the file exists when the parent exits) and exits 0; the
+/// child starts a new session with its standard streams on /dev/null.
+/// Returns in the child only.
+pub fn daemonize(pid_file: &std::path::Path) -> io::Result<()> {
+    // SAFETY (syscall!): fork in a single-threaded process; the child
+    // continues with a copy of this one thread.
     let pid = syscall!(fork())?;
     if pid > 0 {
+        let code = match std::fs::write(pid_file, format!("{pid}\n")) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("herald: cannot write pid file {}: {e}", pid_file.display());
+                let _ = kill(pid, libc::SIGKILL);
+                1
+            }
+        };
         // SAFETY: _exit skips destructors that belong to the child now.
-        unsafe { libc::_exit(0) };
+        unsafe { libc::_exit(code) };
     }
     syscall!(setsid())?;
     let null = open_dev_null()?;
@@ -444,11 +454,6 @@ pub fn daemonize() -> io::Result<()> {
     }
     close(null);
     Ok(())
-}
-
-pub fn getpid() -> i32 {
-    // SAFETY: getpid has no preconditions.
-    unsafe { libc::getpid() }
 }
 
 /// Resident set size of this process in bytes, from /proc/self/statm.
