@@ -258,6 +258,8 @@ pub struct Context {
 }
 
 const READ_BUF: usize = 64 * 1024;
+/// Messages at least this big skip the send queue when it is empty.
+const DIRECT_WRITE_MIN: usize = 16 * 1024;
 /// Send buffers kept for reuse: bounded in count and size (at most 1 MiB).
 const POOL_MAX: usize = 128;
 const POOL_BUF_MAX: usize = 8 * 1024;
@@ -551,10 +553,36 @@ impl Context {
             self.slow_consumer(idx);
             return false;
         }
+        self.stats.messages_out += 1;
+        let (a, b) = if s.out.is_none() && a.len() + b.len() >= DIRECT_WRITE_MIN {
+            // Nothing queued before it: send a big message straight from the
+            // caller's buffer (header and payload gathered in one sendmsg) and
+            // copy only what the socket did not take.
+            match sys::write2(s.fd, a, b) {
+                Ok(n) => {
+                    self.stats.bytes_out += n as u64;
+                    if n >= a.len() {
+                        (&[][..], &b[n - a.len()..])
+                    } else {
+                        (&a[n..], b)
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (a, b),
+                Err(_) => {
+                    self.kill(idx, false);
+                    return false;
+                }
+            }
+        } else {
+            (a, b)
+        };
+        if a.is_empty() && b.is_empty() {
+            return true;
+        }
         let out = self.out_buf(idx);
+        out.reserve(a.len() + b.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b);
-        self.stats.messages_out += 1;
         true
     }
 
