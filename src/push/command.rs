@@ -134,16 +134,40 @@ impl<'a> Scanner<'a> {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 1,
                 Some(b'u') => {
                     self.i += 1;
-                    for _ in 0..4 {
-                        match self.peek() {
-                            Some(c) if c.is_ascii_hexdigit() => self.i += 1,
-                            _ => return self.err("bad \\u escape"),
+                    let unit = self.hex4()?;
+                    match unit {
+                        // A high surrogate must be followed by a low one.
+                        0xD800..=0xDBFF => {
+                            if !self.b[self.i..].starts_with(b"\\u") {
+                                return self.err("lone surrogate in \\u escape");
+                            }
+                            self.i += 2;
+                            if !(0xDC00..=0xDFFF).contains(&self.hex4()?) {
+                                return self.err("lone surrogate in \\u escape");
+                            }
                         }
+                        0xDC00..=0xDFFF => return self.err("lone surrogate in \\u escape"),
+                        _ => {}
                     }
                 }
                 _ => return self.err("bad escape"),
             }
         }
+    }
+
+    /// Four hex digits of a `\\u` escape.
+    fn hex4(&mut self) -> Res<u32> {
+        let mut v = 0;
+        for _ in 0..4 {
+            match self.peek().and_then(|c| (c as char).to_digit(16)) {
+                Some(d) => {
+                    v = v * 16 + d;
+                    self.i += 1;
+                }
+                None => return self.err("bad \\u escape"),
+            }
+        }
+        Ok(v)
     }
 
     fn digits(&mut self) -> usize {
@@ -491,6 +515,9 @@ mod tests {
             r#"{"uid":"a","n":1.}"#,
             r#"{"uid":"a","n":-}"#,
             r#"{"uid":"a","s":"\ud83d\ude00"}"#,
+            r#"{"uid":"a","s":"\ud800"}"#,
+            r#"{"uid":"a","s":"\ude00x"}"#,
+            r#"{"uid":"a","s":"\ud800\u0041"}"#,
             r#"{"uid":"a","o":{"k":[true,false,null]}}"#,
             r#"{"uid":"a" "b":1}"#,
         ] {

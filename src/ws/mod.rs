@@ -228,6 +228,13 @@ fn decode_inner(
                     if p.message == Some(OpCode::Text) && p.utf8.feed(chunk).is_err() {
                         return Err(Failure::new(CloseCode::INVALID_DATA, "text is not UTF-8"));
                     }
+                    let need = p.body.len() + n;
+                    if need > p.body.capacity() {
+                        // Grow by doubling but never past the message cap
+                        // (plain doubling could reserve twice the cap).
+                        let target = (p.body.capacity() * 2).max(need).min(max_message.max(need));
+                        p.body.reserve_exact(target - p.body.len());
+                    }
                     p.body.extend_from_slice(chunk);
                 }
                 if f.remaining > 0 {
@@ -499,6 +506,18 @@ mod tests {
         w.extend(frame(true, OpCode::Text, b"late"));
         let (ev, _, _) = run(&[&w], 100);
         assert_eq!(ev.len(), 1);
+    }
+
+    #[test]
+    fn assembly_never_reserves_past_the_message_cap() {
+        let max = 100_000;
+        let mut state = None;
+        let mut w = frame(false, OpCode::Binary, &vec![1u8; 70_000]);
+        w.extend(frame(false, OpCode::Continuation, &vec![2u8; 29_000]));
+        for chunk in w.chunks_mut(1000) {
+            decode(&mut state, chunk, max, &mut |_| true).unwrap();
+        }
+        assert!(state.unwrap().body.capacity() <= max);
     }
 
     #[test]
