@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Compares herald with the Node.js `ws` peer under herald-bench.
+#
+# For each mode, the servers take turns (herald, node, herald, node, ...),
+# ROUNDS times each; every run gets a freshly started server on its own
+# ports, killed afterwards. Prints a markdown table of medians at the end and
+# keeps every line in target/bench-compare/<date>/.
+#
+#   benches/peers/run-compare.sh                      # the full comparison
+#   CONNS=500 IDLE_COUNTS=500,1000 LINES=5000 LAT_CONNS=200 RATE=1000 \
+#     LAT_SECONDS=2 TOTAL=2000 ROUNDS=1 benches/peers/run-compare.sh   # a smoke run
+#
+# Take figures on a quiet machine: nothing else compiling or testing.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+ROUNDS=${ROUNDS:-3}
+MODES=${MODES:-"idle broadcast push latency handshakes"}
+SERVERS=${SERVERS:-"herald node"}
+IDLE_COUNTS=${IDLE_COUNTS:-5000,10000,19000}
+CONNS=${CONNS:-10000}          # broadcast and push
+MESSAGES=${MESSAGES:-100}      # broadcast
+SIZE=${SIZE:-64}               # broadcast
+LINES=${LINES:-50000}          # push
+LAT_CONNS=${LAT_CONNS:-1000}   # latency
+RATE=${RATE:-5000}             # latency
+LAT_SECONDS=${LAT_SECONDS:-5}  # latency
+TOTAL=${TOTAL:-20000}          # handshakes
+CONCURRENCY=${CONCURRENCY:-64} # handshakes
+BASE_PORT=${BASE_PORT:-21000}  # below the ephemeral range (32768-60999 here)
+PHASE_TIMEOUT=${PHASE_TIMEOUT:-120}   # herald-bench --timeout: any one phase
+RUN_LIMIT=${RUN_LIMIT:-600}           # hard limit on one herald-bench run, seconds
+JOBS=${JOBS:-2}
+OUT=${OUT:-target/bench-compare/$(date +%Y%m%d-%H%M%S)}
+
+die() { echo "run-compare: $*" >&2; exit 1; }
+
+for m in $MODES; do
+  case $m in idle | broadcast | push | latency | handshakes) ;; *) die "unknown mode $m" ;; esac
+done
+for s in $SERVERS; do
+  case $s in herald | node) ;; *) die "unknown server $s (herald or node)" ;; esac
+done
+
+echo "== building herald and herald-bench (release)"
+cargo build --release -j "$JOBS" --bin herald --bin herald-bench || die "cargo build failed"
+HERALD=target/release/herald
+BENCH=target/release/herald-bench
+
+if [[ " $SERVERS " == *" node "* ]]; then
+  echo "== installing the node peer (benches/peers/node-ws)"
+  command -v node >/dev/null || die "node is not installed (apt-get install nodejs npm)"
+  (cd benches/peers/node-ws && { npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent; }) ||
+    die "npm could not install benches/peers/node-ws"
+fi
+
+# Both ends hold a descriptor per connection: take the hard limit (node
+# inherits it; herald and herald-bench raise their own).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+LOG=$OUT/log.txt
+: >"$RESULTS"
+: >"$LOG"
+
+# A rough estimate: connection setup ~3000/s, plus each mode's own time,
+# plus ~2 s per server start and stop.
+nservers=$(wc -w <<<"$SERVERS")
+max_idle=${IDLE_COUNTS##*,}
+est=0
+for m in $MODES; do
+  case $m in
+    idle) t=$((max_idle / 3000 + 8)) ;;
+    broadcast) t=$((CONNS / 3000 + 4)) ;;
+    push) t=$((CONNS / 3000 + LINES / 20000 + 4)) ;;
+    latency) t=$((LAT_CONNS / 3000 + LAT_SECONDS + 4)) ;;
+    handshakes) t=$((TOTAL / 4000 + 2)) ;;
+  esac
+  est=$((est + (t + 2) * ROUNDS * nservers))
+done
+runs=$(($(wc -w <<<"$MODES") * ROUNDS * nservers))
+echo "== $runs runs ($MODES) x ($SERVERS) x $ROUNDS rounds: about $((est / 60 + 1)) min;" \
+  "each run is cut after $RUN_LIMIT s, so at most $((runs * (RUN_LIMIT + 12) / 60)) min"
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "machine: $(uname -srm), $(nproc) cores"
+  echo "herald: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  if command -v node >/dev/null; then
+    echo "node: $(node --version), ws $(node -p "require('./benches/peers/node-ws/node_modules/ws/package.json').version" 2>/dev/null || echo '?')"
+  fi
+} | tee "$OUT/machine.txt"
+
+port=$BASE_PORT
+port_free() { [ -z "$(ss -Htln "( sport = :$1 )" 2>/dev/null)" ]; }
+next_ports() {
+  while ! port_free "$port" || ! port_free $((port + 1)); do port=$((port + 2)); done
+  WS_PORT=$port
+  TEXT_PORT=$((port + 1))
+  port=$((port + 2))
+}
+
+SERVER_PID=
+start_server() {
+  local name=$1 slog=$OUT/server-$1-$WS_PORT.log
+  case $name in
+    herald) "$HERALD" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http off --routing >"$slog" 2>&1 & ;;
+    node) node benches/peers/node-ws/server.js "$WS_PORT" "$TEXT_PORT" 127.0.0.1 >"$slog" 2>&1 & ;;
+  esac
+  SERVER_PID=$!
+  # Both servers print a "listening ws" and a "listening text" line once bound.
+  for _ in $(seq 100); do
+    if grep -q "listening ws" "$slog" && grep -q "listening text" "$slog"; then return 0; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "run-compare: $name did not start; its output:" >&2
+  cat "$slog" >&2
+  stop_server
+  return 1
+}
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=
+  fi
+}
+trap 'stop_server' EXIT
+trap 'stop_server; exit 130' INT TERM
+
+bench_args() { # mode server
+  local ws=127.0.0.1:$WS_PORT text=127.0.0.1:$TEXT_PORT
+  local common=(--label "$2" --timeout "$PHASE_TIMEOUT")
+  case $1 in
+    idle) echo idle --ws "$ws" --text "$text" --pid "$SERVER_PID" --counts "$IDLE_COUNTS" "${common[@]}" ;;
+    broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" --size "$SIZE" --runs 1 "${common[@]}" ;;
+    push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" --runs 1 "${common[@]}" ;;
+    latency) echo latency --ws "$ws" --text "$text" --conns "$LAT_CONNS" --rate "$RATE" --seconds "$LAT_SECONDS" --runs 1 "${common[@]}" ;;
+    handshakes) echo handshakes --ws "$ws" --total "$TOTAL" --concurrency "$CONCURRENCY" --runs 1 "${common[@]}" ;;
+  esac
+}
+
+failures=()
+started=$(date +%s)
+for mode in $MODES; do
+  for round in $(seq "$ROUNDS"); do
+    for server in $SERVERS; do
+      next_ports
+      echo "== $mode, round $round/$ROUNDS: $server (ws :$WS_PORT, text :$TEXT_PORT)" | tee -a "$LOG"
+      if ! start_server "$server"; then
+        failures+=("$mode/$server/round $round: server did not start")
+        continue
+      fi
+      # shellcheck disable=SC2046 # the arguments contain no spaces
+      timeout "$RUN_LIMIT" "$BENCH" $(bench_args "$mode" "$server") >"$OUT/run.out" 2>&1
+      rc=$?
+      grep '^{' "$OUT/run.out" >>"$RESULTS"
+      grep -v '^{' "$OUT/run.out" | tee -a "$LOG"
+      if [ $rc -ne 0 ]; then
+        failures+=("$mode/$server/round $round: exit $rc")
+      fi
+      stop_server
+      sleep 1 # let the closed connections go before the next server starts
+    done
+  done
+done
+rm -f "$OUT/run.out"
+
+echo
+echo "== medians ($ROUNDS round(s) each; $(($(date +%s) - started)) s in all); files in $OUT"
+echo
+cat "$OUT/machine.txt"
+echo
+"$BENCH" table "$RESULTS" | tee "$OUT/table.md"
+if [ ${#failures[@]} -gt 0 ]; then
+  echo
+  printf 'FAILED: %s\n' "${failures[@]}"
+  exit 1
+fi

@@ -1,0 +1,154 @@
+//! Command-line flags of each mode: declared once, parsed, and printed back
+//! with every value explicit so that a run can be reproduced exactly.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::str::FromStr;
+
+/// One `--name VALUE` flag of a mode.
+pub struct Flag {
+    pub name: &'static str,
+    /// `None`: no default (required, or optional when the mode says so).
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+}
+
+pub const fn flag(name: &'static str, default: Option<&'static str>, help: &'static str) -> Flag {
+    Flag {
+        name,
+        default,
+        help,
+    }
+}
+
+/// The parsed flags of one mode, in declaration order.
+pub struct Args {
+    pub mode: &'static str,
+    values: Vec<(&'static str, Option<String>)>,
+}
+
+pub fn parse(mode: &'static str, flags: &[Flag], args: &[String]) -> Result<Args, String> {
+    let mut values: Vec<(&'static str, Option<String>)> = flags
+        .iter()
+        .map(|f| (f.name, f.default.map(String::from)))
+        .collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let Some(slot) = values.iter_mut().find(|(n, _)| *n == name) else {
+            return Err(format!(
+                "{mode}: unknown argument {a:?} (see herald-bench {mode} --help)"
+            ));
+        };
+        let v = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .cloned()
+                .ok_or_else(|| format!("{mode}: {name} needs a value"))?,
+        };
+        slot.1 = Some(v);
+    }
+    Ok(Args { mode, values })
+}
+
+pub fn usage(mode: &str, about: &str, flags: &[Flag]) -> String {
+    let mut s = format!("herald-bench {mode}: {about}\n\nFLAGS:\n");
+    for f in flags {
+        let default = f.default.map(|d| format!(" [{d}]")).unwrap_or_default();
+        s.push_str(&format!("    {:<16} {}{default}\n", f.name, f.help));
+    }
+    s
+}
+
+impl Args {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, String> {
+        self.get(name)
+            .ok_or_else(|| format!("{}: {name} is required", self.mode))
+    }
+
+    pub fn num<T: FromStr>(&self, name: &str) -> Result<T, String> {
+        let v = self.required(name)?;
+        v.parse()
+            .map_err(|_| format!("{}: {name}: expected a number, got {v:?}", self.mode))
+    }
+
+    pub fn opt_num<T: FromStr>(&self, name: &str) -> Result<Option<T>, String> {
+        self.get(name).map(|_| self.num(name)).transpose()
+    }
+
+    pub fn addr(&self, name: &str) -> Result<SocketAddrV4, String> {
+        parse_v4(self.mode, name, self.required(name)?)
+    }
+
+    pub fn opt_addr(&self, name: &str) -> Result<Option<SocketAddrV4>, String> {
+        self.get(name)
+            .map(|v| parse_v4(self.mode, name, v))
+            .transpose()
+    }
+
+    pub fn list(&self, name: &str) -> Result<Vec<usize>, String> {
+        self.required(name)?
+            .split(',')
+            .map(|v| {
+                v.trim().parse().map_err(|_| {
+                    format!(
+                        "{}: {name}: expected numbers separated by commas",
+                        self.mode
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces a value (e.g. when a count is capped), so that the printed
+    /// command line says what was really run.
+    pub fn set(&mut self, name: &str, value: String) {
+        if let Some(slot) = self.values.iter_mut().find(|(n, _)| *n == name) {
+            slot.1 = Some(value);
+        }
+    }
+
+    /// The command line that reproduces this run, every value explicit.
+    pub fn command_line(&self) -> String {
+        let mut s = format!("herald-bench {}", self.mode);
+        for (name, v) in &self.values {
+            if let Some(v) = v {
+                s.push_str(&format!(" {name} {}", shell_word(v)));
+            }
+        }
+        s
+    }
+}
+
+fn parse_v4(mode: &str, name: &str, v: &str) -> Result<SocketAddrV4, String> {
+    match v.parse::<SocketAddr>() {
+        Ok(SocketAddr::V4(a)) => Ok(a),
+        Ok(SocketAddr::V6(_)) => Err(format!(
+            "{mode}: {name}: IPv6 targets are not supported; use an IPv4 address"
+        )),
+        Err(_) => Err(format!(
+            "{mode}: {name}: cannot parse {v:?} (expected IP:PORT, e.g. 127.0.0.1:1234)"
+        )),
+    }
+}
+
+fn shell_word(v: &str) -> String {
+    if !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.,:/=+@".contains(&b))
+    {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', r"'\''"))
+    }
+}

@@ -1,0 +1,136 @@
+//! `handshakes`: connection churn. Each connection connects, completes the
+//! opening handshake, sends a uid, then closes: close frame, the server's
+//! close frame, the server's end of stream (at most 2 s); C are in flight.
+
+use crate::cli::{flag, Args, Flag};
+use crate::fleet::{Event, Fleet};
+use crate::report::{fmt_num, median, median_of, Reporter};
+use crate::{check_fd_budget, label_of, params, Common};
+use serde_json::{json, Map};
+use std::time::{Duration, Instant};
+
+pub const ABOUT: &str = "connect + handshake + uid + close, C in flight (handshakes/s)";
+
+pub const FLAGS: &[Flag] = &[
+    flag("--ws", None, "WebSocket address of the server (required)"),
+    flag("--total", Some("20000"), "connections per run"),
+    flag("--concurrency", Some("64"), "connections in flight"),
+    flag(
+        "--runs",
+        Some("3"),
+        "measured runs (the median is the result)",
+    ),
+    flag("--label", Some("server"), "server name in the output"),
+    flag("--timeout", Some("120"), "seconds allowed for any one run"),
+    flag(
+        "--sources",
+        None,
+        "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
+    ),
+];
+
+/// Time a server gets to finish the closing handshake and close TCP.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+pub fn run(a: &mut Args) -> Result<(), String> {
+    let ws = a.addr("--ws")?;
+    let total: usize = a.num("--total")?;
+    let conc: usize = a.num("--concurrency")?;
+    let runs: usize = a.num("--runs")?;
+    if total == 0 || conc == 0 || runs == 0 {
+        return Err("handshakes: --total, --concurrency and --runs must be at least 1".into());
+    }
+    let conc = conc.min(total);
+    check_fd_budget("handshakes", conc)?;
+    let common = Common::from_args(a, conc, ws)?;
+    let rep = Reporter {
+        mode: "handshakes",
+        label: label_of(a, None),
+        command: a.command_line(),
+        params: params(a, &["--total", "--concurrency"]),
+    };
+    rep.start();
+    let mut fleet = Fleet::new(ws, common.sources.clone()).map_err(|e| e.to_string())?;
+    for _ in 0..conc {
+        fleet.add_client();
+    }
+    let mut values = Vec::new();
+    for run in 1..=runs {
+        let (mut started, mut completed, mut failed) = (0usize, 0usize, 0usize);
+        let mut first_failure: Option<String> = None;
+        let mut opened = Vec::new();
+        let mut freed = Vec::new();
+        let start = Instant::now();
+        let deadline = start + common.timeout;
+        for slot in 0..conc {
+            fleet.connect(slot)?;
+            started += 1;
+        }
+        while completed + failed < total {
+            let on_time = fleet.poll_before(deadline, &mut |ev| match ev {
+                Event::Open(i) => opened.push(i),
+                Event::Closed(i, end) => {
+                    if end.requested {
+                        completed += 1;
+                    } else {
+                        failed += 1;
+                        first_failure.get_or_insert_with(|| end.why.into_owned());
+                    }
+                    freed.push(i);
+                }
+                _ => {}
+            })?;
+            if !on_time {
+                break;
+            }
+            fleet.expire_closing(CLOSE_WAIT, &mut |ev| {
+                if let Event::Closed(i, end) = ev {
+                    failed += 1;
+                    first_failure.get_or_insert_with(|| end.why.into_owned());
+                    freed.push(i);
+                }
+            });
+            for i in opened.drain(..) {
+                fleet.send_text(i, format!("h{run}-{i}").as_bytes());
+                fleet.send_close(i);
+            }
+            for i in freed.drain(..) {
+                if started < total {
+                    fleet.connect(i)?;
+                    started += 1;
+                }
+            }
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        if completed + failed < total {
+            for slot in 0..conc {
+                fleet.abort(slot);
+            }
+            return Err(format!(
+                "run {run}: timed out after {} s: {completed} completed, {failed} failed of {total}",
+                common.timeout.as_secs()
+            ));
+        }
+        let rate = completed as f64 / elapsed;
+        println!(
+            "run {run}: {completed} handshakes ({conc} in flight) in {elapsed:.3} s = {} handshakes/s{}",
+            fmt_num(rate),
+            match &first_failure {
+                Some(why) => format!(" ({failed} FAILED, first: {why})"),
+                None => String::new(),
+            }
+        );
+        let mut extra = Map::new();
+        extra.insert("elapsed_s".into(), json!(elapsed));
+        extra.insert("completed".into(), json!(completed));
+        extra.insert("failed".into(), json!(failed));
+        rep.run(run, rate, "handshakes/s", extra);
+        values.push(rate);
+        // Let the server finish closing before the next run.
+        fleet.pump(Duration::from_millis(200), &mut |_| {})?;
+    }
+    let mut extra = Map::new();
+    extra.insert("runs".into(), json!(values));
+    rep.result(&median_of(runs), median(&values), "handshakes/s", extra);
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! What the machine allows and what a server costs, read from /proc: resident
+//! memory of any process, open-file limits, the ephemeral port range.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// Resident set size of process `pid` in bytes (VmRSS of /proc/PID/status).
+pub fn vm_rss_bytes(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {path}: {e} (is pid {pid} running?)"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| format!("no VmRSS line in {path}"))
+}
+
+/// The command name of process `pid` (/proc/PID/comm), used as a default label.
+pub fn comm(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The soft open-file limit of process `pid` ("Max open files" in /proc/PID/limits).
+pub fn nofile_soft_of(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The ephemeral port range used by connect (net.ipv4.ip_local_port_range).
+pub fn local_port_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|v| v.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+/// Which source addresses to connect from so that `conns` simultaneous
+/// connections to `dst` do not run out of ephemeral ports. Empty: one source
+/// is enough, the kernel picks it. `forced` asks for that many sources anyway.
+pub fn plan_sources(
+    conns: usize,
+    dst: SocketAddrV4,
+    forced: Option<usize>,
+) -> Result<Vec<Ipv4Addr>, String> {
+    let (lo, hi) = local_port_range();
+    // Linux gives connect() the even ports of the range first and scans them
+    // all before it takes odd ones, so connecting slows down sharply past
+    // half the range: use half of it per source, less a tenth for others.
+    let range = usize::from(hi.saturating_sub(lo)) + 1;
+    let per_source = range / 2 * 9 / 10;
+    let needed = conns.div_ceil(per_source.max(1));
+    let count = match forced {
+        Some(k) => k.max(needed),
+        None if needed <= 1 => return Ok(Vec::new()),
+        None => needed,
+    };
+    if !dst.ip().is_loopback() {
+        return Err(format!(
+            "{conns} connections need {count} source addresses (ephemeral ports {lo}-{hi}), \
+             but only a loopback target (127.x.x.x) can be reached from 127.0.0.2 and up"
+        ));
+    }
+    if count > 254 {
+        return Err(format!(
+            "{conns} connections would need {count} source addresses"
+        ));
+    }
+    Ok((1..=count as u8)
+        .map(|i| Ipv4Addr::new(127, 0, 0, i))
+        .collect())
+}
+
+/// Raises this process's open-file soft limit to the hard limit; returns the
+/// new soft limit.
+pub fn raise_nofile() -> u64 {
+    match herald::sys::raise_nofile_limit() {
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            eprintln!("herald-bench: cannot raise the open-file limit: {e}");
+            1024
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! `idle`: memory per idle bound connection, from the server's VmRSS.
+//!
+//! Opens connections in steps (each binds a uid `u<N>`), lets the server
+//! settle, and divides the RSS growth since the baseline by N.
+
+use crate::cli::{flag, Args, Flag};
+use crate::fleet::{Event, Fleet};
+use crate::report::{mib, Reporter};
+use crate::{host, label_of, params, Common};
+use serde_json::{json, Map};
+use std::time::{Duration, Instant};
+
+pub const ABOUT: &str = "server memory per idle bound connection (VmRSS growth / N)";
+
+pub const FLAGS: &[Flag] = &[
+    flag("--ws", None, "WebSocket address of the server (required)"),
+    flag(
+        "--pid",
+        None,
+        "pid of the server process, for /proc/PID/status (required)",
+    ),
+    flag(
+        "--counts",
+        Some("5000,10000,19000"),
+        "connection counts to measure at, ascending",
+    ),
+    flag(
+        "--text",
+        None,
+        "text port: settle probe by push (else by `probe:` routing)",
+    ),
+    flag(
+        "--settle-ms",
+        Some("500"),
+        "quiet time before reading VmRSS at each step",
+    ),
+    flag(
+        "--hold",
+        Some("0"),
+        "seconds to keep the connections open at the end",
+    ),
+    flag(
+        "--label",
+        None,
+        "server name in the output [from /proc/PID/comm]",
+    ),
+    flag(
+        "--timeout",
+        Some("120"),
+        "seconds allowed for any one phase",
+    ),
+    flag(
+        "--window",
+        Some("256"),
+        "handshakes in flight while opening",
+    ),
+    flag(
+        "--sources",
+        None,
+        "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
+    ),
+];
+
+/// Descriptors this process keeps for itself (stdio, epoll, text port, probe).
+const OWN_RESERVE: u64 = 32;
+/// Descriptors a server keeps besides connections (listeners, epoll, spares).
+const SERVER_RESERVE: u64 = 64;
+const PROBE_UID: &str = "probe";
+
+pub fn run(a: &mut Args) -> Result<(), String> {
+    let ws = a.addr("--ws")?;
+    let pid: u32 = a.num("--pid")?;
+    let text = a.opt_addr("--text")?;
+    let settle = Duration::from_millis(a.num("--settle-ms")?);
+    let hold: u64 = a.num("--hold")?;
+    let mut counts = a.list("--counts")?;
+    counts.sort_unstable();
+    counts.dedup();
+    counts.retain(|&n| n > 0);
+    if counts.is_empty() {
+        return Err("idle: --counts needs at least one count above 0".into());
+    }
+    host::vm_rss_bytes(pid)?;
+
+    // Both ends need a descriptor per connection: cap N by the smaller limit.
+    let own_soft = host::raise_nofile();
+    let own_cap = own_soft.saturating_sub(OWN_RESERVE) as usize;
+    let server_soft = host::nofile_soft_of(pid);
+    let server_cap = server_soft.map(|s| s.saturating_sub(SERVER_RESERVE) as usize);
+    let cap = server_cap.map_or(own_cap, |s| s.min(own_cap));
+    if counts.iter().any(|&n| n > cap) {
+        let why = match server_cap {
+            Some(s) if s < own_cap => format!(
+                "the server (pid {pid}) may open {} files (soft limit), \
+                 less {SERVER_RESERVE} for its own use",
+                server_soft.unwrap_or(0)
+            ),
+            _ => format!(
+                "this process may open {own_soft} files (the hard open-file limit), \
+                 less {OWN_RESERVE} for its own use"
+            ),
+        };
+        println!("NOTE: capping N at {cap}: {why}");
+        for n in &mut counts {
+            *n = (*n).min(cap);
+        }
+        counts.dedup();
+        let list: Vec<String> = counts.iter().map(usize::to_string).collect();
+        a.set("--counts", list.join(","));
+    }
+    let largest = *counts.last().unwrap_or(&0);
+    let label = label_of(a, Some(pid));
+    a.set("--label", label.clone());
+    let common = Common::from_args(a, largest + 1, ws)?;
+    let rep = Reporter {
+        mode: "idle",
+        label,
+        command: a.command_line(),
+        params: params(a, &["--counts"]),
+    };
+    rep.start();
+    if !common.sources.is_empty() {
+        println!(
+            "connecting from {} source addresses (127.0.0.1..127.0.0.{})",
+            common.sources.len(),
+            common.sources.len()
+        );
+    }
+
+    let mut fleet = Fleet::new(ws, common.sources.clone()).map_err(|e| e.to_string())?;
+    if let Some(t) = text {
+        fleet.connect_text(t)?;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let base = host::vm_rss_bytes(pid)?;
+    println!(
+        "baseline: VmRSS {} before any WebSocket connection",
+        mib(base)
+    );
+
+    // Slot 0 is the probe; slots 1..=N are u0..u(N-1).
+    let uid = |i: usize| {
+        if i == 0 {
+            PROBE_UID.to_string()
+        } else {
+            format!("u{}", i - 1)
+        }
+    };
+    let mut closed: Option<String> = None;
+    let mut prev = (0usize, base);
+    let mut last_per_conn = f64::NAN;
+    for (step, &n) in counts.iter().enumerate() {
+        let have = fleet.len().saturating_sub(1);
+        let first = if step == 0 { 0 } else { have + 1 };
+        let count = if step == 0 { n + 1 } else { n - have };
+        let t0 = Instant::now();
+        fleet.open_bound(first, count, &uid, common.window, common.deadline())?;
+        let opened_in = t0.elapsed();
+        let probed = probe(&mut fleet, text.is_some(), step, &common, &mut closed)?;
+        let rss = settle_rss(&mut fleet, pid, settle, &mut closed)?;
+        if let Some(why) = &closed {
+            return Err(format!("the server closed an idle connection: {why}"));
+        }
+        if fleet.open_count() != n + 1 {
+            return Err(format!(
+                "{} connections open, {} expected",
+                fleet.open_count(),
+                n + 1
+            ));
+        }
+        let growth = rss.saturating_sub(base);
+        let per_conn = growth as f64 / n as f64;
+        let marginal = rss.saturating_sub(prev.1) as f64 / (n - prev.0) as f64;
+        println!(
+            "N={n:<6} VmRSS {:>10}  growth {:>10}  {:>7.0} bytes/conn  \
+             ({:.0} bytes/conn since the previous step; opened in {:.2} s; {probed})",
+            mib(rss),
+            mib(growth),
+            per_conn,
+            marginal,
+            opened_in.as_secs_f64(),
+        );
+        let mut extra = Map::new();
+        extra.insert("conns".into(), json!(n));
+        extra.insert("rss_bytes".into(), json!(rss));
+        extra.insert("baseline_rss_bytes".into(), json!(base));
+        extra.insert("marginal_bytes_per_conn".into(), json!(marginal.round()));
+        rep.run(step + 1, per_conn, "bytes/connection", extra);
+        prev = (n, rss);
+        last_per_conn = per_conn;
+    }
+    let mut extra = Map::new();
+    extra.insert("conns".into(), json!(largest));
+    extra.insert("rss_bytes".into(), json!(prev.1));
+    extra.insert("baseline_rss_bytes".into(), json!(base));
+    rep.result(
+        &format!("at N={largest}"),
+        last_per_conn,
+        "bytes/connection",
+        extra,
+    );
+    if hold > 0 {
+        println!("holding {largest} connections for {hold} s");
+        let until = Instant::now() + Duration::from_secs(hold);
+        let mut lost = 0usize;
+        while fleet.poll_before(until, &mut |ev| {
+            if let Event::Closed(i, end) = ev {
+                lost += 1;
+                closed.get_or_insert_with(|| format!("connection {i}: {}", end.why));
+            }
+        })? {}
+        if let Some(why) = closed {
+            return Err(format!(
+                "the server closed {lost} idle connections during the hold; first: {why}"
+            ));
+        }
+        println!("all {} connections still open", fleet.open_count());
+    }
+    Ok(())
+}
+
+/// Makes sure the server has read what the clients sent: a message routed
+/// to the probe client (bound first, asked last) comes back after the server
+/// went through the readiness of every connection before it.
+fn probe(
+    fleet: &mut Fleet,
+    by_text: bool,
+    step: usize,
+    common: &Common,
+    closed: &mut Option<String>,
+) -> Result<&'static str, String> {
+    let token = format!("k{step}");
+    if by_text {
+        fleet.text_send(format!("{{\"uid\":\"{PROBE_UID}\",\"k\":\"{token}\"}}\n").as_bytes());
+    } else {
+        fleet.send_text(0, format!("{PROBE_UID}:{token}").as_bytes());
+    }
+    let mut answered = false;
+    let deadline = Instant::now() + Duration::from_secs(5).min(common.timeout);
+    while !answered {
+        let on_time = fleet.poll_before(deadline, &mut |ev| match ev {
+            Event::Message(0, m) if memchr::memmem::find(m, token.as_bytes()).is_some() => {
+                answered = true
+            }
+            Event::Closed(i, end) => {
+                closed.get_or_insert_with(|| format!("connection {i}: {}", end.why));
+            }
+            Event::TextClosed(why) => {
+                closed.get_or_insert_with(|| why.into_owned());
+            }
+            _ => {}
+        })?;
+        if !on_time {
+            break;
+        }
+    }
+    Ok(if answered {
+        "probe answered"
+    } else if by_text {
+        "probe UNANSWERED: the push to uid `probe` did not arrive within 5 s"
+    } else {
+        "probe UNANSWERED: the server does not route `uid:message` (herald needs --routing; or give --text)"
+    })
+}
+
+/// Waits `settle` (answering pings meanwhile), then reads VmRSS until two
+/// readings 100 ms apart agree (at most 2 s more).
+fn settle_rss(
+    fleet: &mut Fleet,
+    pid: u32,
+    settle: Duration,
+    closed: &mut Option<String>,
+) -> Result<u64, String> {
+    let mut on = |ev: Event<'_>| {
+        if let Event::Closed(i, end) = ev {
+            closed.get_or_insert_with(|| format!("connection {i}: {}", end.why));
+        }
+    };
+    fleet.pump(settle, &mut on)?;
+    let mut last = host::vm_rss_bytes(pid)?;
+    for _ in 0..20 {
+        fleet.pump(Duration::from_millis(100), &mut on)?;
+        let now = host::vm_rss_bytes(pid)?;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    Ok(last)
+}

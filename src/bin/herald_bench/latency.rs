@@ -1,0 +1,239 @@
+//! `latency`: pushes at a fixed rate through the text port, each line
+//! carrying its send time; the receiving client computes send-to-receive
+//! latency. Prints p50/p99/p99.9/max in microseconds.
+
+use crate::cli::{flag, Args, Flag};
+use crate::fleet::Event;
+use crate::push::open_clients;
+use crate::report::{fmt_num, median, median_of, percentile, Reporter};
+use crate::{check_fd_budget, label_of, params, Common};
+use serde_json::{json, Map};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+pub const ABOUT: &str = "send-to-receive latency of paced text-port pushes (p50/p99/p99.9/max)";
+
+pub const FLAGS: &[Flag] = &[
+    flag("--ws", None, "WebSocket address of the server (required)"),
+    flag("--text", None, "text port address of the server (required)"),
+    flag("--conns", Some("1000"), "bound clients u0..u(N-1)"),
+    flag("--rate", Some("5000"), "pushes per second"),
+    flag("--seconds", Some("5"), "seconds of pushing per run"),
+    flag(
+        "--runs",
+        Some("1"),
+        "measured runs (the median of each figure is the result)",
+    ),
+    flag("--label", Some("server"), "server name in the output"),
+    flag(
+        "--timeout",
+        Some("120"),
+        "seconds allowed for any one phase",
+    ),
+    flag(
+        "--window",
+        Some("256"),
+        "handshakes in flight while opening",
+    ),
+    flag(
+        "--sources",
+        None,
+        "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
+    ),
+];
+
+/// Time left after the last send for the last deliveries to arrive.
+const DRAIN: Duration = Duration::from_secs(5);
+
+pub fn run(a: &mut Args) -> Result<(), String> {
+    let ws = a.addr("--ws")?;
+    let text = a.addr("--text")?;
+    let n: usize = a.num("--conns")?;
+    let rate: f64 = a.num("--rate")?;
+    let seconds: f64 = a.num("--seconds")?;
+    let runs: usize = a.num("--runs")?;
+    // Written so that NaN fails too.
+    let positive = rate.is_finite() && rate >= 1.0 && seconds.is_finite() && seconds > 0.0;
+    if n == 0 || runs == 0 || !positive {
+        return Err("latency: --conns, --runs, --rate and --seconds must be positive".into());
+    }
+    check_fd_budget("latency", n + 1)?;
+    let common = Common::from_args(a, n, ws)?;
+    let rep = Reporter {
+        mode: "latency",
+        label: label_of(a, None),
+        command: a.command_line(),
+        params: params(a, &["--conns", "--rate", "--seconds"]),
+    };
+    rep.start();
+    let mut fleet = open_clients(ws, text, n, &common)?;
+    let total = (rate * seconds).round() as usize;
+    // Send times are nanoseconds since this instant; the receiver reads the
+    // same clock (one process), so no clock sync is involved.
+    let epoch = Instant::now();
+    let mut figures: Vec<[f64; 4]> = Vec::new();
+    for run in 1..=runs {
+        let mut t = Tally {
+            lat_ns: Vec::with_capacity(total),
+            ..Tally::default()
+        };
+        let mut max_lag = Duration::ZERO;
+        let mut sent = 0usize;
+        let mut line = String::with_capacity(64 * 16);
+        let start = Instant::now();
+        let send_deadline = start + Duration::from_secs_f64(seconds) + common.timeout;
+        // Open loop: lines go out when due, whatever the server answers, in
+        // batches of what fell due since the last wake-up (about 1 ms).
+        while sent < total && t.stop.is_none() && Instant::now() < send_deadline {
+            let elapsed = start.elapsed();
+            let due = ((elapsed.as_secs_f64() * rate) as usize + 1).min(total);
+            if due > sent {
+                let intended = Duration::from_secs_f64(sent as f64 / rate);
+                max_lag = max_lag.max(elapsed.saturating_sub(intended));
+                line.clear();
+                for k in sent..due {
+                    let ns = epoch.elapsed().as_nanos() as u64;
+                    let _ = writeln!(line, "{{\"uid\":\"u{}\",\"t\":{ns}}}", k % n);
+                }
+                fleet.text_send(line.as_bytes());
+                sent = due;
+            }
+            let next = start + Duration::from_secs_f64(sent as f64 / rate);
+            let wait = next.saturating_duration_since(Instant::now());
+            let ms = wait.as_micros().div_ceil(1000).min(10) as i32;
+            fleet.poll(ms, &mut |ev| t.on(ev, epoch))?;
+        }
+        let drain_until = Instant::now() + DRAIN;
+        while (t.replies < sent || t.lat_ns.len() + t.bad < t.ok) && t.stop.is_none() {
+            if !fleet.poll_before(drain_until, &mut |ev| t.on(ev, epoch))? {
+                break;
+            }
+        }
+        let Tally {
+            mut lat_ns,
+            replies,
+            ok,
+            bad,
+            stop,
+        } = t;
+        if let Some(why) = stop {
+            return Err(format!("run {run}: {why}"));
+        }
+        let missing = ok.saturating_sub(lat_ns.len() + bad);
+        lat_ns.sort_unstable();
+        let us = |q: f64| percentile(&lat_ns, q) as f64 / 1000.0;
+        let f = [us(0.5), us(0.99), us(0.999), us(1.0)];
+        println!(
+            "run {run}: {sent} pushes at {} /s to {n} clients: {} received, {} fail replies, \
+             {missing} missing{}",
+            fmt_num(rate),
+            lat_ns.len(),
+            replies.saturating_sub(ok),
+            if bad > 0 {
+                format!(", {bad} unreadable")
+            } else {
+                String::new()
+            }
+        );
+        println!(
+            "run {run}: latency p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us \
+             (sender lag behind schedule at most {:.1} ms)",
+            f[0],
+            f[1],
+            f[2],
+            f[3],
+            max_lag.as_secs_f64() * 1000.0
+        );
+        if sent < total {
+            return Err(format!(
+                "run {run}: only {sent} of {total} pushes were sent in time"
+            ));
+        }
+        let mut extra = figure_map(&f);
+        extra.insert("received".into(), json!(lat_ns.len()));
+        extra.insert("missing".into(), json!(missing));
+        extra.insert(
+            "max_send_lag_ms".into(),
+            json!(max_lag.as_secs_f64() * 1000.0),
+        );
+        rep.run(run, f[1], "p99 latency µs", extra);
+        figures.push(f);
+        fleet.pump(Duration::from_millis(200), &mut |_| {})?;
+    }
+    let med: Vec<f64> = (0..4)
+        .map(|k| median(&figures.iter().map(|f| f[k]).collect::<Vec<_>>()))
+        .collect();
+    let f = [med[0], med[1], med[2], med[3]];
+    println!(
+        "median of {runs}: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
+        f[0], f[1], f[2], f[3]
+    );
+    rep.result(&median_of(runs), f[1], "p99 latency µs", figure_map(&f));
+    Ok(())
+}
+
+/// What one run has seen so far.
+#[derive(Default)]
+struct Tally {
+    lat_ns: Vec<u64>,
+    replies: usize,
+    ok: usize,
+    /// Delivered messages without a readable `"t"`.
+    bad: usize,
+    stop: Option<String>,
+}
+
+impl Tally {
+    fn on(&mut self, ev: Event<'_>, epoch: Instant) {
+        match ev {
+            Event::Message(_, m) => match sent_at(m) {
+                Some(t) => {
+                    let now = epoch.elapsed().as_nanos() as u64;
+                    self.lat_ns.push(now.saturating_sub(t));
+                }
+                None => self.bad += 1,
+            },
+            Event::Line(l) => {
+                self.replies += 1;
+                if l.starts_with(b"ok") {
+                    self.ok += 1;
+                }
+            }
+            Event::Closed(i, end) => {
+                self.stop
+                    .get_or_insert_with(|| format!("connection {i}: {}", end.why));
+            }
+            Event::TextClosed(why) => {
+                self.stop.get_or_insert_with(|| why.into_owned());
+            }
+            Event::Open(_) => {}
+        }
+    }
+}
+
+fn figure_map(f: &[f64; 4]) -> Map<String, serde_json::Value> {
+    let mut m = Map::new();
+    for (k, name) in ["p50_us", "p99_us", "p999_us", "max_us"].iter().enumerate() {
+        m.insert((*name).into(), json!((f[k] * 10.0).round() / 10.0));
+    }
+    m
+}
+
+/// The `"t":<ns>` field of a delivered line.
+fn sent_at(msg: &[u8]) -> Option<u64> {
+    let at = memchr::memmem::find(msg, b"\"t\":")? + 4;
+    let digits = msg[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&msg[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_send_time() {
+        assert_eq!(super::sent_at(br#"{"uid":"u7","t":123456}"#), Some(123456));
+        assert_eq!(super::sent_at(br#"{"uid":"u7"}"#), None);
+    }
+}

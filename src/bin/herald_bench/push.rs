@@ -1,0 +1,226 @@
+//! `push`: one text-port connection writes L pipelined seed lines to N bound
+//! clients (round-robin uids); pushes delivered/s until every reply and every
+//! message arrived. Also the uid check that `latency` shares.
+
+use crate::cli::{flag, Args, Flag};
+use crate::fleet::{Event, Fleet};
+use crate::report::{fmt_num, median, median_of, Reporter};
+use crate::{check_fd_budget, label_of, params, Common};
+use serde_json::{json, Map};
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+pub const ABOUT: &str = "pipelined text-port pushes to N bound clients (pushes delivered/s)";
+
+pub const FLAGS: &[Flag] = &[
+    flag("--ws", None, "WebSocket address of the server (required)"),
+    flag("--text", None, "text port address of the server (required)"),
+    flag("--conns", Some("10000"), "bound clients u0..u(N-1)"),
+    flag("--lines", Some("50000"), "push lines per run, pipelined"),
+    flag(
+        "--runs",
+        Some("3"),
+        "measured runs (the median is the result)",
+    ),
+    flag("--label", Some("server"), "server name in the output"),
+    flag(
+        "--timeout",
+        Some("120"),
+        "seconds allowed for any one phase",
+    ),
+    flag(
+        "--window",
+        Some("256"),
+        "handshakes in flight while opening",
+    ),
+    flag(
+        "--sources",
+        None,
+        "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
+    ),
+];
+
+pub fn run(a: &mut Args) -> Result<(), String> {
+    let ws = a.addr("--ws")?;
+    let text = a.addr("--text")?;
+    let n: usize = a.num("--conns")?;
+    let lines: usize = a.num("--lines")?;
+    let runs: usize = a.num("--runs")?;
+    if n == 0 || lines == 0 || runs == 0 {
+        return Err("push: --conns, --lines and --runs must be at least 1".into());
+    }
+    check_fd_budget("push", n + 1)?;
+    let common = Common::from_args(a, n, ws)?;
+    let rep = Reporter {
+        mode: "push",
+        label: label_of(a, None),
+        command: a.command_line(),
+        params: params(a, &["--conns", "--lines"]),
+    };
+    rep.start();
+    let mut fleet = open_clients(ws, text, n, &common)?;
+
+    // The seed's line, uids round-robin.
+    let mut batch = String::with_capacity(lines * 40);
+    for j in 0..lines {
+        let _ = writeln!(batch, "{{\"uid\":\"u{}\",\"percent\":\"88%\"}}", j % n);
+    }
+    let mut values = Vec::new();
+    for run in 1..=runs {
+        let (mut replies, mut ok, mut delivered) = (0usize, 0usize, 0usize);
+        let mut stop: Option<String> = None;
+        let (mut last_reply, mut last_msg) = (Instant::now(), Instant::now());
+        let start = Instant::now();
+        fleet.text_send(batch.as_bytes());
+        let deadline = start + common.timeout;
+        while (replies < lines || delivered < ok) && stop.is_none() {
+            let on_time = fleet.poll_before(deadline, &mut |ev| match ev {
+                Event::Line(l) => {
+                    replies += 1;
+                    if l.starts_with(b"ok") {
+                        ok += 1;
+                    }
+                    last_reply = Instant::now();
+                }
+                Event::Message(_, _) => {
+                    delivered += 1;
+                    last_msg = Instant::now();
+                }
+                Event::Closed(i, end) => {
+                    stop.get_or_insert_with(|| format!("connection {i}: {}", end.why));
+                }
+                Event::TextClosed(why) => {
+                    stop.get_or_insert_with(|| why.into_owned());
+                }
+                Event::Open(_) => {}
+            })?;
+            if !on_time {
+                break;
+            }
+        }
+        let fail = replies - ok;
+        if let Some(why) = stop {
+            return Err(format!(
+                "run {run}: {replies} of {lines} replies, {delivered} deliveries, then: {why}"
+            ));
+        }
+        if replies < lines || delivered < ok {
+            return Err(format!(
+                "run {run}: timed out after {} s: {replies} of {lines} replies, \
+                 {delivered} of {ok} deliveries",
+                common.timeout.as_secs()
+            ));
+        }
+        let elapsed = (last_reply.max(last_msg) - start).as_secs_f64();
+        let rate = delivered as f64 / elapsed;
+        println!(
+            "run {run}: {lines} pushes to {n} clients, {delivered} delivered, {fail} fail replies, \
+             in {elapsed:.3} s = {} pushes delivered/s",
+            fmt_num(rate)
+        );
+        let mut extra = Map::new();
+        extra.insert("elapsed_s".into(), json!(elapsed));
+        extra.insert("delivered".into(), json!(delivered));
+        extra.insert("fail_replies".into(), json!(fail));
+        rep.run(run, rate, "pushes delivered/s", extra);
+        values.push(rate);
+    }
+    let mut extra = Map::new();
+    extra.insert("runs".into(), json!(values));
+    rep.result(
+        &median_of(runs),
+        median(&values),
+        "pushes delivered/s",
+        extra,
+    );
+    Ok(())
+}
+
+/// Opens N clients u0..u(N-1) and the text port, then makes sure each uid
+/// is bound (see [`check_bound`]).
+pub fn open_clients(
+    ws: std::net::SocketAddrV4,
+    text: std::net::SocketAddrV4,
+    n: usize,
+    common: &Common,
+) -> Result<Fleet, String> {
+    let mut fleet = Fleet::new(ws, common.sources.clone()).map_err(|e| e.to_string())?;
+    fleet.connect_text(text)?;
+    let t0 = Instant::now();
+    fleet.open_bound(0, n, &|i| format!("u{i}"), common.window, common.deadline())?;
+    check_bound(&mut fleet, n, common)?;
+    println!(
+        "{n} clients open and bound in {:.2} s (one push each checked)",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(fleet)
+}
+
+/// Pushes one line to each uid u0..u(N-1) and waits for each to arrive;
+/// uids answered `fail` (not bound yet) are pushed again. Doubles as warm-up.
+fn check_bound(fleet: &mut Fleet, n: usize, common: &Common) -> Result<(), String> {
+    let deadline = common.deadline();
+    let mut arrived = vec![false; n];
+    let mut arrived_count = 0usize;
+    let mut pending: Vec<usize> = (0..n).collect();
+    let mut stop: Option<String> = None;
+    while !pending.is_empty() {
+        let mut lines = String::new();
+        for i in &pending {
+            let _ = writeln!(lines, "{{\"uid\":\"u{i}\",\"check\":1}}");
+        }
+        let mut order: VecDeque<usize> = pending.drain(..).collect();
+        fleet.text_send(lines.as_bytes());
+        while !order.is_empty() && stop.is_none() {
+            let on_time = fleet.poll_before(deadline, &mut |ev| match ev {
+                Event::Line(l) => {
+                    if let Some(i) = order.pop_front() {
+                        if !l.starts_with(b"ok") {
+                            pending.push(i);
+                        }
+                    }
+                }
+                Event::Message(i, _) if i < n && !arrived[i] => {
+                    arrived[i] = true;
+                    arrived_count += 1;
+                }
+                Event::Closed(i, end) => {
+                    stop.get_or_insert_with(|| format!("connection {i}: {}", end.why));
+                }
+                Event::TextClosed(why) => {
+                    stop.get_or_insert_with(|| why.into_owned());
+                }
+                _ => {}
+            })?;
+            if !on_time {
+                return Err(format!(
+                    "timed out checking that the uids are bound: {} replies missing",
+                    order.len()
+                ));
+            }
+        }
+        if let Some(why) = stop {
+            return Err(format!("while checking that the uids are bound: {why}"));
+        }
+        if !pending.is_empty() {
+            fleet.pump(Duration::from_millis(100), &mut |_| {})?;
+        }
+    }
+    while arrived_count < n {
+        let on_time = fleet.poll_before(deadline, &mut |ev| {
+            if let Event::Message(i, _) = ev {
+                if i < n && !arrived[i] {
+                    arrived[i] = true;
+                    arrived_count += 1;
+                }
+            }
+        })?;
+        if !on_time {
+            return Err(format!(
+                "every push was answered ok, but only {arrived_count} of {n} clients received theirs"
+            ));
+        }
+    }
+    Ok(())
+}

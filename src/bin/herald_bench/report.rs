@@ -1,0 +1,225 @@
+//! Figures out: human lines, one JSON line per run and per result, medians
+//! and percentiles, and the markdown table built from saved JSON lines.
+
+use serde_json::{json, Map, Value};
+
+/// Prints the figures of one mode against one server.
+pub struct Reporter {
+    pub mode: &'static str,
+    pub label: String,
+    pub command: String,
+    /// Parameters shown in tables, e.g. "conns=10000 messages=100".
+    pub params: String,
+}
+
+impl Reporter {
+    pub fn start(&self) {
+        println!("herald-bench {} against {}", self.mode, self.label);
+        println!("reproduce: {}", self.command);
+    }
+
+    /// One JSON object on one line: the identifying fields first (in this
+    /// order, for people reading logs), then the mode's extra figures.
+    fn line(&self, kind: &str, run: Value, value: f64, unit: &str, extra: Map<String, Value>) {
+        let mut fields: Vec<(String, Value)> = vec![
+            ("mode".into(), json!(self.mode)),
+            ("server".into(), json!(self.label)),
+            ("kind".into(), json!(kind)),
+            ("run".into(), run),
+            ("value".into(), json!(round3(value))),
+            ("unit".into(), json!(unit)),
+            ("params".into(), json!(self.params)),
+        ];
+        fields.extend(extra);
+        fields.push(("command".into(), json!(self.command)));
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", Value::from(k.as_str())))
+            .collect();
+        println!("{{{}}}", body.join(","));
+    }
+
+    /// One measured run (or one step of the idle mode).
+    pub fn run(&self, run: usize, value: f64, unit: &str, extra: Map<String, Value>) {
+        self.line("run", json!(run), value, unit, extra);
+    }
+
+    /// The figure of the whole invocation; `how` says how it was obtained
+    /// ("median of 3 runs", "at N=19000").
+    pub fn result(&self, how: &str, value: f64, unit: &str, extra: Map<String, Value>) {
+        println!("result: {} {unit} ({}; {how})", fmt_num(value), self.label);
+        self.line("result", json!(how), value, unit, extra);
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// "median of 3 runs", "1 run".
+pub fn median_of(runs: usize) -> String {
+    if runs == 1 {
+        "1 run".into()
+    } else {
+        format!("median of {runs} runs")
+    }
+}
+
+/// The median; the mean of the two middle values for an even count.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Nearest-rank percentile `q` (0..=1) of sorted values.
+pub fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// 1234567.8 -> "1,234,568"; small values keep one decimal.
+pub fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    if v.abs() < 100.0 {
+        return format!("{v:.1}");
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if v < 0.0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The figures a table shows for a mode: (JSON field, name, lower is better).
+fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
+    match mode {
+        "latency" => vec![
+            ("p50_us", "p50 latency, µs".into(), true),
+            ("p99_us", "p99 latency, µs".into(), true),
+            ("p999_us", "p99.9 latency, µs".into(), true),
+            ("max_us", "max latency, µs".into(), true),
+        ],
+        "idle" => vec![("value", unit.to_string(), true)],
+        _ => vec![("value", unit.to_string(), false)],
+    }
+}
+
+/// Reads JSON lines (the `result` lines of herald-bench runs, other lines
+/// are skipped) and prints a markdown table of medians per mode and server.
+pub fn table(paths: &[String]) -> Result<(), String> {
+    let mut rows: Vec<(String, String)> = Vec::new(); // (mode, params) in order seen
+    let mut servers: Vec<String> = Vec::new();
+    let mut seen: Vec<Value> = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))?;
+        for l in text.lines().filter(|l| l.starts_with('{')) {
+            let Ok(v) = serde_json::from_str::<Value>(l) else {
+                continue;
+            };
+            if v.get("kind").and_then(Value::as_str) != Some("result") {
+                continue;
+            }
+            let mode = v["mode"].as_str().unwrap_or("?").to_string();
+            let params = v["params"].as_str().unwrap_or("").to_string();
+            let server = v["server"].as_str().unwrap_or("?").to_string();
+            if !rows.contains(&(mode.clone(), params.clone())) {
+                rows.push((mode, params));
+            }
+            if !servers.contains(&server) {
+                servers.push(server);
+            }
+            seen.push(v);
+        }
+    }
+    if seen.is_empty() {
+        return Err("no result lines found".into());
+    }
+    let mut head = "| mode | parameters | figure |".to_string();
+    let mut rule = "| --- | --- | --- |".to_string();
+    for s in &servers {
+        head.push_str(&format!(" {s} |"));
+        rule.push_str(" ---: |");
+    }
+    if servers.len() == 2 {
+        head.push_str(&format!(" {} / {} |", servers[0], servers[1]));
+        rule.push_str(" ---: |");
+    }
+    println!("{head}\n{rule}");
+    for (mode, params) in &rows {
+        let of_row: Vec<&Value> = seen
+            .iter()
+            .filter(|v| v["mode"] == mode.as_str() && v["params"] == params.as_str())
+            .collect();
+        let unit = of_row[0]["unit"].as_str().unwrap_or("");
+        for (field, name, lower_better) in figures(mode, unit) {
+            let better = if lower_better { "lower" } else { "higher" };
+            let mut line = format!("| {mode} | {params} | {name} ({better} is better) |");
+            let mut meds = Vec::new();
+            for s in &servers {
+                let vals: Vec<f64> = of_row
+                    .iter()
+                    .filter(|v| v["server"] == s.as_str())
+                    .filter_map(|v| v[field].as_f64())
+                    .collect();
+                let m = median(&vals);
+                meds.push(m);
+                let n = vals.len();
+                if n == 0 {
+                    line.push_str(" – |");
+                } else {
+                    line.push_str(&format!(" {} (n={n}) |", fmt_num(m)));
+                }
+            }
+            if meds.len() == 2 {
+                let r = meds[0] / meds[1];
+                if r.is_finite() {
+                    line.push_str(&format!(" {r:.2} |"));
+                } else {
+                    line.push_str(" – |");
+                }
+            }
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_percentiles_and_numbers() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        let v: Vec<u64> = (1..=1000).collect();
+        assert_eq!(percentile(&v, 0.5), 500);
+        assert_eq!(percentile(&v, 0.99), 990);
+        assert_eq!(percentile(&v, 0.999), 999);
+        assert_eq!(percentile(&v, 1.0), 1000);
+        assert_eq!(fmt_num(1_234_567.8), "1,234,568");
+        assert_eq!(fmt_num(999.0), "999");
+        assert_eq!(fmt_num(12.34), "12.3");
+    }
+}
