@@ -1,0 +1,232 @@
+//! The `herald` command line: help, flag errors, listen failures, and the
+//! daemon life cycle (start -d, status, stop).
+
+mod common;
+
+use common::*;
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+#[test]
+fn help_lists_every_flag() {
+    for flag in ["--help", "-h"] {
+        let r = run_herald(&[flag]);
+        assert_eq!(r.code(), Some(0), "{r:?}");
+        for name in [
+            "--ws",
+            "--text",
+            "--http",
+            "--reuse-port",
+            "--routing",
+            "--max-message",
+            "--max-head",
+            "--handshake-timeout",
+            "--max-line",
+            "--max-body",
+            "--max-queued",
+            "--max-connections",
+            "--max-per-ip",
+            "--max-uid",
+            "--ping-interval",
+            "--idle-timeout",
+            "--close-timeout",
+            "--shutdown-grace",
+            "--pid-file",
+            "start",
+            "stop",
+            "status",
+            "-d",
+        ] {
+            assert!(r.stdout.contains(name), "{flag} does not mention {name}");
+        }
+    }
+}
+
+#[test]
+fn version_prints_the_version() {
+    let r = run_herald(&["--version"]);
+    assert_eq!(r.code(), Some(0), "{r:?}");
+    assert_eq!(
+        r.stdout.trim(),
+        format!("herald {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--bogus"], "unknown argument \"--bogus\""),
+        (&["start", "--frobnicate", "1"], "unknown argument"),
+        (&["--ws", "nonsense"], "cannot parse address"),
+        (&["--text", "127.0.0.1"], "cannot parse address"),
+        (&["--http", "localhost:80"], "cannot parse address"),
+        (&["--ws"], "needs a value"),
+        (&["--max-line", "-1"], "non-negative"),
+        (&["--max-queued", "lots"], "non-negative"),
+        (&["--max-uid", "0"], "at least 1"),
+        (
+            &["--ws", "off", "--text", "off", "--http", "off"],
+            "nothing to serve",
+        ),
+    ];
+    for (args, want) in cases {
+        let r = run_herald(args);
+        assert_eq!(r.code(), Some(2), "{args:?}: {r:?}");
+        assert!(r.stderr.contains(want), "{args:?}: stderr {:?}", r.stderr);
+        assert!(r.stdout.is_empty(), "{args:?}: stdout {:?}", r.stdout);
+    }
+}
+
+#[test]
+fn a_port_in_use_exits_1_naming_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let r = run_herald(&[
+        "--ws",
+        "127.0.0.1:0",
+        "--text",
+        &addr,
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(r.code(), Some(1), "{r:?}");
+    let want = format!("cannot listen on {addr} (text): Address already in use");
+    assert!(r.stderr.contains(&want), "stderr {:?}", r.stderr);
+}
+
+#[test]
+fn listeners_can_be_turned_off() {
+    let h = Herald::start(&["--ws", "off", "--http", "off"]);
+    assert!(h.ws.is_none() && h.http.is_none());
+    assert_eq!(h.push(r#"{"uid":"nobody"}"#), "fail");
+}
+
+#[test]
+fn status_and_stop_without_a_server_fail_clearly() {
+    // A port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let r = run_herald(&["status", "--http", &port]);
+    assert_eq!(r.code(), Some(1), "{r:?}");
+    assert!(r.stderr.contains("not answering"), "{r:?}");
+
+    let dir = TempDir::new();
+    let pid_file = dir.path.join("none.pid");
+    let r = run_herald(&["stop", "--pid-file", pid_file.to_str().unwrap()]);
+    assert_eq!(r.code(), Some(1), "{r:?}");
+    assert!(r.stderr.contains("cannot read pid file"), "{r:?}");
+}
+
+/// A directory removed on drop.
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new() -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("herald-cli-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Kills the daemon named in the pid file when the test ends, however it ends.
+struct DaemonGuard {
+    pid_file: PathBuf,
+    pid: Option<i32>,
+}
+
+impl DaemonGuard {
+    fn pid(&mut self) -> Option<i32> {
+        if self.pid.is_none() {
+            self.pid = std::fs::read_to_string(&self.pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+        }
+        self.pid
+    }
+}
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            if pid > 1 && pid_alive(pid) {
+                signal(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[test]
+fn daemon_start_status_stop() {
+    let dir = TempDir::new();
+    let pid_file = dir.path.join("herald.pid");
+    let pid_path = pid_file.to_str().unwrap().to_string();
+    let mut guard = DaemonGuard {
+        pid_file: pid_file.clone(),
+        pid: None,
+    };
+    let r = run_herald(&[
+        "start",
+        "-d",
+        "--pid-file",
+        &pid_path,
+        "--ws",
+        "127.0.0.1:0",
+        "--text",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(r.code(), Some(0), "{r:?}");
+    let listener = |proto: &str| -> std::net::SocketAddr {
+        r.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("herald: listening {proto} ")))
+            .unwrap_or_else(|| panic!("no {proto} listener in {:?}", r.stdout))
+            .parse()
+            .unwrap()
+    };
+    let http = listener("http");
+    let text = listener("text");
+    let pid = guard
+        .pid()
+        .expect("the pid file is written before start returns");
+    assert!(pid_alive(pid), "daemon pid {pid} is not running");
+
+    // The daemon serves.
+    assert_eq!(
+        TextClient::connect(text).request(r#"{"uid":"nobody"}"#),
+        "fail"
+    );
+
+    let s = run_herald(&["status", "--http", &http.to_string()]);
+    assert_eq!(s.code(), Some(0), "{s:?}");
+    let stats: serde_json::Value = serde_json::from_str(s.stdout.trim())
+        .unwrap_or_else(|e| panic!("status did not print JSON ({e}): {:?}", s.stdout));
+    assert!(stats["connections"].is_u64(), "{stats}");
+    assert_eq!(stats["pushes_fail"], 1, "{stats}");
+
+    let st = run_herald(&["stop", "--pid-file", &pid_path]);
+    assert_eq!(st.code(), Some(0), "{st:?}");
+    assert!(
+        st.stdout.contains(&format!("stopped (pid {pid})")),
+        "{st:?}"
+    );
+    wait_until("the daemon has exited", || !pid_alive(pid));
+    wait_until("the daemon removed its pid file", || !pid_file.exists());
+    assert!(
+        std::net::TcpStream::connect(http).is_err(),
+        "still listening after stop"
+    );
+}
