@@ -86,8 +86,7 @@ impl Common {
     pub fn from_args(a: &Args, conns: usize, dst: SocketAddrV4) -> Result<Common, String> {
         let timeout = Duration::from_secs(a.num("--timeout")?);
         let window = a.opt_num("--window")?.unwrap_or(256);
-        let sources = host::plan_sources(conns, dst, a.opt_num("--sources")?)
-            .map_err(|e| format!("{}: {e}", a.mode))?;
+        let sources = host::plan_sources(conns, dst, a.opt_num("--sources")?)?;
         Ok(Common {
             timeout,
             window,
@@ -121,12 +120,12 @@ pub fn params(a: &Args, names: &[&str]) -> String {
 }
 
 /// Raises the open-file limit and refuses counts this process cannot hold.
-pub fn check_fd_budget(mode: &str, conns: usize) -> Result<(), String> {
+pub fn check_fd_budget(conns: usize) -> Result<(), String> {
     let soft = host::raise_nofile();
     let cap = soft.saturating_sub(32) as usize;
     if conns > cap {
         return Err(format!(
-            "{mode}: {conns} connections need more descriptors than this process may open \
+            "{conns} connections need more descriptors than this process may open \
              ({soft}, the hard open-file limit, less 32 for its own use): at most {cap}"
         ));
     }
@@ -180,7 +179,7 @@ fn main() -> ExitCode {
     let mut parsed = match cli::parse(mode.name, mode.flags, &args[1..]) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("herald-bench {e}");
+            eprintln!("herald-bench {}: {e}", mode.name);
             return ExitCode::from(2);
         }
     };

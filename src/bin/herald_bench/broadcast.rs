@@ -49,12 +49,9 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     let size: usize = a.num("--size")?;
     let runs: usize = a.num("--runs")?;
     if n == 0 || messages == 0 || runs == 0 || size < 2 {
-        return Err(
-            "broadcast: --conns, --messages and --runs must be at least 1, --size at least 2"
-                .into(),
-        );
+        return Err("--conns, --messages and --runs must be at least 1, --size at least 2".into());
     }
-    check_fd_budget("broadcast", n + 1)?;
+    check_fd_budget(n + 1)?;
     let common = Common::from_args(a, n + 1, ws)?;
     let label = label_of(a, None);
     let rep = Reporter {

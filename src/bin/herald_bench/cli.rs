@@ -39,7 +39,7 @@ pub fn parse(mode: &'static str, flags: &[Flag], args: &[String]) -> Result<Args
         };
         let Some(slot) = values.iter_mut().find(|(n, _)| *n == name) else {
             return Err(format!(
-                "{mode}: unknown argument {a:?} (see herald-bench {mode} --help)"
+                "unknown argument {a:?} (see herald-bench {mode} --help)"
             ));
         };
         let v = match inline {
@@ -47,7 +47,7 @@ pub fn parse(mode: &'static str, flags: &[Flag], args: &[String]) -> Result<Args
             None => it
                 .next()
                 .cloned()
-                .ok_or_else(|| format!("{mode}: {name} needs a value"))?,
+                .ok_or_else(|| format!("{name} needs a value"))?,
         };
         slot.1 = Some(v);
     }
@@ -72,14 +72,13 @@ impl Args {
     }
 
     pub fn required(&self, name: &str) -> Result<&str, String> {
-        self.get(name)
-            .ok_or_else(|| format!("{}: {name} is required", self.mode))
+        self.get(name).ok_or_else(|| format!("{name} is required"))
     }
 
     pub fn num<T: FromStr>(&self, name: &str) -> Result<T, String> {
         let v = self.required(name)?;
         v.parse()
-            .map_err(|_| format!("{}: {name}: expected a number, got {v:?}", self.mode))
+            .map_err(|_| format!("{name}: expected a number, got {v:?}"))
     }
 
     pub fn opt_num<T: FromStr>(&self, name: &str) -> Result<Option<T>, String> {
@@ -87,25 +86,20 @@ impl Args {
     }
 
     pub fn addr(&self, name: &str) -> Result<SocketAddrV4, String> {
-        parse_v4(self.mode, name, self.required(name)?)
+        parse_v4(name, self.required(name)?)
     }
 
     pub fn opt_addr(&self, name: &str) -> Result<Option<SocketAddrV4>, String> {
-        self.get(name)
-            .map(|v| parse_v4(self.mode, name, v))
-            .transpose()
+        self.get(name).map(|v| parse_v4(name, v)).transpose()
     }
 
     pub fn list(&self, name: &str) -> Result<Vec<usize>, String> {
         self.required(name)?
             .split(',')
             .map(|v| {
-                v.trim().parse().map_err(|_| {
-                    format!(
-                        "{}: {name}: expected numbers separated by commas",
-                        self.mode
-                    )
-                })
+                v.trim()
+                    .parse()
+                    .map_err(|_| format!("{name}: expected numbers separated by commas"))
             })
             .collect()
     }
@@ -130,14 +124,14 @@ impl Args {
     }
 }
 
-fn parse_v4(mode: &str, name: &str, v: &str) -> Result<SocketAddrV4, String> {
+fn parse_v4(name: &str, v: &str) -> Result<SocketAddrV4, String> {
     match v.parse::<SocketAddr>() {
         Ok(SocketAddr::V4(a)) => Ok(a),
         Ok(SocketAddr::V6(_)) => Err(format!(
-            "{mode}: {name}: IPv6 targets are not supported; use an IPv4 address"
+            "{name}: IPv6 targets are not supported; use an IPv4 address"
         )),
         Err(_) => Err(format!(
-            "{mode}: {name}: cannot parse {v:?} (expected IP:PORT, e.g. 127.0.0.1:1234)"
+            "{name}: cannot parse {v:?} (expected IP:PORT, e.g. 127.0.0.1:1234)"
         )),
     }
 }

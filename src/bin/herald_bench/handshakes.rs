@@ -38,10 +38,10 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     let conc: usize = a.num("--concurrency")?;
     let runs: usize = a.num("--runs")?;
     if total == 0 || conc == 0 || runs == 0 {
-        return Err("handshakes: --total, --concurrency and --runs must be at least 1".into());
+        return Err("--total, --concurrency and --runs must be at least 1".into());
     }
     let conc = conc.min(total);
-    check_fd_budget("handshakes", conc)?;
+    check_fd_budget(conc)?;
     let common = Common::from_args(a, conc, ws)?;
     let rep = Reporter {
         mode: "handshakes",

@@ -78,7 +78,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     counts.dedup();
     counts.retain(|&n| n > 0);
     if counts.is_empty() {
-        return Err("idle: --counts needs at least one count above 0".into());
+        return Err("--counts needs at least one count above 0".into());
     }
     host::vm_rss_bytes(pid)?;
 

@@ -55,9 +55,9 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     // Written so that NaN fails too.
     let positive = rate.is_finite() && rate >= 1.0 && seconds.is_finite() && seconds > 0.0;
     if n == 0 || runs == 0 || !positive {
-        return Err("latency: --conns, --runs, --rate and --seconds must be positive".into());
+        return Err("--conns, --runs, --rate and --seconds must be positive".into());
     }
-    check_fd_budget("latency", n + 1)?;
+    check_fd_budget(n + 1)?;
     let common = Common::from_args(a, n, ws)?;
     let rep = Reporter {
         mode: "latency",

@@ -48,9 +48,9 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     let lines: usize = a.num("--lines")?;
     let runs: usize = a.num("--runs")?;
     if n == 0 || lines == 0 || runs == 0 {
-        return Err("push: --conns, --lines and --runs must be at least 1".into());
+        return Err("--conns, --lines and --runs must be at least 1".into());
     }
-    check_fd_budget("push", n + 1)?;
+    check_fd_budget(n + 1)?;
     let common = Common::from_args(a, n, ws)?;
     let rep = Reporter {
         mode: "push",
