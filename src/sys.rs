@@ -6,7 +6,7 @@
 use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
@@ -479,8 +479,10 @@ pub fn rss_bytes() -> u64 {
 }
 
 /// A non-blocking eventfd: another thread writes to it to wake the loop.
-pub fn eventfd() -> io::Result<RawFd> {
-    syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))
+pub fn eventfd() -> io::Result<OwnedFd> {
+    let fd = syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?;
+    // SAFETY: `fd` was just created by eventfd and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Adds one to an eventfd counter (wakes a reader).

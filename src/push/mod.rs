@@ -70,35 +70,28 @@ impl PushApp {
         }
     }
 
+    /// Delivers a push command; returns how many connections accepted the
+    /// message, or `None` for a query.
+    fn deliver(&mut self, cx: &mut Context, cmd: &Command<'_>, payload: &str) -> Option<usize> {
+        let n = match cmd {
+            Command::Push(uid) => cx.send_to_uid(uid, payload),
+            Command::PushMany(uids) => uids.iter().map(|u| cx.send_to_uid(u, payload)).sum(),
+            Command::Broadcast => cx.broadcast(payload),
+            Command::Online(_) | Command::Count => return None,
+        };
+        self.count(n);
+        Some(n)
+    }
+
     /// Runs one decoded command; `payload` is what recipients receive.
     /// Returns the reply line for the text port.
     fn run_command(&mut self, cx: &mut Context, cmd: &Command<'_>, payload: &str) -> String {
-        match cmd {
-            Command::Push(uid) => {
-                let n = cx.send_to_uid(uid, payload);
-                self.count(n);
-                if n > 0 { "ok" } else { "fail" }.to_string()
-            }
-            Command::PushMany(uids) => {
-                let n: usize = uids.iter().map(|u| cx.send_to_uid(u, payload)).sum();
-                self.count(n);
-                if n > 0 {
-                    format!("ok {n}")
-                } else {
-                    "fail".to_string()
-                }
-            }
-            Command::Broadcast => {
-                let n = cx.broadcast(payload);
-                self.count(n);
-                if n > 0 {
-                    format!("ok {n}")
-                } else {
-                    "fail".to_string()
-                }
-            }
-            Command::Online(uid) => cx.connections_of(uid).to_string(),
-            Command::Count => format!(
+        match (cmd, self.deliver(cx, cmd, payload)) {
+            (Command::Push(_), Some(n)) => if n > 0 { "ok" } else { "fail" }.to_string(),
+            (_, Some(0)) => "fail".to_string(),
+            (_, Some(n)) => format!("ok {n}"),
+            (Command::Online(uid), None) => cx.connections_of(uid).to_string(),
+            (_, None) => format!(
                 "{{\"uids\":{},\"connections\":{}}}",
                 cx.online_uids(),
                 cx.bound_connections()
@@ -175,10 +168,7 @@ impl PushApp {
                 match command::parse(body) {
                     Ok(cmd @ (Command::Push(_) | Command::PushMany(_) | Command::Broadcast)) => {
                         let text = std::str::from_utf8(body).unwrap_or_default();
-                        let reply = self.run_command(cx, &cmd, text);
-                        let delivered = reply
-                            .strip_prefix("ok")
-                            .map_or(0, |n| n.trim().parse().unwrap_or(1));
+                        let delivered = self.deliver(cx, &cmd, text).unwrap_or(0);
                         Response::json(
                             200,
                             format!("{{\"ok\":{},\"delivered\":{delivered}}}", delivered > 0),

@@ -17,7 +17,8 @@ use crate::ws::{self, frame, frame::OpCode, handshake, CloseCode, Event, Partial
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use wheel::{Wheel, TICK_MS};
 
 /// Identifies a connection for as long as it lives; never reused for another.
@@ -219,16 +220,18 @@ struct ListenerInfo {
     slot: u32,
 }
 
-/// Stops a running server from another thread.
+/// Stops a running server from another thread. The eventfd it signals stays
+/// open while any handle (or the server) exists, so a late `stop` after the
+/// server is gone writes to nothing else.
 #[derive(Clone)]
 pub struct StopHandle {
-    fd: RawFd,
+    fd: Arc<OwnedFd>,
 }
 
 impl StopHandle {
     /// Asks the server to stop gracefully (as SIGTERM does).
     pub fn stop(&self) {
-        sys::eventfd_signal(self.fd);
+        sys::eventfd_signal(self.fd.as_raw_fd());
     }
 }
 
@@ -251,6 +254,8 @@ pub struct Context {
     now: u32,
     stopping: Option<u32>,
     reserve_fd: RawFd,
+    /// Keeps stop eventfds open as long as the server lives.
+    wakers: Vec<Arc<OwnedFd>>,
     per_ip: HashMap<IpAddr, u32>,
     slot_ip: HashMap<u32, IpAddr>,
     open: usize,
@@ -289,6 +294,7 @@ impl Context {
             now,
             stopping: None,
             reserve_fd: sys::open_dev_null()?,
+            wakers: Vec::new(),
             per_ip: HashMap::new(),
             slot_ip: HashMap::new(),
             open: 0,
@@ -747,6 +753,21 @@ impl Context {
     }
 }
 
+impl Drop for Context {
+    /// A dropped server releases every descriptor it owns (library users may
+    /// create many servers in one process).
+    fn drop(&mut self) {
+        for s in &self.slots {
+            if matches!(s.kind, LISTENER | SIGNAL) || s.live() {
+                sys::close(s.fd);
+            }
+        }
+        if self.reserve_fd >= 0 {
+            sys::close(self.reserve_fd);
+        }
+    }
+}
+
 fn s_out_empty(s: &Slot) -> bool {
     s.out.as_ref().is_none_or(|o| o.is_empty())
 }
@@ -800,9 +821,11 @@ impl<A: App> Server<A> {
 
     /// A handle that stops the server from another thread.
     pub fn stop_handle(&mut self) -> io::Result<StopHandle> {
-        let fd = sys::eventfd()?;
-        let idx = self.cx.alloc(fd, WAKER, 0);
-        self.cx.epoll.add(fd, self.cx.id(idx).0, true, false)?;
+        let fd = Arc::new(sys::eventfd()?);
+        let raw = fd.as_raw_fd();
+        let idx = self.cx.alloc(raw, WAKER, 0);
+        self.cx.epoll.add(raw, self.cx.id(idx).0, true, false)?;
+        self.cx.wakers.push(fd.clone());
         Ok(StopHandle { fd })
     }
 
