@@ -205,6 +205,18 @@ impl<'a> Scanner<'a> {
                 return self.err("bad number");
             }
         }
+        // Refuse what overflows a double, as serde_json (and most JSON
+        // consumers behind herald) do. Short plain numbers cannot overflow.
+        let text = &self.b[start..self.i];
+        if text.len() > 15 || text.iter().any(|&c| c == b'e' || c == b'E') {
+            let finite = std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(f64::is_finite);
+            if !finite {
+                return Err(CommandError::Malformed("number out of range", start));
+            }
+        }
         Ok(Span {
             start,
             end: self.i,
@@ -516,6 +528,9 @@ mod tests {
             r#"{"uid":"a","n":-}"#,
             r#"{"uid":"a","s":"\ud83d\ude00"}"#,
             r#"{"uid":"a","s":"\ud800"}"#,
+            r#"{"uid":"a","n":1e400}"#,
+            r#"{"uid":"a","n":1e-400}"#,
+            r#"{"uid":"a","n":-1.5E+300}"#,
             r#"{"uid":"a","s":"\ude00x"}"#,
             r#"{"uid":"a","s":"\ud800\u0041"}"#,
             r#"{"uid":"a","o":{"k":[true,false,null]}}"#,

@@ -337,7 +337,10 @@ fn decode_inner(
         if !h.opcode.is_control() {
             // Reserve what is announced, but never more than arrives soon:
             // a length alone must not make us allocate.
-            p.body.reserve((h.len as usize).min(avail.max(4096)));
+            // `reserve_exact`, capped: plain `reserve` may double past the cap.
+            let want = (h.len as usize).min(avail.max(4096));
+            let room = max_message.saturating_sub(p.body.len());
+            p.body.reserve_exact(want.min(room));
         }
         p.frame = Some(FrameProgress {
             opcode: h.opcode,
@@ -510,6 +513,16 @@ mod tests {
 
     #[test]
     fn assembly_never_reserves_past_the_message_cap() {
+        // fuzz/regressions/message-body-capacity-doubles: a new fragment must
+        // not double the buffer either.
+        let max = 8192;
+        let mut state = None;
+        let mut w = frame(false, OpCode::Binary, &[b'x'; 6300]);
+        w.extend(frame(true, OpCode::Continuation, b"ab"));
+        let cut = w.len() - 1;
+        decode(&mut state, &mut w[..cut], max, &mut |_| true).unwrap();
+        assert!(state.unwrap().body.capacity() <= max);
+
         let max = 100_000;
         let mut state = None;
         let mut w = frame(false, OpCode::Binary, &vec![1u8; 70_000]);
