@@ -263,6 +263,8 @@ pub struct Context {
 }
 
 const READ_BUF: usize = 64 * 1024;
+/// Full-buffer reads handled per readiness event before output is flushed.
+const MAX_READS_PER_EVENT: usize = 16;
 /// Messages at least this big skip the send queue when it is empty.
 const DIRECT_WRITE_MIN: usize = 16 * 1024;
 /// Send buffers kept for reuse: bounded in count and size (at most 1 MiB).
@@ -1028,33 +1030,49 @@ impl<A: App> Server<A> {
         }
     }
 
+    /// Reads and handles input. A read that fills the whole buffer is
+    /// followed by another (up to `MAX_READS_PER_EVENT`) before output is
+    /// flushed: a backend pipelining thousands of pushes then reaches each
+    /// recipient with one write for all of its messages, not one per message.
     fn readable(&mut self, idx: u32) {
         let fd = self.cx.slots[idx as usize].fd;
         let mut buf = std::mem::take(&mut self.cx.rbuf);
-        let res = sys::read(fd, &mut buf);
-        match res {
-            Ok(0) => self.peer_eof(idx),
-            Ok(n) => {
-                self.cx.stats.bytes_in += n as u64;
-                let s = &mut self.cx.slots[idx as usize];
-                if s.flags & CLOSING != 0 {
-                    // Draining a closing connection: input is discarded.
-                } else {
-                    if s.flags & HANDSHAKE == 0 {
-                        s.t = self.cx.now;
-                        s.flags &= !PINGED;
-                    }
-                    match s.kind {
-                        WS => self.ws_input(idx, &mut buf[..n]),
-                        TEXT => self.text_input(idx, &buf[..n]),
-                        _ => self.http_input(idx, &buf[..n]),
-                    }
+        for _ in 0..MAX_READS_PER_EVENT {
+            let n = match sys::read(fd, &mut buf) {
+                Ok(0) => {
+                    self.peer_eof(idx);
+                    break;
+                }
+                Ok(n) => n,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted =>
+                {
+                    break
+                }
+                Err(_) => {
+                    self.cx.kill(idx, true);
+                    break;
+                }
+            };
+            self.cx.stats.bytes_in += n as u64;
+            let s = &mut self.cx.slots[idx as usize];
+            if s.flags & CLOSING != 0 {
+                // Draining a closing connection: input is discarded.
+            } else {
+                if s.flags & HANDSHAKE == 0 {
+                    s.t = self.cx.now;
+                    s.flags &= !PINGED;
+                }
+                match s.kind {
+                    WS => self.ws_input(idx, &mut buf[..n]),
+                    TEXT => self.text_input(idx, &buf[..n]),
+                    _ => self.http_input(idx, &buf[..n]),
                 }
             }
-            Err(e)
-                if e.kind() == io::ErrorKind::WouldBlock
-                    || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => self.cx.kill(idx, true),
+            if n < buf.len() || !self.cx.slots[idx as usize].live() {
+                break;
+            }
         }
         self.cx.rbuf = buf;
     }
