@@ -19,27 +19,11 @@ pub const FLAGS: &[Flag] = &[
         "broadcasts per run, sent back-to-back",
     ),
     flag("--size", Some("64"), "payload bytes each client receives"),
-    flag(
-        "--runs",
-        Some("3"),
-        "measured runs (the median is the result)",
-    ),
-    flag("--label", Some("server"), "server name in the output"),
-    flag(
-        "--timeout",
-        Some("120"),
-        "seconds allowed for any one phase",
-    ),
-    flag(
-        "--window",
-        Some("256"),
-        "handshakes in flight while opening",
-    ),
-    flag(
-        "--sources",
-        None,
-        "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
-    ),
+    crate::cli::RUNS,
+    crate::cli::LABEL,
+    crate::cli::TIMEOUT,
+    crate::cli::WINDOW,
+    crate::cli::SOURCES,
 ];
 
 pub fn run(a: &mut Args) -> Result<(), String> {

@@ -12,6 +12,29 @@ pub struct Flag {
     pub help: &'static str,
 }
 
+// Flags most modes share.
+pub const RUNS: Flag = flag(
+    "--runs",
+    Some("3"),
+    "measured runs (the median is the result)",
+);
+pub const LABEL: Flag = flag("--label", Some("server"), "server name in the output");
+pub const TIMEOUT: Flag = flag(
+    "--timeout",
+    Some("120"),
+    "seconds allowed for any one phase",
+);
+pub const WINDOW: Flag = flag(
+    "--window",
+    Some("256"),
+    "handshakes in flight while opening",
+);
+pub const SOURCES: Flag = flag(
+    "--sources",
+    None,
+    "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
+);
+
 pub const fn flag(name: &'static str, default: Option<&'static str>, help: &'static str) -> Flag {
     Flag {
         name,

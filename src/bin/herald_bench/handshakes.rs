@@ -15,18 +15,10 @@ pub const FLAGS: &[Flag] = &[
     flag("--ws", None, "WebSocket address of the server (required)"),
     flag("--total", Some("20000"), "connections per run"),
     flag("--concurrency", Some("64"), "connections in flight"),
-    flag(
-        "--runs",
-        Some("3"),
-        "measured runs (the median is the result)",
-    ),
-    flag("--label", Some("server"), "server name in the output"),
+    crate::cli::RUNS,
+    crate::cli::LABEL,
     flag("--timeout", Some("120"), "seconds allowed for any one run"),
-    flag(
-        "--sources",
-        None,
-        "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
-    ),
+    crate::cli::SOURCES,
 ];
 
 /// Time a server gets to finish the closing handshake and close TCP.

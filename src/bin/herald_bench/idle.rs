@@ -44,21 +44,9 @@ pub const FLAGS: &[Flag] = &[
         None,
         "server name in the output [from /proc/PID/comm]",
     ),
-    flag(
-        "--timeout",
-        Some("120"),
-        "seconds allowed for any one phase",
-    ),
-    flag(
-        "--window",
-        Some("256"),
-        "handshakes in flight while opening",
-    ),
-    flag(
-        "--sources",
-        None,
-        "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
-    ),
+    crate::cli::TIMEOUT,
+    crate::cli::WINDOW,
+    crate::cli::SOURCES,
 ];
 
 /// Descriptors this process keeps for itself (stdio, epoll, text port, probe).

@@ -24,22 +24,10 @@ pub const FLAGS: &[Flag] = &[
         Some("1"),
         "measured runs (the median of each figure is the result)",
     ),
-    flag("--label", Some("server"), "server name in the output"),
-    flag(
-        "--timeout",
-        Some("120"),
-        "seconds allowed for any one phase",
-    ),
-    flag(
-        "--window",
-        Some("256"),
-        "handshakes in flight while opening",
-    ),
-    flag(
-        "--sources",
-        None,
-        "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
-    ),
+    crate::cli::LABEL,
+    crate::cli::TIMEOUT,
+    crate::cli::WINDOW,
+    crate::cli::SOURCES,
 ];
 
 /// Time left after the last send for the last deliveries to arrive.

@@ -18,27 +18,11 @@ pub const FLAGS: &[Flag] = &[
     flag("--text", None, "text port address of the server (required)"),
     flag("--conns", Some("10000"), "bound clients u0..u(N-1)"),
     flag("--lines", Some("50000"), "push lines per run, pipelined"),
-    flag(
-        "--runs",
-        Some("3"),
-        "measured runs (the median is the result)",
-    ),
-    flag("--label", Some("server"), "server name in the output"),
-    flag(
-        "--timeout",
-        Some("120"),
-        "seconds allowed for any one phase",
-    ),
-    flag(
-        "--window",
-        Some("256"),
-        "handshakes in flight while opening",
-    ),
-    flag(
-        "--sources",
-        None,
-        "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
-    ),
+    crate::cli::RUNS,
+    crate::cli::LABEL,
+    crate::cli::TIMEOUT,
+    crate::cli::WINDOW,
+    crate::cli::SOURCES,
 ];
 
 pub fn run(a: &mut Args) -> Result<(), String> {
