@@ -219,6 +219,9 @@ pub fn listen_tcp(addr: &SocketAddr, reuse_port: bool, backlog: i32) -> io::Resu
         if reuse_port {
             set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
         }
+        // Accepted sockets inherit TCP_NODELAY from the listener on Linux:
+        // one setsockopt here instead of one per connection.
+        set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
         let (storage, len) = to_sockaddr(addr);
         // SAFETY (syscall!): `storage` holds a valid address of length `len`.
         syscall!(bind(
@@ -250,8 +253,8 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
     from_sockaddr(&storage).ok_or_else(|| io::Error::other("unknown address family"))
 }
 
-/// Accepts one connection as a non-blocking, close-on-exec socket with
-/// TCP_NODELAY set (pushes are small and latency matters). `Ok(None)` = no
+/// Accepts one connection as a non-blocking, close-on-exec socket; it has
+/// TCP_NODELAY from the listener (pushes are small and latency matters). `Ok(None)` = no
 /// pending connection.
 pub fn accept(listener: RawFd) -> io::Result<Option<(RawFd, IpAddr)>> {
     // SAFETY: all-zero sockaddr_storage is valid.
@@ -266,9 +269,6 @@ pub fn accept(listener: RawFd) -> io::Result<Option<(RawFd, IpAddr)>> {
     ));
     match res {
         Ok(fd) => {
-            // Loopback-only Unix sockets never reach here; failure to set the
-            // option only costs latency, so it is not fatal.
-            let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
             let ip = from_sockaddr(&storage)
                 .map(|a| a.ip())
                 .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -503,4 +503,44 @@ pub fn eventfd_drain(fd: RawFd) -> bool {
 /// True for accept errors that mean "out of descriptors".
 pub fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodelay(fd: RawFd) -> bool {
+        let mut v: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY (syscall!): `v`/`len` describe a writable c_int.
+        syscall!(getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len
+        ))
+        .unwrap();
+        v != 0
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let l = listen_tcp(&"127.0.0.1:0".parse().unwrap(), false, 16).unwrap();
+        let addr = local_addr(l).unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let mut accepted = None;
+        for _ in 0..100 {
+            if let Some((fd, ip)) = accept(l).unwrap() {
+                assert!(ip.is_loopback());
+                accepted = Some(fd);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let fd = accepted.expect("a connection to accept");
+        assert!(nodelay(fd), "pushes must not wait for Nagle");
+        close(fd);
+        close(l);
+    }
 }
