@@ -1070,7 +1070,12 @@ impl<A: App> Server<A> {
                     _ => self.http_input(idx, &buf[..n]),
                 }
             }
-            if n < buf.len() || !self.cx.slots[idx as usize].live() {
+            let s = &self.cx.slots[idx as usize];
+            // A short read usually means the socket is drained. A backend on
+            // the text port that pipelines keeps writing while we read, so
+            // there we read on until EAGAIN: one more syscall per event buys
+            // more messages per recipient write.
+            if !s.live() || (n < buf.len() && s.kind != TEXT) {
                 break;
             }
         }

@@ -35,6 +35,40 @@ pub const SOURCES: Flag = flag(
     "connect from 127.0.0.1..127.0.0.K [as the port range needs]",
 );
 
+pub const SERVER_PID: Flag = flag(
+    "--pid",
+    None,
+    "server pid: also report the server's CPU use and its rate per CPU-second",
+);
+
+/// Prints the server's CPU use over a run and the rate per server CPU-second:
+/// near 100% of a core the figure is the server's; well below, it is the
+/// load tool's.
+pub fn report_server_cpu(
+    pid: Option<u32>,
+    before: Option<f64>,
+    elapsed: f64,
+    done: usize,
+    what: &str,
+) {
+    let (Some(pid), Some(before)) = (pid, before) else {
+        return;
+    };
+    let Ok(after) = crate::host::cpu_seconds(pid) else {
+        return;
+    };
+    let cpu = after - before;
+    let share = cpu / elapsed * 100.0;
+    if cpu > 0.0 {
+        println!(
+            "  server CPU {cpu:.2} s = {share:.0}% of one core; {} {what} per server CPU-second",
+            crate::report::fmt_num(done as f64 / cpu)
+        );
+    } else {
+        println!("  server CPU below the 10 ms the kernel counts");
+    }
+}
+
 pub const fn flag(name: &'static str, default: Option<&'static str>, help: &'static str) -> Flag {
     Flag {
         name,

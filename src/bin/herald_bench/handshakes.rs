@@ -5,7 +5,7 @@
 use crate::cli::{flag, Args, Flag};
 use crate::fleet::{Event, Fleet};
 use crate::report::{fmt_num, median, median_of, Reporter};
-use crate::{check_fd_budget, label_of, params, Common};
+use crate::{check_fd_budget, host, label_of, params, Common};
 use serde_json::{json, Map};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ pub const FLAGS: &[Flag] = &[
     crate::cli::LABEL,
     flag("--timeout", Some("120"), "seconds allowed for any one run"),
     crate::cli::SOURCES,
+    crate::cli::SERVER_PID,
 ];
 
 /// Time a server gets to finish the closing handshake and close TCP.
@@ -29,6 +30,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     let total: usize = a.num("--total")?;
     let conc: usize = a.num("--concurrency")?;
     let runs: usize = a.num("--runs")?;
+    let server_pid: Option<u32> = a.opt_num("--pid")?;
     if total == 0 || conc == 0 || runs == 0 {
         return Err("--total, --concurrency and --runs must be at least 1".into());
     }
@@ -52,6 +54,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
         let mut first_failure: Option<String> = None;
         let mut opened = Vec::new();
         let mut freed = Vec::new();
+        let cpu_before = server_pid.map(host::cpu_seconds).transpose()?;
         let start = Instant::now();
         let deadline = start + common.timeout;
         for slot in 0..conc {
@@ -112,6 +115,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
                 None => String::new(),
             }
         );
+        crate::cli::report_server_cpu(server_pid, cpu_before, elapsed, completed, "handshakes");
         let mut extra = Map::new();
         extra.insert("elapsed_s".into(), json!(elapsed));
         extra.insert("completed".into(), json!(completed));

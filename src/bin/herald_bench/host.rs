@@ -93,3 +93,17 @@ pub fn raise_nofile() -> u64 {
         }
     }
 }
+
+/// CPU time (user + system) a process has used so far, in seconds, from
+/// /proc/PID/stat. Used to tell a server-bound figure from a tool-bound one.
+pub fn cpu_seconds(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("cannot read /proc/{pid}/stat: {e}"))?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line, the 12th and 13th after ")".
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    Ok((ticks(11) + ticks(12)) as f64 / 100.0)
+}

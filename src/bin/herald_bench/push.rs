@@ -5,7 +5,7 @@
 use crate::cli::{flag, Args, Flag};
 use crate::fleet::{Event, Fleet};
 use crate::report::{fmt_num, median, median_of, Reporter};
-use crate::{check_fd_budget, label_of, params, Common};
+use crate::{check_fd_budget, host, label_of, params, Common};
 use serde_json::{json, Map};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -23,6 +23,7 @@ pub const FLAGS: &[Flag] = &[
     crate::cli::TIMEOUT,
     crate::cli::WINDOW,
     crate::cli::SOURCES,
+    crate::cli::SERVER_PID,
 ];
 
 pub fn run(a: &mut Args) -> Result<(), String> {
@@ -31,6 +32,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     let n: usize = a.num("--conns")?;
     let lines: usize = a.num("--lines")?;
     let runs: usize = a.num("--runs")?;
+    let server_pid: Option<u32> = a.opt_num("--pid")?;
     if n == 0 || lines == 0 || runs == 0 {
         return Err("--conns, --lines and --runs must be at least 1".into());
     }
@@ -55,6 +57,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
         let (mut replies, mut ok, mut delivered) = (0usize, 0usize, 0usize);
         let mut stop: Option<String> = None;
         let (mut last_reply, mut last_msg) = (Instant::now(), Instant::now());
+        let cpu_before = server_pid.map(host::cpu_seconds).transpose()?;
         let start = Instant::now();
         fleet.text_send(batch.as_bytes());
         let deadline = start + common.timeout;
@@ -103,6 +106,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
              in {elapsed:.3} s = {} pushes delivered/s",
             fmt_num(rate)
         );
+        crate::cli::report_server_cpu(server_pid, cpu_before, elapsed, delivered, "pushes");
         let mut extra = Map::new();
         extra.insert("elapsed_s".into(), json!(elapsed));
         extra.insert("delivered".into(), json!(delivered));
