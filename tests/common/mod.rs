@@ -99,13 +99,7 @@ impl Herald {
 
     /// Starts herald with exactly `args` and waits for its listening lines.
     pub fn spawn(args: &[&str]) -> Herald {
-        let mut child = Command::new(herald_bin())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn herald");
+        let mut child = spawn_piped(args);
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr_pipe = child.stderr.take().expect("piped stderr");
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -822,17 +816,22 @@ impl Run {
     }
 }
 
-/// Runs herald with `args` to completion, killing it (and failing) if it is
-/// still running after [`DEADLINE`]. Output is collected by threads, so a
-/// descendant that keeps a pipe open cannot hang the test either.
-pub fn run_herald(args: &[&str]) -> Run {
-    let mut child = Command::new(herald_bin())
+/// Starts herald with `args`, stdin closed, stdout and stderr piped.
+fn spawn_piped(args: &[&str]) -> Child {
+    Command::new(herald_bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn herald");
+        .expect("spawn herald")
+}
+
+/// Runs herald with `args` to completion, killing it (and failing) if it is
+/// still running after [`DEADLINE`]. Output is collected by threads, so a
+/// descendant that keeps a pipe open cannot hang the test either.
+pub fn run_herald(args: &[&str]) -> Run {
+    let mut child = spawn_piped(args);
     let collect = |mut pipe: Box<dyn Read + Send>| {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
