@@ -4,6 +4,7 @@
 use crate::cli::{flag, Args, Flag};
 use crate::fleet::{Event, Fleet};
 use crate::report::{fmt_num, median, median_of, Reporter};
+use crate::wait::Phase;
 use crate::{check_fd_budget, label_of, params, Common};
 use serde_json::{json, Map};
 use std::time::{Duration, Instant};
@@ -66,34 +67,28 @@ pub fn run(a: &mut Args) -> Result<(), String> {
         let mut frame = b"all:".to_vec();
         frame.extend_from_slice(&payload);
         let frames = vec![frame; messages];
-        let mut got = vec![0u32; n];
-        let (mut delivered, mut malformed) = (0usize, 0usize);
-        let mut closed: Option<String> = None;
-        let mut last = Instant::now();
-        let expected = n * messages;
+        let mut d = Deliveries {
+            n,
+            payload: &payload,
+            got: vec![0u32; n],
+            delivered: 0,
+            malformed: 0,
+            closed: None,
+            last: Instant::now(),
+            expected: n * messages,
+        };
         let start = Instant::now();
         fleet.send_texts(sender, &frames);
-        let deadline = start + common.timeout;
-        while delivered < expected && closed.is_none() {
-            let on_time = fleet.poll_before(deadline, &mut |ev| match ev {
-                Event::Message(i, m) if i < n && m.first() == Some(&b'm') => {
-                    if m == payload.as_slice() {
-                        got[i] += 1;
-                        delivered += 1;
-                        last = Instant::now();
-                    } else {
-                        malformed += 1;
-                    }
-                }
-                Event::Closed(i, end) => {
-                    closed.get_or_insert_with(|| format!("connection {i}: {}", end.why));
-                }
-                _ => {}
-            })?;
-            if !on_time {
-                break;
-            }
-        }
+        let _ = fleet.wait(start + common.timeout, &mut d)?;
+        let Deliveries {
+            got,
+            delivered,
+            malformed,
+            closed,
+            last,
+            expected,
+            ..
+        } = d;
         let done = delivered >= expected;
         if let Some(why) = closed {
             return Err(format!(
@@ -140,42 +135,105 @@ pub fn run(a: &mut Args) -> Result<(), String> {
 /// N are bound (a server binds on the first message, which it may not have
 /// read yet when the handshake completed).
 fn sync(fleet: &mut Fleet, n: usize, sender: usize, common: &Common) -> Result<(), String> {
-    let mut synced = vec![false; n];
-    let mut count = 0usize;
+    let mut s = Sync {
+        n,
+        synced: vec![false; n],
+        count: 0,
+        last_new: Instant::now(),
+        closed: None,
+    };
     let deadline = common.deadline();
     for round in 0.. {
         fleet.send_text(sender, format!("all:s{round}").as_bytes());
-        let mut last_new = Instant::now();
-        let mut closed: Option<String> = None;
-        // A round ends when all are synced or nothing new came for 300 ms.
-        while count < n && closed.is_none() && last_new.elapsed() < Duration::from_millis(300) {
-            let on_time = fleet.poll_before(deadline, &mut |ev| match ev {
-                Event::Message(i, m) if i < n && m.first() == Some(&b's') && !synced[i] => {
-                    synced[i] = true;
-                    count += 1;
-                    last_new = Instant::now();
-                }
-                Event::Closed(i, end) => {
-                    closed.get_or_insert_with(|| format!("connection {i}: {}", end.why));
-                }
-                _ => {}
-            })?;
-            if !on_time {
-                break;
-            }
-        }
-        if let Some(why) = closed {
+        s.last_new = Instant::now();
+        let _ = fleet.wait(deadline, &mut s)?;
+        if let Some(why) = s.closed.take() {
             return Err(format!("while checking that all clients are bound: {why}"));
         }
-        if count == n {
+        if s.count == n {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "only {count} of {n} clients receive `all:` broadcasts after {round} rounds \
-                 (herald needs --routing)"
+                "only {} of {n} clients receive `all:` broadcasts after {round} rounds \
+                 (herald needs --routing)",
+                s.count
             ));
         }
     }
     Ok(())
+}
+
+/// One measured run: receivers 0..n count the copies of `payload`.
+struct Deliveries<'p> {
+    n: usize,
+    payload: &'p [u8],
+    /// Copies received, per receiver.
+    got: Vec<u32>,
+    delivered: usize,
+    /// Messages of this run that are not `payload`.
+    malformed: usize,
+    closed: Option<String>,
+    /// When the latest copy arrived.
+    last: Instant,
+    expected: usize,
+}
+
+impl Phase for Deliveries<'_> {
+    fn on(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Message(i, m) if i < self.n && m.first() == Some(&b'm') => {
+                if m == self.payload {
+                    self.got[i] += 1;
+                    self.delivered += 1;
+                    self.last = Instant::now();
+                } else {
+                    self.malformed += 1;
+                }
+            }
+            Event::Closed(i, end) => {
+                self.closed
+                    .get_or_insert_with(|| format!("connection {i}: {}", end.why));
+            }
+            _ => {}
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.delivered >= self.expected || self.closed.is_some()
+    }
+}
+
+/// [`sync`]: which receivers got an `s<k>` broadcast so far.
+struct Sync {
+    n: usize,
+    synced: Vec<bool>,
+    count: usize,
+    /// When a receiver was last seen for the first time (or the round began).
+    last_new: Instant,
+    closed: Option<String>,
+}
+
+impl Phase for Sync {
+    fn on(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Message(i, m) if i < self.n && m.first() == Some(&b's') && !self.synced[i] => {
+                self.synced[i] = true;
+                self.count += 1;
+                self.last_new = Instant::now();
+            }
+            Event::Closed(i, end) => {
+                self.closed
+                    .get_or_insert_with(|| format!("connection {i}: {}", end.why));
+            }
+            _ => {}
+        }
+    }
+
+    /// A round ends when all are synced or nothing new came for 300 ms.
+    fn done(&self) -> bool {
+        self.count >= self.n
+            || self.closed.is_some()
+            || self.last_new.elapsed() >= Duration::from_millis(300)
+    }
 }

@@ -5,6 +5,7 @@
 use crate::cli::{flag, Args, Flag};
 use crate::fleet::{Event, Fleet};
 use crate::report::{fmt_num, median, median_of, Reporter};
+use crate::wait::{Phase, Waited};
 use crate::{check_fd_budget, host, label_of, params, Common};
 use serde_json::{json, Map};
 use std::collections::VecDeque;
@@ -54,38 +55,28 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     }
     let mut values = Vec::new();
     for run in 1..=runs {
-        let (mut replies, mut ok, mut delivered) = (0usize, 0usize, 0usize);
-        let mut stop: Option<String> = None;
-        let (mut last_reply, mut last_msg) = (Instant::now(), Instant::now());
+        let mut t = Pushes {
+            lines,
+            replies: 0,
+            ok: 0,
+            delivered: 0,
+            stop: None,
+            last_reply: Instant::now(),
+            last_msg: Instant::now(),
+        };
         let cpu_before = server_pid.map(host::cpu_seconds).transpose()?;
         let start = Instant::now();
         fleet.text_send(batch.as_bytes());
-        let deadline = start + common.timeout;
-        while (replies < lines || delivered < ok) && stop.is_none() {
-            let on_time = fleet.poll_before(deadline, &mut |ev| match ev {
-                Event::Line(l) => {
-                    replies += 1;
-                    if l.starts_with(b"ok") {
-                        ok += 1;
-                    }
-                    last_reply = Instant::now();
-                }
-                Event::Message(_, _) => {
-                    delivered += 1;
-                    last_msg = Instant::now();
-                }
-                Event::Closed(i, end) => {
-                    stop.get_or_insert_with(|| format!("connection {i}: {}", end.why));
-                }
-                Event::TextClosed(why) => {
-                    stop.get_or_insert_with(|| why.into_owned());
-                }
-                Event::Open(_) => {}
-            })?;
-            if !on_time {
-                break;
-            }
-        }
+        let _ = fleet.wait(start + common.timeout, &mut t)?;
+        let Pushes {
+            replies,
+            ok,
+            delivered,
+            stop,
+            last_reply,
+            last_msg,
+            ..
+        } = t;
         let fail = replies - ok;
         if let Some(why) = stop {
             return Err(format!(
@@ -149,66 +140,141 @@ pub fn open_clients(
 /// uids answered `fail` (not bound yet) are pushed again. Doubles as warm-up.
 fn check_bound(fleet: &mut Fleet, n: usize, common: &Common) -> Result<(), String> {
     let deadline = common.deadline();
-    let mut arrived = vec![false; n];
-    let mut arrived_count = 0usize;
-    let mut pending: Vec<usize> = (0..n).collect();
-    let mut stop: Option<String> = None;
-    while !pending.is_empty() {
+    let mut c = Check {
+        order: VecDeque::new(),
+        pending: (0..n).collect(),
+        arrivals: Arrivals {
+            arrived: vec![false; n],
+            count: 0,
+        },
+        stop: None,
+    };
+    while !c.pending.is_empty() {
         let mut lines = String::new();
-        for i in &pending {
+        for i in &c.pending {
             let _ = writeln!(lines, "{{\"uid\":\"u{i}\",\"check\":1}}");
         }
-        let mut order: VecDeque<usize> = pending.drain(..).collect();
+        c.order = c.pending.drain(..).collect();
         fleet.text_send(lines.as_bytes());
-        while !order.is_empty() && stop.is_none() {
-            let on_time = fleet.poll_before(deadline, &mut |ev| match ev {
-                Event::Line(l) => {
-                    if let Some(i) = order.pop_front() {
-                        if !l.starts_with(b"ok") {
-                            pending.push(i);
-                        }
-                    }
-                }
-                Event::Message(i, _) if i < n && !arrived[i] => {
-                    arrived[i] = true;
-                    arrived_count += 1;
-                }
-                Event::Closed(i, end) => {
-                    stop.get_or_insert_with(|| format!("connection {i}: {}", end.why));
-                }
-                Event::TextClosed(why) => {
-                    stop.get_or_insert_with(|| why.into_owned());
-                }
-                _ => {}
-            })?;
-            if !on_time {
-                return Err(format!(
-                    "timed out checking that the uids are bound: {} replies missing",
-                    order.len()
-                ));
-            }
+        if fleet.wait(deadline, &mut c)? == Waited::Deadline {
+            return Err(format!(
+                "timed out checking that the uids are bound: {} replies missing",
+                c.order.len()
+            ));
         }
-        if let Some(why) = stop {
+        if let Some(why) = c.stop {
             return Err(format!("while checking that the uids are bound: {why}"));
         }
-        if !pending.is_empty() {
+        if !c.pending.is_empty() {
             fleet.pump(Duration::from_millis(100), &mut |_| {})?;
         }
     }
-    while arrived_count < n {
-        let on_time = fleet.poll_before(deadline, &mut |ev| {
-            if let Event::Message(i, _) = ev {
-                if i < n && !arrived[i] {
-                    arrived[i] = true;
-                    arrived_count += 1;
-                }
-            }
-        })?;
-        if !on_time {
-            return Err(format!(
-                "every push was answered ok, but only {arrived_count} of {n} clients received theirs"
-            ));
-        }
+    let mut a = c.arrivals;
+    if fleet.wait(deadline, &mut a)? == Waited::Deadline {
+        return Err(format!(
+            "every push was answered ok, but only {} of {n} clients received theirs",
+            a.count
+        ));
     }
     Ok(())
+}
+
+/// One measured run: replies on the text port, deliveries to the clients.
+struct Pushes {
+    lines: usize,
+    replies: usize,
+    /// Replies that are `ok`: pushes the server delivered.
+    ok: usize,
+    delivered: usize,
+    stop: Option<String>,
+    last_reply: Instant,
+    last_msg: Instant,
+}
+
+impl Phase for Pushes {
+    fn on(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Line(l) => {
+                self.replies += 1;
+                if l.starts_with(b"ok") {
+                    self.ok += 1;
+                }
+                self.last_reply = Instant::now();
+            }
+            Event::Message(_, _) => {
+                self.delivered += 1;
+                self.last_msg = Instant::now();
+            }
+            Event::Closed(i, end) => {
+                self.stop
+                    .get_or_insert_with(|| format!("connection {i}: {}", end.why));
+            }
+            Event::TextClosed(why) => {
+                self.stop.get_or_insert_with(|| why.into_owned());
+            }
+            Event::Open(_) => {}
+        }
+    }
+
+    fn done(&self) -> bool {
+        (self.replies >= self.lines && self.delivered >= self.ok) || self.stop.is_some()
+    }
+}
+
+/// [`check_bound`]: one batch of check pushes, answered in order.
+struct Check {
+    /// Uids whose reply is still due, in the order they were pushed.
+    order: VecDeque<usize>,
+    /// Uids answered `fail`, to push again.
+    pending: Vec<usize>,
+    arrivals: Arrivals,
+    stop: Option<String>,
+}
+
+impl Phase for Check {
+    fn on(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Line(l) => {
+                if let Some(i) = self.order.pop_front() {
+                    if !l.starts_with(b"ok") {
+                        self.pending.push(i);
+                    }
+                }
+            }
+            Event::Message(..) => self.arrivals.on(ev),
+            Event::Closed(i, end) => {
+                self.stop
+                    .get_or_insert_with(|| format!("connection {i}: {}", end.why));
+            }
+            Event::TextClosed(why) => {
+                self.stop.get_or_insert_with(|| why.into_owned());
+            }
+            _ => {}
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.order.is_empty() || self.stop.is_some()
+    }
+}
+
+/// Which of the clients received their check push.
+struct Arrivals {
+    arrived: Vec<bool>,
+    count: usize,
+}
+
+impl Phase for Arrivals {
+    fn on(&mut self, ev: Event<'_>) {
+        if let Event::Message(i, _) = ev {
+            if i < self.arrived.len() && !self.arrived[i] {
+                self.arrived[i] = true;
+                self.count += 1;
+            }
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.count >= self.arrived.len()
+    }
 }

@@ -3,9 +3,10 @@
 //! latency. Prints p50/p99/p99.9/max in microseconds.
 
 use crate::cli::{flag, Args, Flag};
-use crate::fleet::Event;
+use crate::fleet::{Event, Fleet};
 use crate::push::open_clients;
 use crate::report::{fmt_num, median, median_of, percentile, Reporter};
+use crate::wait::Phase;
 use crate::{check_fd_budget, label_of, params, Common};
 use serde_json::{json, Map};
 use std::fmt::Write as _;
@@ -62,47 +63,37 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     let mut figures: Vec<[f64; 4]> = Vec::new();
     for run in 1..=runs {
         let mut t = Tally {
+            epoch,
             lat_ns: Vec::with_capacity(total),
-            ..Tally::default()
+            sent: 0,
+            replies: 0,
+            ok: 0,
+            bad: 0,
+            stop: None,
         };
-        let mut max_lag = Duration::ZERO;
-        let mut sent = 0usize;
-        let mut line = String::with_capacity(64 * 16);
+        let line = String::with_capacity(64 * 16);
         let start = Instant::now();
+        let mut pacer = Pacer {
+            t: &mut t,
+            start,
+            rate,
+            total,
+            n,
+            max_lag: Duration::ZERO,
+            line,
+        };
         let send_deadline = start + Duration::from_secs_f64(seconds) + common.timeout;
-        // Open loop: lines go out when due, whatever the server answers, in
-        // batches of what fell due since the last wake-up (about 1 ms).
-        while sent < total && t.stop.is_none() && Instant::now() < send_deadline {
-            let elapsed = start.elapsed();
-            let due = ((elapsed.as_secs_f64() * rate) as usize + 1).min(total);
-            if due > sent {
-                let intended = Duration::from_secs_f64(sent as f64 / rate);
-                max_lag = max_lag.max(elapsed.saturating_sub(intended));
-                line.clear();
-                for k in sent..due {
-                    let ns = epoch.elapsed().as_nanos() as u64;
-                    let _ = writeln!(line, "{{\"uid\":\"u{}\",\"t\":{ns}}}", k % n);
-                }
-                fleet.text_send(line.as_bytes());
-                sent = due;
-            }
-            let next = start + Duration::from_secs_f64(sent as f64 / rate);
-            let wait = next.saturating_duration_since(Instant::now());
-            let ms = wait.as_micros().div_ceil(1000).min(10) as i32;
-            fleet.poll(ms, &mut |ev| t.on(ev, epoch))?;
-        }
-        let drain_until = Instant::now() + DRAIN;
-        while (t.replies < sent || t.lat_ns.len() + t.bad < t.ok) && t.stop.is_none() {
-            if !fleet.poll_before(drain_until, &mut |ev| t.on(ev, epoch))? {
-                break;
-            }
-        }
+        let _ = fleet.wait(send_deadline, &mut pacer)?;
+        let max_lag = pacer.max_lag;
+        let _ = fleet.wait(Instant::now() + DRAIN, &mut t)?;
         let Tally {
             mut lat_ns,
+            sent,
             replies,
             ok,
             bad,
             stop,
+            ..
         } = t;
         if let Some(why) = stop {
             return Err(format!("run {run}: {why}"));
@@ -160,10 +151,13 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     Ok(())
 }
 
-/// What one run has seen so far.
-#[derive(Default)]
+/// What one run has sent and seen so far; as a phase, the drain after the
+/// last send: until every reply and every delivery has arrived.
 struct Tally {
+    /// The clock of the send times in the lines.
+    epoch: Instant,
     lat_ns: Vec<u64>,
+    sent: usize,
     replies: usize,
     ok: usize,
     /// Delivered messages without a readable `"t"`.
@@ -171,12 +165,12 @@ struct Tally {
     stop: Option<String>,
 }
 
-impl Tally {
-    fn on(&mut self, ev: Event<'_>, epoch: Instant) {
+impl Phase for Tally {
+    fn on(&mut self, ev: Event<'_>) {
         match ev {
             Event::Message(_, m) => match sent_at(m) {
                 Some(t) => {
-                    let now = epoch.elapsed().as_nanos() as u64;
+                    let now = self.epoch.elapsed().as_nanos() as u64;
                     self.lat_ns.push(now.saturating_sub(t));
                 }
                 None => self.bad += 1,
@@ -196,6 +190,58 @@ impl Tally {
             }
             Event::Open(_) => {}
         }
+    }
+
+    fn done(&self) -> bool {
+        (self.replies >= self.sent && self.lat_ns.len() + self.bad >= self.ok)
+            || self.stop.is_some()
+    }
+}
+
+/// The sending part of a run. Open loop: lines go out when due, whatever the
+/// server answers, in batches of what fell due since the last wake-up (about
+/// 1 ms).
+struct Pacer<'t> {
+    t: &'t mut Tally,
+    start: Instant,
+    rate: f64,
+    total: usize,
+    /// Uids u0..u(n-1), round-robin.
+    n: usize,
+    /// How far the sender fell behind its schedule, at most.
+    max_lag: Duration,
+    line: String,
+}
+
+impl Phase for Pacer<'_> {
+    fn on(&mut self, ev: Event<'_>) {
+        self.t.on(ev)
+    }
+
+    fn done(&self) -> bool {
+        self.t.sent >= self.total || self.t.stop.is_some()
+    }
+
+    /// Sends what fell due, then sleeps until the next line is due (at most
+    /// 10 ms, rounded up, whatever the deadline).
+    fn before_poll(&mut self, fleet: &mut Fleet, _left: Duration) -> Result<i32, String> {
+        let sent = self.t.sent;
+        let elapsed = self.start.elapsed();
+        let due = ((elapsed.as_secs_f64() * self.rate) as usize + 1).min(self.total);
+        if due > sent {
+            let intended = Duration::from_secs_f64(sent as f64 / self.rate);
+            self.max_lag = self.max_lag.max(elapsed.saturating_sub(intended));
+            self.line.clear();
+            for k in sent..due {
+                let ns = self.t.epoch.elapsed().as_nanos() as u64;
+                let _ = writeln!(self.line, "{{\"uid\":\"u{}\",\"t\":{ns}}}", k % self.n);
+            }
+            fleet.text_send(self.line.as_bytes());
+            self.t.sent = due;
+        }
+        let next = self.start + Duration::from_secs_f64(self.t.sent as f64 / self.rate);
+        let wait = next.saturating_duration_since(Instant::now());
+        Ok(wait.as_micros().div_ceil(1000).min(10) as i32)
     }
 }
 

@@ -5,26 +5,18 @@
 //! run for scripts (`herald-bench table` turns saved lines into markdown).
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-#[path = "herald_bench/broadcast.rs"]
 mod broadcast;
-#[path = "herald_bench/cli.rs"]
 mod cli;
-#[path = "herald_bench/fleet.rs"]
+mod client;
 mod fleet;
-#[path = "herald_bench/handshakes.rs"]
 mod handshakes;
-#[path = "herald_bench/host.rs"]
 mod host;
-#[path = "herald_bench/idle.rs"]
 mod idle;
-#[path = "herald_bench/latency.rs"]
 mod latency;
-#[path = "herald_bench/net.rs"]
 mod net;
-#[path = "herald_bench/push.rs"]
 mod push;
-#[path = "herald_bench/report.rs"]
 mod report;
+mod wait;
 
 use cli::{Args, Flag};
 use std::net::{Ipv4Addr, SocketAddrV4};

@@ -1,16 +1,17 @@
 //! Many WebSocket clients and one text-port connection over one epoll: the
 //! load side of every mode.
 //!
-//! The server's bytes (the 101 response, unmasked frames, reply lines) are
-//! parsed with herald's own frame and line code; the modes only see
-//! [`Event`]s and decide what to send next.
+//! The server's bytes are parsed with herald's own frame and line code (the
+//! WebSocket side in [`crate::client`]); the modes only see [`Event`]s and
+//! decide what to send next. They wait for them with [`Fleet::wait`].
 
+pub use crate::client::End;
+use crate::client::{self, Client, State};
 use crate::net;
-use base64::Engine as _;
+use crate::wait::{Phase, Waited};
 use herald::line::{self, Line, LineState};
 use herald::sys::{self, Epoll, Ready, EV_CLOSED, EV_IN, EV_OUT};
-use herald::ws::frame::{self, Header, OpCode};
-use herald::ws::handshake;
+use herald::ws::frame::OpCode;
 use std::borrow::Cow;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
@@ -22,33 +23,7 @@ const TEXT_TOKEN: u64 = u64::MAX;
 const READ_BUF: usize = 128 * 1024;
 /// Reads per readiness report before moving on to the next connection.
 const READS_PER_EVENT: usize = 4;
-const MAX_HEAD: usize = 16 * 1024;
-const MAX_FRAME: u64 = 16 << 20;
 const MAX_REPLY_LINE: usize = 1 << 20;
-
-/// Where a client is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// A slot without a socket (never connected, or finished).
-    Idle,
-    Connecting,
-    /// Request sent, waiting for the 101 response.
-    Handshake,
-    Open,
-    /// We sent a close frame and wait for the server's close frame, then for
-    /// its end of stream (the server closes TCP first, RFC 6455 section 7.1.1,
-    /// so that TIME_WAIT stays on its side and the client's ports are not
-    /// used up by churn).
-    Closing,
-}
-
-/// How a connection ended.
-#[derive(Debug)]
-pub struct End {
-    /// True when we asked for the close (a completed close handshake).
-    pub requested: bool,
-    pub why: Cow<'static, str>,
-}
 
 /// What the server sent, as seen by the modes.
 pub enum Event<'a> {
@@ -62,60 +37,6 @@ pub enum Event<'a> {
     Line(&'a [u8]),
     /// The text port connection ended.
     TextClosed(Cow<'static, str>),
-}
-
-pub struct Client {
-    fd: RawFd,
-    pub state: State,
-    /// Bytes not yet accepted by the kernel.
-    out: Vec<u8>,
-    /// Unparsed bytes (an incomplete response head or frame).
-    inbuf: Vec<u8>,
-    /// A fragmented message under way (servers here never fragment, but may).
-    frag: Option<Vec<u8>>,
-    polled_out: bool,
-    rng: u32,
-    key: [u8; 24],
-    /// When we sent our close frame.
-    closing_since: Option<Instant>,
-    /// The server's close frame arrived (we wait for its end of stream).
-    close_seen: bool,
-}
-
-impl Client {
-    fn new(idx: usize) -> Client {
-        Client {
-            fd: -1,
-            state: State::Idle,
-            out: Vec::new(),
-            inbuf: Vec::new(),
-            frag: None,
-            polled_out: false,
-            rng: (idx as u32).wrapping_mul(2_654_435_761) | 1,
-            key: [0; 24],
-            closing_since: None,
-            close_seen: false,
-        }
-    }
-
-    fn next_rand(&mut self) -> u32 {
-        // xorshift32: masks and keys only need to vary, not to be secret.
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.rng = x;
-        x
-    }
-
-    fn mask(&mut self) -> [u8; 4] {
-        self.next_rand().to_ne_bytes()
-    }
-
-    fn push_frame(&mut self, opcode: OpCode, payload: &[u8]) {
-        let mask = self.mask();
-        frame::encode_masked(true, opcode, payload, mask, &mut self.out);
-    }
 }
 
 struct TextPort {
@@ -358,66 +279,25 @@ impl Fleet {
         while self.clients.len() < first + count {
             self.add_client();
         }
-        let (mut next, mut in_flight, mut done) = (first, 0usize, 0usize);
-        let mut opened = Vec::new();
-        let mut failure: Option<String> = None;
-        while done < count {
-            while in_flight < window.max(1) && next < first + count {
-                self.connect(next)?;
-                next += 1;
-                in_flight += 1;
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "timed out opening connections: {done} of {count} open, {in_flight} in progress"
-                ));
-            }
-            self.poll(5, &mut |ev| match ev {
-                Event::Open(i) => opened.push(i),
-                Event::Closed(i, end) if failure.is_none() => {
-                    failure = Some(format!(
-                        "connection {i} ended while opening {count} connections \
-                         ({done} open so far): {}",
-                        end.why
-                    ))
-                }
-                _ => {}
-            })?;
-            if let Some(f) = failure {
-                return Err(f);
-            }
-            for i in opened.drain(..) {
-                self.send_text(i, uid(i).as_bytes());
-                in_flight -= 1;
-                done += 1;
-            }
+        let mut opening = Opening {
+            end: first + count,
+            count,
+            uid,
+            window: window.max(1),
+            next: first,
+            in_flight: 0,
+            done: 0,
+            opened: Vec::new(),
+            failure: None,
+        };
+        opening.connect_more(self)?;
+        match self.wait(deadline, &mut opening)? {
+            Waited::Done => Ok(()),
+            Waited::Deadline => Err(format!(
+                "timed out opening connections: {} of {count} open, {} in progress",
+                opening.done, opening.in_flight
+            )),
         }
-        Ok(())
-    }
-
-    /// Polls once, for at most 10 ms and not past `deadline`; returns false
-    /// without polling once `deadline` has passed. Modes loop on it:
-    /// `while !done { if !fleet.poll_before(deadline, ..)? { break } }`.
-    pub fn poll_before(
-        &mut self,
-        deadline: Instant,
-        on: &mut dyn FnMut(Event<'_>),
-    ) -> Result<bool, String> {
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(false);
-        }
-        let ms = (deadline - now).as_millis().clamp(1, 10) as i32;
-        self.poll(ms, on)?;
-        Ok(true)
-    }
-
-    /// Keeps the connections served (pongs, replies) for `d`, reporting
-    /// events to `on`.
-    pub fn pump(&mut self, d: Duration, on: &mut dyn FnMut(Event<'_>)) -> Result<(), String> {
-        let deadline = Instant::now() + d;
-        while self.poll_before(deadline, on)? {}
-        Ok(())
     }
 
     fn set_interest(&mut self, idx: usize) {
@@ -482,18 +362,7 @@ impl Fleet {
                     let dst = self.dst;
                     return self.fail(idx, format!("connect to {dst}: {e}"), on);
                 }
-                let mut raw = [0u8; 16];
-                for chunk in raw.chunks_mut(4) {
-                    chunk.copy_from_slice(&c.next_rand().to_ne_bytes());
-                }
-                let n = base64::engine::general_purpose::STANDARD
-                    .encode_slice(raw, &mut c.key)
-                    .unwrap_or(0);
-                debug_assert_eq!(n, 24);
-                c.out.extend_from_slice(self.request_head.as_bytes());
-                c.out.extend_from_slice(&c.key);
-                c.out.extend_from_slice(b"\r\n\r\n");
-                c.state = State::Handshake;
+                c.start_handshake(&self.request_head);
                 self.flush_client(idx);
             }
             _ => {
@@ -538,7 +407,7 @@ impl Fleet {
             let was_open = self.clients[idx].state == State::Open;
             let c = &mut self.clients[idx];
             let outcome = if c.inbuf.is_empty() {
-                let (used, end) = process(c, idx, &self.buf[..n], on);
+                let (used, end) = client::process(c, idx, &self.buf[..n], on);
                 if end.is_none() {
                     c.inbuf.extend_from_slice(&self.buf[used..n]);
                 }
@@ -546,7 +415,7 @@ impl Fleet {
             } else {
                 c.inbuf.extend_from_slice(&self.buf[..n]);
                 let data = std::mem::take(&mut c.inbuf);
-                let (used, end) = process(c, idx, &data, on);
+                let (used, end) = client::process(c, idx, &data, on);
                 c.inbuf = data;
                 c.inbuf.drain(..used);
                 end
@@ -625,6 +494,70 @@ impl Fleet {
     }
 }
 
+/// [`Fleet::open_bound`] under way: slots `next..end` still to connect.
+struct Opening<'u> {
+    end: usize,
+    count: usize,
+    uid: &'u dyn Fn(usize) -> String,
+    window: usize,
+    next: usize,
+    in_flight: usize,
+    done: usize,
+    /// Opened since the last poll, waiting for their uid.
+    opened: Vec<usize>,
+    failure: Option<String>,
+}
+
+impl Opening<'_> {
+    /// Starts connects until `window` handshakes are in flight.
+    fn connect_more(&mut self, fleet: &mut Fleet) -> Result<(), String> {
+        while self.in_flight < self.window && self.next < self.end {
+            fleet.connect(self.next)?;
+            self.next += 1;
+            self.in_flight += 1;
+        }
+        Ok(())
+    }
+}
+
+impl Phase for Opening<'_> {
+    fn on(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Open(i) => self.opened.push(i),
+            Event::Closed(i, end) if self.failure.is_none() => {
+                self.failure = Some(format!(
+                    "connection {i} ended while opening {} connections \
+                     ({} open so far): {}",
+                    self.count, self.done, end.why
+                ))
+            }
+            _ => {}
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.done >= self.count
+    }
+
+    /// Handshakes are answered as soon as they are ready; the 5 ms only bound
+    /// how often the deadline is looked at.
+    fn before_poll(&mut self, _fleet: &mut Fleet, _left: Duration) -> Result<i32, String> {
+        Ok(5)
+    }
+
+    fn after_poll(&mut self, fleet: &mut Fleet) -> Result<(), String> {
+        if let Some(f) = self.failure.take() {
+            return Err(f);
+        }
+        for i in self.opened.drain(..) {
+            fleet.send_text(i, (self.uid)(i).as_bytes());
+            self.in_flight -= 1;
+            self.done += 1;
+        }
+        self.connect_more(fleet)
+    }
+}
+
 impl Drop for Fleet {
     /// Resets the connections left at the end of a mode: a reset leaves no
     /// TIME_WAIT behind, so the next run (often seconds later, towards
@@ -639,212 +572,5 @@ impl Drop for Fleet {
         if let Some(t) = &self.text {
             sys::close(t.fd);
         }
-    }
-}
-
-/// Checks the server's response head (without its final blank line).
-fn check_response(head: &[u8], key: &[u8; 24]) -> Result<(), Cow<'static, str>> {
-    let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n");
-    let status = lines.next().unwrap_or("");
-    let mut parts = status.split_ascii_whitespace();
-    let (version, code) = (parts.next(), parts.next());
-    if !matches!(version, Some("HTTP/1.1")) || code != Some("101") {
-        let shown: String = status.chars().take(120).collect();
-        return Err(format!("handshake refused: {shown:?}").into());
-    }
-    let accept = lines.find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-accept")
-            .then(|| value.trim())
-    });
-    let expected = handshake::accept_key(key);
-    match accept {
-        Some(a) if a.as_bytes() == expected => Ok(()),
-        Some(a) => Err(format!("wrong Sec-WebSocket-Accept {a:?}").into()),
-        None => Err("101 response without Sec-WebSocket-Accept".into()),
-    }
-}
-
-/// Parses what client `idx` received. Returns the bytes consumed and, when
-/// the connection must end, why. Replies (pong, close) go to `c.out`.
-fn process(
-    c: &mut Client,
-    idx: usize,
-    data: &[u8],
-    on: &mut dyn FnMut(Event<'_>),
-) -> (usize, Option<End>) {
-    let fail = |why: Cow<'static, str>| End {
-        requested: false,
-        why,
-    };
-    let mut pos = 0;
-    if c.state == State::Handshake {
-        let Some(end) = memchr::memmem::find(data, b"\r\n\r\n") else {
-            if data.len() > MAX_HEAD {
-                return (0, Some(fail("handshake response head too long".into())));
-            }
-            return (0, None);
-        };
-        if let Err(why) = check_response(&data[..end], &c.key) {
-            return (0, Some(fail(why)));
-        }
-        c.state = State::Open;
-        pos = end + 4;
-        on(Event::Open(idx));
-    }
-    loop {
-        let rest = &data[pos..];
-        let (h, hl) = match Header::parse(rest, false, MAX_FRAME) {
-            Ok(Some(x)) => x,
-            Ok(None) => return (pos, None),
-            Err(e) => {
-                let why = format!("bad frame from the server: {}", e.reason());
-                return (pos, Some(fail(why.into())));
-            }
-        };
-        if h.mask.is_some() {
-            return (pos, Some(fail("the server sent a masked frame".into())));
-        }
-        let len = h.len as usize;
-        if rest.len() < hl + len {
-            return (pos, None);
-        }
-        let payload = &rest[hl..hl + len];
-        pos += hl + len;
-        match h.opcode {
-            OpCode::Text | OpCode::Binary if h.fin => on(Event::Message(idx, payload)),
-            OpCode::Text | OpCode::Binary => c.frag = Some(payload.to_vec()),
-            OpCode::Continuation => {
-                let Some(f) = c.frag.as_mut() else {
-                    return (pos, Some(fail("continuation without a message".into())));
-                };
-                f.extend_from_slice(payload);
-                if h.fin {
-                    let whole = c.frag.take().unwrap_or_default();
-                    on(Event::Message(idx, &whole));
-                }
-            }
-            OpCode::Ping => c.push_frame(OpCode::Pong, payload),
-            OpCode::Pong => {}
-            OpCode::Close => {
-                if c.state == State::Closing {
-                    // Done on our side; the end of stream completes it.
-                    c.close_seen = true;
-                    continue;
-                }
-                // Echo the status code, as RFC 6455 section 5.5.1 asks.
-                let code = payload.get(..2).unwrap_or(&[]).to_vec();
-                c.push_frame(OpCode::Close, &code);
-                let status = payload
-                    .get(..2)
-                    .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-                let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or(&[]));
-                let why = format!("the server closed the WebSocket ({status}: {reason})");
-                return (pos, Some(fail(why.into())));
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KEY: &[u8; 24] = b"dGhlIHNhbXBsZSBub25jZQ==";
-
-    fn client(state: State) -> Client {
-        let mut c = Client::new(7);
-        c.key = *KEY;
-        c.state = state;
-        c
-    }
-
-    fn response(accept: &[u8]) -> Vec<u8> {
-        let mut v = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                      Connection: Upgrade\r\nsec-websocket-accept: "
-            .to_vec();
-        v.extend_from_slice(accept);
-        v.extend_from_slice(b"\r\n\r\n");
-        v
-    }
-
-    fn feed(c: &mut Client, data: &[u8]) -> (usize, Option<End>, Vec<String>) {
-        let mut got = Vec::new();
-        let (used, end) = process(c, 7, data, &mut |ev| {
-            got.push(match ev {
-                Event::Open(i) => format!("open {i}"),
-                Event::Message(i, m) => format!("{i}: {}", String::from_utf8_lossy(m)),
-                _ => "other".into(),
-            })
-        });
-        (used, end, got)
-    }
-
-    #[test]
-    fn the_101_and_frames_arrive_the_same_in_any_split() {
-        let mut data = response(&handshake::accept_key(KEY));
-        frame::encode_frame(OpCode::Text, b"hello", &mut data);
-        frame::encode_frame(OpCode::Text, &[b'x'; 300], &mut data);
-        let mut c = client(State::Handshake);
-        let (used, end, whole) = feed(&mut c, &data);
-        assert!(end.is_none());
-        assert_eq!(used, data.len());
-        assert_eq!(whole.len(), 3);
-        assert_eq!(whole[1], "7: hello");
-        for cut in 0..data.len() {
-            let mut c = client(State::Handshake);
-            let (mut inbuf, mut events) = (Vec::new(), Vec::new());
-            for chunk in [&data[..cut], &data[cut..]] {
-                inbuf.extend_from_slice(chunk);
-                let (used, end, got) = feed(&mut c, &inbuf);
-                assert!(end.is_none(), "cut {cut}");
-                inbuf.drain(..used);
-                events.extend(got);
-            }
-            assert_eq!(events, whole, "cut {cut}");
-            assert!(inbuf.is_empty());
-        }
-    }
-
-    #[test]
-    fn refused_or_wrong_handshakes_end_the_client() {
-        let (_, end, _) = feed(
-            &mut client(State::Handshake),
-            b"HTTP/1.1 503 Service Unavailable\r\n\r\n",
-        );
-        assert!(end.unwrap().why.contains("503"));
-        let (_, end, _) = feed(&mut client(State::Handshake), &response(b"bogus"));
-        assert!(end.unwrap().why.contains("Sec-WebSocket-Accept"));
-    }
-
-    #[test]
-    fn pings_are_answered_and_closes_complete() {
-        let mut c = client(State::Open);
-        let mut data = Vec::new();
-        frame::encode_frame(OpCode::Ping, b"hi", &mut data);
-        let (_, end, _) = feed(&mut c, &data);
-        assert!(end.is_none());
-        let (h, n) = Header::parse(&c.out, true, 125).unwrap().unwrap();
-        assert_eq!(h.opcode, OpCode::Pong);
-        let mut payload = c.out[n..].to_vec();
-        frame::unmask(&mut payload, h.mask.unwrap(), 0);
-        assert_eq!(payload, b"hi");
-
-        // We asked: the server's close frame waits for its end of stream.
-        let mut c = client(State::Closing);
-        let mut data = Vec::new();
-        frame::encode_close(herald::ws::CloseCode(1000), "", &mut data);
-        let (_, end, _) = feed(&mut c, &data);
-        assert!(end.is_none() && c.close_seen);
-
-        // The server asked: we echo the code and end.
-        let mut c = client(State::Open);
-        let (_, end, _) = feed(&mut c, &data);
-        let end = end.unwrap();
-        assert!(!end.requested && end.why.contains("1000"));
-        let (h, _) = Header::parse(&c.out, true, 125).unwrap().unwrap();
-        assert_eq!(h.opcode, OpCode::Close);
     }
 }

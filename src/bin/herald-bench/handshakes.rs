@@ -3,8 +3,9 @@
 //! close frame, the server's end of stream (at most 2 s); C are in flight.
 
 use crate::cli::{flag, Args, Flag};
-use crate::fleet::{Event, Fleet};
+use crate::fleet::{End, Event, Fleet};
 use crate::report::{fmt_num, median, median_of, Reporter};
+use crate::wait::{Phase, Waited};
 use crate::{check_fd_budget, host, label_of, params, Common};
 use serde_json::{json, Map};
 use std::time::{Duration, Instant};
@@ -50,54 +51,32 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     }
     let mut values = Vec::new();
     for run in 1..=runs {
-        let (mut started, mut completed, mut failed) = (0usize, 0usize, 0usize);
-        let mut first_failure: Option<String> = None;
-        let mut opened = Vec::new();
-        let mut freed = Vec::new();
+        let mut churn = Churn {
+            run,
+            total,
+            started: 0,
+            completed: 0,
+            failed: 0,
+            first_failure: None,
+            opened: Vec::new(),
+            freed: Vec::new(),
+        };
         let cpu_before = server_pid.map(host::cpu_seconds).transpose()?;
         let start = Instant::now();
         let deadline = start + common.timeout;
         for slot in 0..conc {
             fleet.connect(slot)?;
-            started += 1;
+            churn.started += 1;
         }
-        while completed + failed < total {
-            let on_time = fleet.poll_before(deadline, &mut |ev| match ev {
-                Event::Open(i) => opened.push(i),
-                Event::Closed(i, end) => {
-                    if end.requested {
-                        completed += 1;
-                    } else {
-                        failed += 1;
-                        first_failure.get_or_insert_with(|| end.why.into_owned());
-                    }
-                    freed.push(i);
-                }
-                _ => {}
-            })?;
-            if !on_time {
-                break;
-            }
-            fleet.expire_closing(CLOSE_WAIT, &mut |ev| {
-                if let Event::Closed(i, end) = ev {
-                    failed += 1;
-                    first_failure.get_or_insert_with(|| end.why.into_owned());
-                    freed.push(i);
-                }
-            });
-            for i in opened.drain(..) {
-                fleet.send_text(i, format!("h{run}-{i}").as_bytes());
-                fleet.send_close(i);
-            }
-            for i in freed.drain(..) {
-                if started < total {
-                    fleet.connect(i)?;
-                    started += 1;
-                }
-            }
-        }
+        let waited = fleet.wait(deadline, &mut churn)?;
         let elapsed = start.elapsed().as_secs_f64();
-        if completed + failed < total {
+        let Churn {
+            completed,
+            failed,
+            first_failure,
+            ..
+        } = churn;
+        if waited == Waited::Deadline {
             for slot in 0..conc {
                 fleet.abort(slot);
             }
@@ -129,4 +108,67 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     extra.insert("runs".into(), json!(values));
     rep.result(&median_of(runs), median(&values), "handshakes/s", extra);
     Ok(())
+}
+
+/// One run: `total` connections through `conc` slots, each slot reused as
+/// soon as its connection is gone.
+struct Churn {
+    run: usize,
+    total: usize,
+    started: usize,
+    /// Ended by a completed closing handshake.
+    completed: usize,
+    failed: usize,
+    first_failure: Option<String>,
+    /// Open since the last poll: to send a uid and close.
+    opened: Vec<usize>,
+    /// Gone since the last poll: free for the next connection.
+    freed: Vec<usize>,
+}
+
+impl Churn {
+    fn ended(&mut self, i: usize, end: End) {
+        if end.requested {
+            self.completed += 1;
+        } else {
+            self.failed += 1;
+            self.first_failure
+                .get_or_insert_with(|| end.why.into_owned());
+        }
+        self.freed.push(i);
+    }
+}
+
+impl Phase for Churn {
+    fn on(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Open(i) => self.opened.push(i),
+            Event::Closed(i, end) => self.ended(i, end),
+            _ => {}
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.completed + self.failed >= self.total
+    }
+
+    fn after_poll(&mut self, fleet: &mut Fleet) -> Result<(), String> {
+        // Expired closes are failures (`requested` is false).
+        fleet.expire_closing(CLOSE_WAIT, &mut |ev| {
+            if let Event::Closed(i, end) = ev {
+                self.ended(i, end);
+            }
+        });
+        for i in self.opened.drain(..) {
+            fleet.send_text(i, format!("h{}-{i}", self.run).as_bytes());
+            fleet.send_close(i);
+        }
+        for i in self.freed.drain(..) {
+            if self.started < self.total {
+                fleet.connect(i)?;
+                self.started += 1;
+            }
+        }
+        Ok(())
+    }
 }

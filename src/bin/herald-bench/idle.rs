@@ -6,6 +6,7 @@
 use crate::cli::{flag, Args, Flag};
 use crate::fleet::{Event, Fleet};
 use crate::report::{mib, Reporter};
+use crate::wait::Phase;
 use crate::{host, label_of, params, Common};
 use serde_json::{json, Map};
 use std::time::{Duration, Instant};
@@ -189,14 +190,13 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     );
     if hold > 0 {
         println!("holding {largest} connections for {hold} s");
-        let until = Instant::now() + Duration::from_secs(hold);
         let mut lost = 0usize;
-        while fleet.poll_before(until, &mut |ev| {
+        fleet.pump(Duration::from_secs(hold), &mut |ev| {
             if let Event::Closed(i, end) = ev {
                 lost += 1;
                 closed.get_or_insert_with(|| format!("connection {i}: {}", end.why));
             }
-        })? {}
+        })?;
         if let Some(why) = closed {
             return Err(format!(
                 "the server closed {lost} idle connections during the hold; first: {why}"
@@ -223,25 +223,16 @@ fn probe(
     } else {
         fleet.send_text(0, format!("{PROBE_UID}:{token}").as_bytes());
     }
-    let mut answered = false;
-    let deadline = Instant::now() + Duration::from_secs(5).min(common.timeout);
-    while !answered {
-        let on_time = fleet.poll_before(deadline, &mut |ev| match ev {
-            Event::Message(0, m) if memchr::memmem::find(m, token.as_bytes()).is_some() => {
-                answered = true
-            }
-            Event::Closed(i, end) => {
-                closed.get_or_insert_with(|| format!("connection {i}: {}", end.why));
-            }
-            Event::TextClosed(why) => {
-                closed.get_or_insert_with(|| why.into_owned());
-            }
-            _ => {}
-        })?;
-        if !on_time {
-            break;
-        }
-    }
+    let mut p = Probe {
+        token: token.as_bytes(),
+        answered: false,
+        closed,
+    };
+    let _ = fleet.wait(
+        Instant::now() + Duration::from_secs(5).min(common.timeout),
+        &mut p,
+    )?;
+    let answered = p.answered;
     Ok(if answered {
         "probe answered"
     } else if by_text {
@@ -249,6 +240,35 @@ fn probe(
     } else {
         "probe UNANSWERED: the server does not route `uid:message` (herald needs --routing; or give --text)"
     })
+}
+
+/// [`probe`]: waits for the message carrying `token` on the probe client.
+struct Probe<'a> {
+    token: &'a [u8],
+    answered: bool,
+    closed: &'a mut Option<String>,
+}
+
+impl Phase for Probe<'_> {
+    fn on(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Message(0, m) if memchr::memmem::find(m, self.token).is_some() => {
+                self.answered = true
+            }
+            Event::Closed(i, end) => {
+                self.closed
+                    .get_or_insert_with(|| format!("connection {i}: {}", end.why));
+            }
+            Event::TextClosed(why) => {
+                self.closed.get_or_insert_with(|| why.into_owned());
+            }
+            _ => {}
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.answered
+    }
 }
 
 /// Waits `settle` (answering pings meanwhile), then reads VmRSS until two
