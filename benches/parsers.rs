@@ -54,7 +54,7 @@ fn masked_frames(opcode: OpCode, size: usize) -> (Vec<u8>, usize) {
     (wire, count * size)
 }
 
-/// `ws::decode` over a buffer of whole masked frames (it unmasks in place, so
+/// `ws::decode::next` over a buffer of whole masked frames (it unmasks in place, so
 /// each iteration gets a fresh copy, made outside the timing).
 fn ws_decode(c: &mut Criterion) {
     for (opcode, name) in [
@@ -70,17 +70,20 @@ fn ws_decode(c: &mut Criterion) {
                 b.iter_batched_ref(
                     || wire.clone(),
                     |buf| {
-                        let mut state = None;
+                        let mut state: Option<Box<ws::Partial>> = None;
                         let mut got = 0usize;
-                        ws::decode(&mut state, buf, 1 << 20, &mut |ev| {
+                        let mut pos = 0;
+                        while let (used, Some(ev)) =
+                            ws::decode::next(&mut state, &mut buf[pos..], 1 << 20)
+                                .expect("frames are valid")
+                        {
+                            pos += used;
                             got += match ev {
                                 Event::Text(t) => t.len(),
                                 Event::Binary(b) => b.len(),
                                 _ => 0,
                             };
-                            true
-                        })
-                        .expect("frames are valid");
+                        }
                         assert_eq!(got, payload_bytes);
                         black_box(got)
                     },
@@ -105,7 +108,7 @@ fn unmask(c: &mut Criterion) {
     g.finish();
 }
 
-/// `line::split` over 1 MiB of pipelined seed lines, fed in 64 KiB reads as
+/// `line::next` over 1 MiB of pipelined seed lines, fed in 64 KiB reads as
 /// the reactor does (so lines straddle reads).
 fn split_lines(c: &mut Criterion) {
     let mut data = Vec::with_capacity((1 << 20) + 64);
@@ -119,15 +122,16 @@ fn split_lines(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.bench_function("seed_lines_64KiB_reads", |b| {
         b.iter(|| {
-            let mut state = None;
+            let mut state: Option<Box<line::LineState>> = None;
             let mut n = 0usize;
             for chunk in data.chunks(64 << 10) {
-                line::split(&mut state, chunk, 64 << 10, &mut |l| {
+                let mut pos = 0;
+                while let (used, Some(l)) = line::next(&mut state, &chunk[pos..], 64 << 10) {
+                    pos += used;
                     if let Line::Complete(l) = l {
                         n += l.len().min(1);
                     }
-                    true
-                });
+                }
             }
             assert_eq!(n, lines);
             black_box(n)

@@ -27,21 +27,24 @@
 //! [`Limits`]: message and frame size, request head size and handshake
 //! deadline, line length, HTTP body size, queued output per connection,
 //! connection counts (total and per IP), heartbeat and close timeouts. The
-//! parsers ([`ws::decode`], [`ws::handshake::parse`], [`http::parse_head`],
-//! [`line::split`], [`push::command::parse`]) never panic on any input and
+//! parsers ([`ws::decode::next`], [`ws::handshake::parse`], [`http::parse_head`],
+//! [`http::conn::next`], [`line::next`], [`push::command::parse`]) never panic on any input and
 //! never allocate on a length they have not received; each has a fuzz target.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod app;
 pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod line;
 pub mod push;
 pub mod reactor;
+pub mod sansio;
 pub mod sys;
 pub mod ws;
 
-pub use limits::Limits;
-pub use reactor::{
-    App, ConnId, Context, Message, Protocol, Request, Response, Server, Stats, StopHandle,
+pub use app::{
+    App, ConnId, Deferred, Message, Protocol, Request, Response, TimerId, Upgrade, UpgradeRequest,
 };
+pub use limits::Limits;
+pub use reactor::{Context, Server, Stats, StopHandle};

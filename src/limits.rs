@@ -37,7 +37,22 @@ pub struct Limits {
     pub close_timeout_ms: u64,
     /// How long a graceful stop may take to flush queued output. Default 5 s.
     pub shutdown_grace_ms: u64,
+    /// Longest uid in bytes; longer first messages close with 1008. Default 128.
+    pub max_uid: usize,
+    /// Deferred replies outstanding on one connection (`Context::defer`);
+    /// past it `defer` refuses. Default 4096.
+    pub max_deferred: usize,
+    /// The one read buffer every connection shares, in bytes (at least 1 KiB).
+    /// Smaller saves memory on small devices; larger takes more pipelined
+    /// input per read. Default 64 KiB.
+    pub read_buffer: usize,
+    /// Send buffers (up to 8 KiB each) kept for reuse while idle. Default 128.
+    pub send_pool: usize,
 }
+
+/// Fixed by the parsers' no-allocation design rather than configurable:
+/// the most headers a request head may carry (more gets 431).
+pub const MAX_HEADERS: usize = crate::http::MAX_HEADERS;
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -54,6 +69,10 @@ impl Default for Limits {
             idle_timeout_s: 60,
             close_timeout_ms: 5_000,
             shutdown_grace_ms: 5_000,
+            max_uid: 128,
+            max_deferred: 4096,
+            read_buffer: 64 * 1024,
+            send_pool: 128,
         }
     }
 }

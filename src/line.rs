@@ -1,7 +1,9 @@
 //! Newline-delimited framing for the text port (Workerman's "text" protocol).
 //!
-//! A push parser: bytes in, complete lines out. Only the unfinished tail of a
-//! read is kept, and only until its newline arrives.
+//! A pull parser: bytes in, one complete line per call. Only the unfinished
+//! tail of a read is kept, and only until its newline arrives.
+
+use crate::sansio::Held;
 
 /// What the splitter found.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,11 +22,18 @@ pub struct LineState {
     partial: Vec<u8>,
     /// Inside an over-long line: drop bytes until the next newline.
     skipping: bool,
+    /// `partial` holds a line already handed out; cleared on the next call.
+    joined: bool,
 }
 
 impl LineState {
     fn is_idle(&self) -> bool {
         self.partial.is_empty() && !self.skipping
+    }
+
+    /// Bytes held (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<LineState>() + self.partial.capacity()
     }
 }
 
@@ -32,75 +41,78 @@ fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Splits `data` into lines, calling `on_line` for each; stops early when it
-/// returns false. An idle state (no unfinished line) is dropped to `None`.
-pub fn split(
-    state: &mut Option<Box<LineState>>,
-    data: &[u8],
+/// Finds the next line: returns how many bytes of `data` it consumed and the
+/// line, or `None` once all of `data` is consumed without completing one
+/// (the unfinished tail is then held). A pull parser: call again with the
+/// rest of `data` until it returns `None`.
+pub fn next<'a, H: Held<LineState>>(
+    held: &'a mut H,
+    data: &'a [u8],
     max_line: usize,
-    on_line: &mut dyn FnMut(Line<'_>) -> bool,
-) {
-    let mut rest = data;
-    // First finish the line left over from earlier reads.
-    if let Some(st) = state.as_deref_mut() {
-        match memchr::memchr(b'\n', rest) {
-            Some(i) => {
-                let (head, tail) = (&rest[..i], &rest[i + 1..]);
-                rest = tail;
-                if st.skipping {
+) -> (usize, Option<Line<'a>>) {
+    let mut skipped = 0;
+    if let Some(st) = held.get() {
+        if st.joined {
+            st.joined = false;
+            st.partial.clear();
+        }
+        if !st.is_idle() {
+            // First finish the line left over from earlier reads.
+            match memchr::memchr(b'\n', data) {
+                Some(i) if st.skipping => {
                     st.skipping = false;
-                } else if st.partial.len() + head.len() > max_line {
+                    skipped = i + 1;
+                }
+                Some(i) if st.partial.len() + i > max_line => {
                     st.partial = Vec::new();
-                    if !on_line(Line::TooLong) {
-                        return;
-                    }
-                } else {
-                    let mut line = std::mem::take(&mut st.partial);
-                    line.extend_from_slice(head);
-                    if !on_line(Line::Complete(strip_cr(&line))) {
-                        return;
-                    }
+                    return (i + 1, Some(Line::TooLong));
                 }
-            }
-            None => {
-                if !st.skipping {
-                    if st.partial.len() + rest.len() > max_line {
-                        st.partial = Vec::new();
-                        st.skipping = true;
-                        on_line(Line::TooLong);
-                    } else {
-                        st.partial.extend_from_slice(rest);
-                    }
+                Some(i) => {
+                    st.partial.extend_from_slice(&data[..i]);
+                    st.joined = true;
+                    return (i + 1, held_line(held));
                 }
-                return;
+                None if st.skipping => return (data.len(), None),
+                None if st.partial.len() + data.len() > max_line => {
+                    st.partial = Vec::new();
+                    st.skipping = true;
+                    return (data.len(), Some(Line::TooLong));
+                }
+                None => {
+                    st.partial.extend_from_slice(data);
+                    return (data.len(), None);
+                }
             }
         }
     }
-    while let Some(i) = memchr::memchr(b'\n', rest) {
+    let rest = &data[skipped..];
+    if let Some(i) = memchr::memchr(b'\n', rest) {
         let line = &rest[..i];
-        rest = &rest[i + 1..];
         let event = if line.len() > max_line {
             Line::TooLong
         } else {
             Line::Complete(strip_cr(line))
         };
-        if !on_line(event) {
-            return;
-        }
+        return (skipped + i + 1, Some(event));
     }
     if rest.is_empty() {
-        if state.as_ref().is_some_and(|s| s.is_idle()) {
-            *state = None;
+        if held.get().is_some_and(|s| s.is_idle()) {
+            held.clear();
         }
-        return;
+        return (data.len(), None);
     }
-    let st = state.get_or_insert_with(Box::default);
+    let st = held.get_or_insert();
     if rest.len() > max_line {
         st.skipping = true;
-        on_line(Line::TooLong);
-    } else {
-        st.partial.extend_from_slice(rest);
+        return (data.len(), Some(Line::TooLong));
     }
+    st.partial.extend_from_slice(rest);
+    (data.len(), None)
+}
+
+/// The line just joined in the state.
+fn held_line<H: Held<LineState>>(held: &mut H) -> Option<Line<'_>> {
+    held.get().map(|st| Line::Complete(strip_cr(&st.partial)))
 }
 
 #[cfg(test)]
@@ -108,16 +120,20 @@ mod tests {
     use super::*;
 
     fn run(chunks: &[&[u8]], max: usize) -> (Vec<Option<String>>, bool) {
-        let mut st = None;
+        let mut st: Option<Box<LineState>> = None;
         let mut out = Vec::new();
         for c in chunks {
-            split(&mut st, c, max, &mut |l| {
+            let mut pos = 0;
+            loop {
+                let (used, l) = next(&mut st, &c[pos..], max);
+                pos += used;
+                let Some(l) = l else { break };
                 out.push(match l {
                     Line::Complete(b) => Some(String::from_utf8_lossy(b).into_owned()),
                     Line::TooLong => None,
                 });
-                true
-            });
+            }
+            assert_eq!(pos, c.len());
         }
         (out, st.is_none())
     }
@@ -163,9 +179,12 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded_by_the_cap() {
-        let mut st = None;
+        let mut st: Option<Box<LineState>> = None;
         for _ in 0..1000 {
-            split(&mut st, &[b'x'; 1000], 4096, &mut |_| true);
+            let mut pos = 0;
+            while let (used, Some(_)) = next(&mut st, &[b'x'; 1000][pos..], 4096) {
+                pos += used;
+            }
         }
         assert!(st.as_ref().unwrap().partial.capacity() <= 8192);
     }

@@ -117,7 +117,7 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
             "--max-queued" => cli.limits.max_queued = parse_num(flag, value()?)?,
             "--max-connections" => cli.limits.max_connections = parse_num(flag, value()?)?,
             "--max-per-ip" => cli.limits.max_per_ip = parse_num(flag, value()?)?,
-            "--max-uid" => cli.push.max_uid = parse_num(flag, value()?)?,
+            "--max-uid" => cli.limits.max_uid = parse_num(flag, value()?)?,
             "--ping-interval" => cli.limits.ping_interval_s = parse_num(flag, value()?)?,
             "--idle-timeout" => cli.limits.idle_timeout_s = parse_num(flag, value()?)?,
             "--close-timeout" => cli.limits.close_timeout_ms = parse_num(flag, value()?)?,
@@ -130,7 +130,7 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
     if cli.limits.max_message == 0
         || cli.limits.max_line == 0
         || cli.limits.max_queued == 0
-        || cli.push.max_uid == 0
+        || cli.limits.max_uid == 0
     {
         return Err(
             "--max-message, --max-line, --max-queued and --max-uid must be at least 1".into(),

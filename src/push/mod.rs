@@ -3,28 +3,18 @@
 
 pub mod command;
 
-use crate::reactor::{App, ConnId, Context, Message, Request, Response};
+use crate::app::{App, ConnId, Message, Request, Response};
+use crate::reactor::Context;
 use crate::ws::CloseCode;
 use command::Command;
 use std::fmt::Write as _;
 
 /// Settings of the push application (the reactor's are in [`crate::Limits`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PushConfig {
     /// Let bound clients send `uid:message` and `all:message` (the second
     /// seed). Off by default: it lets any browser message any user.
     pub routing: bool,
-    /// Longest uid in bytes; longer first messages close with 1008.
-    pub max_uid: usize,
-}
-
-impl Default for PushConfig {
-    fn default() -> PushConfig {
-        PushConfig {
-            routing: false,
-            max_uid: 128,
-        }
-    }
 }
 
 /// Push outcomes, for /stats and /metrics.
@@ -129,8 +119,8 @@ impl PushApp {
                     CloseCode::POLICY,
                     "empty uid: send your uid as the first message",
                 );
-            } else if text.len() > self.config.max_uid {
-                let reason = format!("uid too long (max {} bytes)", self.config.max_uid);
+            } else if text.len() > cx.limits().max_uid {
+                let reason = format!("uid too long (max {} bytes)", cx.limits().max_uid);
                 cx.close(conn, CloseCode::POLICY, &reason);
             } else {
                 cx.bind_uid(conn, text);
@@ -206,11 +196,11 @@ impl PushApp {
                 ),
             },
             ("GET", "/stats") => Response::json(200, self.stats_json(cx)),
-            ("GET", "/metrics") => Response {
-                status: 200,
-                content_type: "text/plain; version=0.0.4",
-                body: self.metrics(cx).into_bytes(),
-            },
+            ("GET", "/metrics") => Response::new(
+                200,
+                "text/plain; version=0.0.4",
+                self.metrics(cx).into_bytes(),
+            ),
             ("GET", "/") => Response::text(
                 200,
                 "herald push server: POST /push, GET /online[?uid=U], GET /stats, GET /metrics",

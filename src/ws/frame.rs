@@ -197,31 +197,51 @@ pub fn unmask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     }
 }
 
-/// Writes a server (unmasked) frame header for `len` payload bytes into `out`;
-/// returns how many bytes of `out` it used (2, 4 or 10).
-pub fn encode_header(fin: bool, opcode: OpCode, len: usize, out: &mut [u8; 10]) -> usize {
-    out[0] = (if fin { 0x80 } else { 0 }) | opcode.bits();
-    if len < 126 {
-        out[1] = len as u8;
-        2
-    } else if len <= 0xFFFF {
-        out[1] = 126;
-        out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        4
-    } else {
-        out[1] = 127;
-        out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        10
+/// The header of one outbound frame: the one encoder every frame herald
+/// sends goes through (text, binary, ping, pong, close). `rsv1` is there for
+/// a compression extension (RFC 7692 marks compressed messages with it).
+#[derive(Clone, Copy, Debug)]
+pub struct FrameHead {
+    bytes: [u8; 10],
+    len: u8,
+}
+
+impl FrameHead {
+    /// A final, unextended server frame of `len` payload bytes.
+    pub fn new(opcode: OpCode, len: usize) -> FrameHead {
+        FrameHead::with_bits(true, false, opcode, len)
+    }
+
+    /// Any server frame header, with the shortest length encoding.
+    pub fn with_bits(fin: bool, rsv1: bool, opcode: OpCode, len: usize) -> FrameHead {
+        let mut bytes = [0u8; 10];
+        bytes[0] = (if fin { 0x80 } else { 0 }) | (if rsv1 { 0x40 } else { 0 }) | opcode.bits();
+        let n = if len < 126 {
+            bytes[1] = len as u8;
+            2
+        } else if len <= 0xFFFF {
+            bytes[1] = 126;
+            bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            4
+        } else {
+            bytes[1] = 127;
+            bytes[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        FrameHead { bytes, len: n }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
     }
 }
 
 /// Appends a whole unmasked frame to `out`: the header written once, the
 /// payload copied once.
 pub fn encode_frame(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
-    let mut h = [0u8; 10];
-    let n = encode_header(true, opcode, payload.len(), &mut h);
-    out.reserve(n + payload.len());
-    out.extend_from_slice(&h[..n]);
+    let h = FrameHead::new(opcode, payload.len());
+    out.reserve(h.as_bytes().len() + payload.len());
+    out.extend_from_slice(h.as_bytes());
     out.extend_from_slice(payload);
 }
 
@@ -240,14 +260,14 @@ pub fn encode_close(code: CloseCode, reason: &str, out: &mut Vec<u8>) {
 
 /// Client side: appends a masked frame (used by tests, benches and fuzzers).
 pub fn encode_masked(fin: bool, opcode: OpCode, payload: &[u8], mask: [u8; 4], out: &mut Vec<u8>) {
-    let mut h = [0u8; 10];
-    let n = encode_header(fin, opcode, payload.len(), &mut h);
-    h[1] |= 0x80;
-    out.extend_from_slice(&h[..n]);
-    out.extend_from_slice(&mask);
+    let h = FrameHead::with_bits(fin, false, opcode, payload.len());
     let start = out.len();
+    out.extend_from_slice(h.as_bytes());
+    out[start + 1] |= 0x80;
+    out.extend_from_slice(&mask);
+    let body = out.len();
     out.extend_from_slice(payload);
-    unmask(&mut out[start..], mask, 0);
+    unmask(&mut out[body..], mask, 0);
 }
 
 #[cfg(test)]
@@ -345,11 +365,10 @@ mod tests {
 
     #[test]
     fn encode_header_uses_minimal_lengths() {
-        let mut h = [0u8; 10];
-        assert_eq!(encode_header(true, OpCode::Text, 125, &mut h), 2);
-        assert_eq!(encode_header(true, OpCode::Text, 126, &mut h), 4);
-        assert_eq!(encode_header(true, OpCode::Text, 65535, &mut h), 4);
-        assert_eq!(encode_header(true, OpCode::Text, 65536, &mut h), 10);
+        let len = |n| FrameHead::new(OpCode::Text, n).as_bytes().len();
+        assert_eq!((len(125), len(126), len(65535), len(65536)), (2, 4, 4, 10));
+        let h = FrameHead::with_bits(false, true, OpCode::Binary, 3);
+        assert_eq!(h.as_bytes(), [0x42, 3]);
         let mut v = Vec::new();
         encode_close(CloseCode(1000), &"é".repeat(100), &mut v);
         assert_eq!(v[1] as usize, v.len() - 2);

@@ -81,11 +81,21 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
 /// Validates an upgrade request at the start of `buf`. `Ok(None)`: the head is
 /// not complete yet.
 pub fn parse(buf: &[u8], max_head: usize) -> Result<Option<Accepted>, HandshakeError> {
+    parse_request(buf, max_head).map(|r| r.map(|(_, a)| a))
+}
+
+/// [`parse`], also giving the request head (path, headers) for the
+/// application to inspect before it accepts.
+pub fn parse_request(
+    buf: &[u8],
+    max_head: usize,
+) -> Result<Option<(Head<'_>, Accepted)>, HandshakeError> {
     let Some((head, consumed)) = http::parse_head(buf, max_head).map_err(HandshakeError::Http)?
     else {
         return Ok(None);
     };
-    check(&head).map(|accept| Some(Accepted { accept, consumed }))
+    let accept = check(&head)?;
+    Ok(Some((head, Accepted { accept, consumed })))
 }
 
 fn check(head: &Head<'_>) -> Result<[u8; 28], HandshakeError> {

@@ -122,7 +122,7 @@ impl Fleet {
             }
         })?;
         if let Err(e) = self.ep.add(fd, idx as u64, true, true) {
-            sys::close(fd);
+            net::close(fd);
             return Err(format!("epoll add: {e}"));
         }
         let c = &mut self.clients[idx];
@@ -181,7 +181,7 @@ impl Fleet {
         if c.state == State::Open {
             self.open -= 1;
         }
-        sys::close(c.fd);
+        net::close(c.fd);
         c.fd = -1;
         c.state = State::Idle;
         c.out = Vec::new();
@@ -222,7 +222,7 @@ impl Fleet {
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
         let fd = s.into_raw_fd();
         if let Err(e) = self.ep.add(fd, TEXT_TOKEN, true, false) {
-            sys::close(fd);
+            net::close(fd);
             return Err(format!("epoll add: {e}"));
         }
         self.text = Some(TextPort {
@@ -317,7 +317,7 @@ impl Fleet {
         }
         let mut written = 0;
         while written < c.out.len() {
-            match sys::write(c.fd, &c.out[written..]) {
+            match net::write(c.fd, &c.out[written..]) {
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
@@ -379,7 +379,7 @@ impl Fleet {
     fn read_client(&mut self, idx: usize, on: &mut dyn FnMut(Event<'_>)) {
         for _ in 0..READS_PER_EVENT {
             let fd = self.clients[idx].fd;
-            let n = match sys::read(fd, &mut self.buf) {
+            let n = match net::read(fd, &mut self.buf) {
                 Ok(0) => {
                     let c = &self.clients[idx];
                     let end = if c.state == State::Closing {
@@ -441,7 +441,7 @@ impl Fleet {
     fn flush_text(&mut self) {
         let Some(t) = self.text.as_mut() else { return };
         while t.sent < t.out.len() {
-            match sys::write(t.fd, &t.out[t.sent..]) {
+            match net::write(t.fd, &t.out[t.sent..]) {
                 Ok(n) => t.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
@@ -466,15 +466,18 @@ impl Fleet {
         }
         for _ in 0..READS_PER_EVENT {
             let Some(t) = self.text.as_mut() else { return };
-            let ended = match sys::read(t.fd, &mut self.buf) {
+            let ended = match net::read(t.fd, &mut self.buf) {
                 Ok(0) => Some(Cow::Borrowed("the server closed the text port")),
                 Ok(n) => {
-                    line::split(&mut t.partial, &self.buf[..n], MAX_REPLY_LINE, &mut |l| {
+                    let mut pos = 0;
+                    while let (used, Some(l)) =
+                        line::next(&mut t.partial, &self.buf[pos..n], MAX_REPLY_LINE)
+                    {
+                        pos += used;
                         if let Line::Complete(b) = l {
                             on(Event::Line(b));
                         }
-                        true
-                    });
+                    }
                     if n < self.buf.len() {
                         return;
                     }
@@ -485,7 +488,7 @@ impl Fleet {
                 Err(e) => Some(Cow::Owned(format!("text port read: {e}"))),
             };
             if let Some(why) = ended {
-                sys::close(t.fd);
+                net::close(t.fd);
                 self.text = None;
                 on(Event::TextClosed(why));
                 return;
@@ -565,12 +568,12 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         for c in &self.clients {
             if c.state != State::Idle {
-                sys::set_linger_zero(c.fd);
-                sys::close(c.fd);
+                net::set_linger_zero(c.fd);
+                net::close(c.fd);
             }
         }
         if let Some(t) = &self.text {
-            sys::close(t.fd);
+            net::close(t.fd);
         }
     }
 }

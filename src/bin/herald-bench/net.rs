@@ -1,5 +1,6 @@
-//! The socket calls herald::sys lacks: a non-blocking connect, optionally from
-//! a chosen source address, and reading how it ended.
+//! The load generator's own socket calls on raw descriptors (herald's `sys`
+//! keeps those crate-private): a non-blocking connect, optionally from a
+//! chosen source address, how it ended, reads, writes and closing.
 
 use std::io;
 use std::mem::size_of;
@@ -88,7 +89,7 @@ pub fn connect_start(dst: SocketAddrV4, src: Option<Ipv4Addr>) -> io::Result<Raw
     match setup() {
         Ok(()) => Ok(fd),
         Err(e) => {
-            herald::sys::close(fd);
+            close(fd);
             Err(e)
         }
     }
@@ -118,4 +119,50 @@ pub fn take_error(fd: RawFd) -> io::Result<()> {
 /// True when an error means "this source address has no ephemeral port left".
 pub fn is_port_exhaustion(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
+}
+
+/// Closes a descriptor this tool opened and never uses again.
+pub fn close(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and drops every copy of it here.
+    unsafe { libc::close(fd) };
+}
+
+/// Reads into `buf`; `Ok(0)` is end of stream, WouldBlock an error.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Writes from `buf` without raising SIGPIPE; WouldBlock is an error.
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// SO_LINGER 0: the next `close` sends RST, freeing both ends at once.
+pub fn set_linger_zero(fd: RawFd) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `l` is a live linger of the size given.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
 }

@@ -2,6 +2,8 @@
 //!
 //! Used by the WebSocket opening handshake and by the HTTP API listener.
 
+pub mod conn;
+
 use std::fmt::Write as _;
 
 /// Most headers a request may carry; more gets 431.

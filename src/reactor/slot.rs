@@ -1,0 +1,152 @@
+//! One entry of the slot table: what a connection (or listener) costs while
+//! idle, its kind and its state flags.
+
+use crate::hub::{Member, Uid, NIL};
+use std::os::fd::RawFd;
+
+/// What a slot holds. Every `match` on it is exhaustive: a new kind has to
+/// be handled everywhere it matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(super) enum Kind {
+    Free,
+    Listener,
+    /// The signalfd for SIGINT / SIGTERM.
+    Signal,
+    /// A stop handle's eventfd.
+    Waker,
+    WebSocket,
+    Text,
+    Http,
+    /// A connection opened with `Context::connect`.
+    Outbound,
+}
+
+impl Kind {
+    /// Kinds that are connections to a peer.
+    pub(super) fn is_conn(self) -> bool {
+        match self {
+            Kind::WebSocket | Kind::Text | Kind::Http | Kind::Outbound => true,
+            Kind::Free | Kind::Listener | Kind::Signal | Kind::Waker => false,
+        }
+    }
+}
+
+/// State bits of a slot, in two bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Flags(u16);
+
+impl Flags {
+    /// A WebSocket before its 101.
+    pub const HANDSHAKE: Flags = Flags(1 << 0);
+    /// `on_open` was called: `on_close` is owed.
+    pub const OPENED: Flags = Flags(1 << 1);
+    /// No more input is read; output drains, then the socket closes.
+    pub const CLOSING: Flags = Flags(1 << 2);
+    /// Our write side is shut down.
+    pub const FIN_SENT: Flags = Flags(1 << 3);
+    /// The peer's end of stream was read.
+    pub const PEER_EOF: Flags = Flags(1 << 4);
+    /// Registered for EPOLLOUT: the socket did not take all output.
+    pub const WANT_OUT: Flags = Flags(1 << 5);
+    /// On the list of slots to flush at the end of this loop iteration.
+    pub const DIRTY: Flags = Flags(1 << 6);
+    /// A heartbeat ping is outstanding.
+    pub const PINGED: Flags = Flags(1 << 7);
+    /// The socket is closed; the slot is freed at the end of the iteration.
+    pub const DEAD: Flags = Flags(1 << 8);
+    /// An outbound connect is in progress (or not yet started).
+    pub const CONNECTING: Flags = Flags(1 << 9);
+    /// Deferred replies are outstanding: later output waits behind them.
+    pub const DEFERRED: Flags = Flags(1 << 10);
+    /// Close once the outstanding deferred replies are written.
+    pub const CLOSE_AFTER_REPLIES: Flags = Flags(1 << 11);
+
+    pub fn has(self, f: Flags) -> bool {
+        self.0 & f.0 != 0
+    }
+    pub fn set(&mut self, f: Flags) {
+        self.0 |= f.0;
+    }
+    pub fn clear(&mut self, f: Flags) {
+        self.0 &= !f.0;
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, o: Flags) -> Flags {
+        Flags(self.0 | o.0)
+    }
+}
+
+/// One connection (or listener). Kept small: this is the per-connection cost.
+/// The parser state of a connection lives beside it ([`super::Server`]'s
+/// input table), so that events can borrow it while the application holds
+/// the [`super::Context`].
+pub(super) struct Slot {
+    pub fd: RawFd,
+    pub gen: u32,
+    /// Tick of the last event that matters for timers: accept (handshake),
+    /// last input (open), close start (closing).
+    pub t: u32,
+    /// Tick of this slot's one valid timer-wheel entry.
+    pub due: u32,
+    pub flags: Flags,
+    pub kind: Kind,
+    /// Index of the accepting listener (0 for other kinds).
+    pub listener: u8,
+    pub prev: u32,
+    pub next: u32,
+    #[allow(clippy::box_collection)] // 8 bytes per idle slot instead of 24
+    pub out: Option<Box<Vec<u8>>>,
+    pub uid: Option<Uid>,
+}
+
+impl Slot {
+    pub fn new(fd: RawFd, kind: Kind, listener: u8, now: u32) -> Slot {
+        Slot {
+            fd,
+            gen: 0,
+            t: now,
+            due: 0,
+            flags: Flags::default(),
+            kind,
+            listener,
+            prev: NIL,
+            next: NIL,
+            out: None,
+            uid: None,
+        }
+    }
+    /// A connection whose socket is open.
+    pub fn live(&self) -> bool {
+        self.kind.is_conn() && !self.flags.has(Flags::DEAD)
+    }
+    /// A connection that takes new messages.
+    pub fn can_send(&self) -> bool {
+        self.live()
+            && !self
+                .flags
+                .has(Flags::CLOSING | Flags::HANDSHAKE | Flags::CONNECTING)
+    }
+    pub fn out_empty(&self) -> bool {
+        self.out.as_ref().is_none_or(|o| o.is_empty())
+    }
+}
+
+impl Member for Slot {
+    fn uid(&self) -> Option<&Uid> {
+        self.uid.as_ref()
+    }
+    fn set_uid(&mut self, uid: Option<Uid>) {
+        self.uid = uid;
+    }
+    fn links(&self) -> (u32, u32) {
+        (self.prev, self.next)
+    }
+    fn set_links(&mut self, prev: u32, next: u32) {
+        self.prev = prev;
+        self.next = next;
+    }
+}

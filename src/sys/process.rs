@@ -1,0 +1,94 @@
+//! The process: descriptor limits, the spare descriptor, daemonizing,
+//! memory, signalling another process.
+
+use super::close;
+use std::io;
+use std::os::fd::RawFd;
+
+/// Opens /dev/null: a spare descriptor kept to shed connections when the
+/// process runs out of descriptors (EMFILE) instead of spinning on accept.
+pub(crate) fn open_dev_null() -> io::Result<RawFd> {
+    let path = b"/dev/null\0";
+    // SAFETY (syscall!): `path` is NUL-terminated.
+    syscall!(open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC))
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns (soft, hard) after.
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY (syscall!): `lim` is a valid out-parameter.
+    syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
+    if lim.rlim_cur < lim.rlim_max {
+        let want = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY (syscall!): `want` is a valid rlimit within the hard limit.
+        syscall!(setrlimit(libc::RLIMIT_NOFILE, &want))?;
+        lim.rlim_cur = lim.rlim_max;
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Sends `sig` to `pid`; used by `herald stop`.
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY (syscall!): plain integers.
+    syscall!(kill(pid, sig)).map(drop)
+}
+
+pub const SIGTERM: i32 = libc::SIGTERM;
+
+/// Detaches from the terminal: fork, the parent writes the child's pid to
+/// `pid_file` (so the file exists when the parent exits) and exits 0; the
+/// child starts a new session with its standard streams on /dev/null.
+/// Returns in the child only.
+pub fn daemonize(pid_file: &std::path::Path) -> io::Result<()> {
+    // SAFETY (syscall!): fork in a single-threaded process; the child
+    // continues with a copy of this one thread.
+    let pid = syscall!(fork())?;
+    if pid > 0 {
+        let code = match std::fs::write(pid_file, format!("{pid}\n")) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("herald: cannot write pid file {}: {e}", pid_file.display());
+                let _ = kill(pid, libc::SIGKILL);
+                1
+            }
+        };
+        // SAFETY: _exit skips destructors that belong to the child now.
+        unsafe { libc::_exit(code) };
+    }
+    syscall!(setsid())?;
+    let null = open_dev_null()?;
+    for target in 0..3 {
+        // SAFETY (syscall!): both descriptors are open.
+        syscall!(dup2(null, target))?;
+    }
+    close(null);
+    Ok(())
+}
+
+/// Resident set size of this process in bytes, from /proc/self/statm.
+pub fn rss_bytes() -> u64 {
+    let page = {
+        // SAFETY: sysconf has no preconditions.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if p > 0 {
+            p as u64
+        } else {
+            4096
+        }
+    };
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|pages| pages * page)
+        .unwrap_or(0)
+}
