@@ -43,11 +43,12 @@ impl Uid {
 
     pub fn as_str(&self) -> &str {
         match self {
-            // The bytes were copied from a &str, so they are UTF-8; a failure
-            // here is impossible and would only yield an empty uid.
-            Uid::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..*len as usize]).unwrap_or("")
-            }
+            // SAFETY: `Uid::new` is the only constructor and copies whole
+            // `&str` bytes, so `bytes[..len]` is valid UTF-8; checking it again
+            // on every hash and comparison would cost the push path.
+            Uid::Inline { len, bytes } => unsafe {
+                std::str::from_utf8_unchecked(&bytes[..*len as usize])
+            },
             Uid::Heap(s) => s,
         }
     }

@@ -6,7 +6,7 @@
 #![no_main]
 
 use herald::ws::frame::{
-    encode_frame, encode_header, encode_masked, unmask, FrameError, Header, OpCode, MAX_HEADER,
+    encode_frame, encode_masked, unmask, FrameError, FrameHead, Header, OpCode, MAX_HEADER,
 };
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
@@ -59,9 +59,9 @@ fn check_parse(bytes: &[u8], require_mask: bool, max_len: u64) {
     }
     // Lengths are minimal and RSV bits are refused, so the wire form is
     // canonical: encoding the parsed header gives back the same bytes.
-    let mut out = [0u8; 10];
-    let m = encode_header(h.fin, h.opcode, h.len as usize, &mut out);
-    let mut again = out[..m].to_vec();
+    let mut again = FrameHead::with_bits(h.fin, false, h.opcode, h.len as usize)
+        .as_bytes()
+        .to_vec();
     if let Some(mask) = h.mask {
         again[1] |= 0x80;
         again.extend_from_slice(&mask);

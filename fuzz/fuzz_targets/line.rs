@@ -1,4 +1,4 @@
-//! `line::split` over arbitrary reads against a reference splitter, with the
+//! `line::next` pulled over arbitrary reads against a reference splitter, with the
 //! state kept between reads bounded by max_line.
 //!
 //! Input: max_line selector (1-64, or 4096 when the top bit is set), four
@@ -47,14 +47,20 @@ fuzz_target!(|data: &[u8]| {
     };
     let want = reference(bytes, max_line);
 
-    // Compare in the callback, so that nothing here allocates while the
+    // Compare in place, so that nothing here allocates while the
     // live-heap figure measures the splitter's state.
     let mut seen = 0;
     let mut state: Option<Box<LineState>> = None;
     let reads = chunks(bytes, &cfg[1..5]);
     let baseline = live_bytes();
     for read in reads.iter().copied() {
-        line::split(&mut state, read, max_line, &mut |l| {
+        let mut rest = read;
+        loop {
+            let (used, found) = line::next(&mut state, rest, max_line);
+            let Some(l) = found else {
+                assert_eq!(used, rest.len(), "no line, yet bytes left over");
+                break;
+            };
             let ok = match (&l, want.get(seen)) {
                 (Line::Complete(got), Some(Want::Complete(w))) => got == w,
                 (Line::TooLong, Some(Want::TooLong)) => true,
@@ -62,8 +68,8 @@ fuzz_target!(|data: &[u8]| {
             };
             assert!(ok, "line {seen}: got {l:?}, want {:?}", want.get(seen));
             seen += 1;
-            true
-        });
+            rest = &rest[used..];
+        }
         let held = live_bytes().saturating_sub(baseline);
         let bound = std::mem::size_of::<LineState>() + 2 * max_line + 16;
         assert!(

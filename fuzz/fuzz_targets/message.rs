@@ -1,4 +1,4 @@
-//! `ws::decode`, the streaming message assembler: arbitrary bytes under a
+//! `ws::decode::next`, the pull parser that assembles messages: arbitrary bytes under a
 //! fuzz-chosen chunking must decode exactly as in one read, with bounded
 //! state; valid frame sequences (fragments, interleaved pings) built from
 //! the input must decode to what was encoded under every chunking.
@@ -7,8 +7,9 @@
 //! the client's bytes (also the recipe for the round trip).
 #![no_main]
 
+use herald::ws::decode::{self, Partial};
 use herald::ws::frame::{encode_masked, OpCode};
-use herald::ws::{self, CloseCode, Event, Partial};
+use herald::ws::{CloseCode, Event};
 use herald_fuzz::{chunks, Owned};
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
@@ -41,25 +42,41 @@ fn decode_all(reads: &[&[u8]], max_message: usize) -> Outcome {
     let mut events = Vec::new();
     let mut result = Ok(());
     let mut closed = false;
-    for read in reads {
+    'reads: for read in reads {
         let mut buf = read.to_vec();
-        result = ws::decode(&mut state, &mut buf, max_message, &mut |e| {
-            if let Event::Text(t) = e {
-                assert!(std::str::from_utf8(t.as_bytes()).is_ok());
+        let mut at = 0;
+        // Pull events until the read is used up, as the reactor does.
+        loop {
+            let left = buf.len() - at;
+            match decode::next(&mut state, &mut buf[at..], max_message) {
+                Ok((used, None)) => {
+                    assert_eq!(used, left, "no event, yet bytes left over");
+                    break;
+                }
+                Ok((used, Some(e))) => {
+                    assert!(used <= left, "consumed {used} of {left}");
+                    if let Event::Text(t) = e {
+                        assert!(std::str::from_utf8(t.as_bytes()).is_ok());
+                    }
+                    closed |= matches!(e, Event::Close(..));
+                    events.push(Owned::from_event(&e));
+                    at += used;
+                    if closed {
+                        break 'reads;
+                    }
+                }
+                Err(f) => {
+                    result = Err(f);
+                    break 'reads;
+                }
             }
-            closed |= matches!(e, Event::Close(..));
-            events.push(Owned::from_event(&e));
-            true
-        });
+        }
         if let Some(p) = &state {
             assert!(
                 p.heap_bytes() <= heap_bound(max_message),
                 "decoder state holds {} bytes with max_message {max_message}",
                 p.heap_bytes()
             );
-        }
-        if result.is_err() || closed {
-            break;
         }
     }
     let over = result.is_err() || closed;

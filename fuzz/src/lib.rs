@@ -1,8 +1,6 @@
 //! Helpers shared by the fuzz targets: input chunking, owned WebSocket
-//! events, a counting allocator, and a live server for the `connection` target.
+//! events and a counting allocator.
 #![deny(clippy::undocumented_unsafe_blocks)]
-
-pub mod live;
 
 use herald::ws::Event;
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -330,22 +330,24 @@ impl<'a> Scanner<'a> {
     }
 }
 
-fn text_of(line: &str, s: Span) -> Cow<'_, str> {
+fn text_of(line: &str, s: Span) -> Res<Cow<'_, str>> {
     match s.kind {
         Kind::Str { escaped: true } => {
             // Rare: let serde_json resolve escapes (including surrogate pairs).
+            // An escape it refuses (a lone surrogate) is the sender's error,
+            // never an empty string.
             serde_json::from_str::<String>(&line[s.start - 1..s.end + 1])
                 .map(Cow::Owned)
-                .unwrap_or(Cow::Borrowed(""))
+                .map_err(|_| CommandError::Malformed("invalid escape in string", s.start))
         }
-        _ => Cow::Borrowed(&line[s.start..s.end]),
+        _ => Ok(Cow::Borrowed(&line[s.start..s.end])),
     }
 }
 
 fn uid_of<'a>(line: &'a str, s: Span, field: &'static str) -> Res<Cow<'a, str>> {
     match s.kind {
         Kind::Str { .. } | Kind::Num => {
-            let t = text_of(line, s);
+            let t = text_of(line, s)?;
             if t.is_empty() {
                 Err(CommandError::EmptyUid)
             } else {
@@ -367,7 +369,7 @@ pub fn parse(raw: &[u8]) -> Result<Command<'_>, CommandError> {
     let mut target: Option<(&'static str, Span)> = None;
     let mut ambiguous = false;
     sc.object(1, &mut |sc, k, v| {
-        let key = text_of(line, k);
+        let key = text_of(line, k)?;
         let field = match &*key {
             "uid" => "uid",
             "uids" => "uids",
@@ -539,6 +541,18 @@ mod tests {
             let ours = parse(s.as_bytes()).is_ok();
             let theirs = serde_json::from_str::<serde_json::Value>(s).is_ok();
             assert_eq!(ours, theirs, "{s}");
+        }
+    }
+
+    #[test]
+    fn an_escape_that_does_not_decode_is_an_error_not_an_empty_uid() {
+        for bad in [
+            &br#"{"uid":"\ud800"}"#[..],
+            br#"{"\udc00":"x"}"#,
+            br#"{"uid":"\q"}"#,
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(matches!(err, CommandError::Malformed(..)), "{err}");
         }
     }
 }

@@ -2,12 +2,12 @@
 //! for backends, optional client routing, and the HTTP API.
 
 pub mod command;
+mod metrics;
 
 use crate::app::{App, ConnId, Message, Request, Response};
 use crate::reactor::Context;
 use crate::ws::CloseCode;
 use command::Command;
-use std::fmt::Write as _;
 
 /// Settings of the push application (the reactor's are in [`crate::Limits`]).
 #[derive(Clone, Debug, Default)]
@@ -212,196 +212,29 @@ impl PushApp {
         }
     }
 
-    fn footprint(&self, cx: &Context) -> (u64, u64, u64) {
-        let rss = cx.rss_bytes();
-        let conns = cx.open_connections() as u64;
-        let per_conn = rss
-            .saturating_sub(self.baseline_rss)
-            .checked_div(conns)
-            .unwrap_or(0);
-        (rss, per_conn, cx.footprint_bytes() as u64)
-    }
-
     /// The /stats document.
     pub fn stats_json(&self, cx: &Context) -> String {
-        let s = cx.stats();
-        let (rss, per_conn, footprint) = self.footprint(cx);
-        let (soft, hard) = cx.nofile_limit();
-        format!(
-            concat!(
-                "{{\"connections\":{},\"bound_connections\":{},\"uids\":{},",
-                "\"accepted\":{},\"refused\":{},\"handshake_failures\":{},\"protocol_errors\":{},",
-                "\"messages_in\":{},\"messages_out\":{},\"bytes_in\":{},\"bytes_out\":{},",
-                "\"pushes_ok\":{},\"pushes_fail\":{},\"bad_requests\":{},",
-                "\"dropped\":{},\"slow_consumers_closed\":{},\"timeouts\":{},",
-                "\"rss_bytes\":{},\"rss_per_connection\":{},\"footprint_bytes\":{},\"slot_bytes\":{},",
-                "\"nofile_soft\":{},\"nofile_hard\":{},\"uptime_seconds\":{}}}"
-            ),
-            cx.open_connections(),
-            cx.bound_connections(),
-            cx.online_uids(),
-            s.accepted,
-            s.refused,
-            s.handshake_failures,
-            s.protocol_errors,
-            s.messages_in,
-            s.messages_out,
-            s.bytes_in,
-            s.bytes_out,
-            self.stats.pushes_ok,
-            self.stats.pushes_fail,
-            self.stats.bad_requests,
-            s.dropped,
-            s.slow_consumers_closed,
-            s.timeouts,
-            rss,
-            per_conn,
-            footprint,
-            cx.slot_bytes(),
-            soft,
-            hard,
-            cx.uptime_s(),
-        )
+        metrics::stats_json(&self.figures(cx))
     }
 
     /// The /metrics document (Prometheus text format 0.0.4).
     pub fn metrics(&self, cx: &Context) -> String {
-        let s = cx.stats();
-        let (rss, per_conn, footprint) = self.footprint(cx);
-        let mut m = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = write!(
-                m,
-                "# HELP herald_{name} {help}\n# TYPE herald_{name} {kind}\nherald_{name} {value}\n"
-            );
-        };
-        metric(
-            "connections",
-            "gauge",
-            "Open connections, all listeners.",
-            cx.open_connections() as u64,
-        );
-        metric(
-            "bound_connections",
-            "gauge",
-            "WebSocket connections bound to a uid.",
-            cx.bound_connections() as u64,
-        );
-        metric(
-            "bound_uids",
-            "gauge",
-            "Distinct uids online.",
-            cx.online_uids() as u64,
-        );
-        metric(
-            "accepted_total",
-            "counter",
-            "Connections accepted.",
-            s.accepted,
-        );
-        metric(
-            "refused_total",
-            "counter",
-            "Connections refused by a limit.",
-            s.refused,
-        );
-        metric(
-            "handshake_failures_total",
-            "counter",
-            "Failed WebSocket handshakes.",
-            s.handshake_failures,
-        );
-        metric(
-            "protocol_errors_total",
-            "counter",
-            "Connections closed for protocol errors.",
-            s.protocol_errors,
-        );
-        metric(
-            "messages_in_total",
-            "counter",
-            "Messages, lines and requests received.",
-            s.messages_in,
-        );
-        metric(
-            "messages_out_total",
-            "counter",
-            "Messages and lines queued for sending.",
-            s.messages_out,
-        );
-        metric(
-            "bytes_in_total",
-            "counter",
-            "Bytes read from sockets.",
-            s.bytes_in,
-        );
-        metric(
-            "bytes_out_total",
-            "counter",
-            "Bytes written to sockets.",
-            s.bytes_out,
-        );
-        metric(
-            "pushes_ok_total",
-            "counter",
-            "Pushes that reached at least one connection.",
-            self.stats.pushes_ok,
-        );
-        metric(
-            "pushes_fail_total",
-            "counter",
-            "Pushes that reached no connection.",
-            self.stats.pushes_fail,
-        );
-        metric(
-            "bad_requests_total",
-            "counter",
-            "Refused text-port lines and API requests.",
-            self.stats.bad_requests,
-        );
-        metric(
-            "dropped_total",
-            "counter",
-            "Sends refused (closing or slow connection).",
-            s.dropped,
-        );
-        metric(
-            "slow_consumers_closed_total",
-            "counter",
-            "Connections closed for a full send queue.",
-            s.slow_consumers_closed,
-        );
-        metric(
-            "timeouts_total",
-            "counter",
-            "Connections closed by a timeout.",
-            s.timeouts,
-        );
-        metric(
-            "resident_memory_bytes",
-            "gauge",
-            "Resident set size of the process.",
+        metrics::prometheus(&self.figures(cx))
+    }
+
+    fn figures<'a>(&'a self, cx: &'a Context) -> metrics::Figures<'a> {
+        let rss = cx.rss_bytes();
+        let conns = cx.open_connections() as u64;
+        let rss_per_connection = rss
+            .saturating_sub(self.baseline_rss)
+            .checked_div(conns)
+            .unwrap_or(0);
+        metrics::Figures {
+            cx,
+            push: &self.stats,
             rss,
-        );
-        metric(
-            "rss_per_connection_bytes",
-            "gauge",
-            "RSS growth since start divided by open connections.",
-            per_conn,
-        );
-        metric(
-            "footprint_bytes",
-            "gauge",
-            "Memory herald holds for connections (computed).",
-            footprint,
-        );
-        metric(
-            "uptime_seconds",
-            "counter",
-            "Seconds since start.",
-            cx.uptime_s(),
-        );
-        m
+            rss_per_connection,
+        }
     }
 }
 

@@ -1,0 +1,247 @@
+//! The figures /stats and /metrics report, from one table: a counter added
+//! here appears in both documents.
+
+use super::PushStats;
+use crate::reactor::Context;
+use std::fmt::Write as _;
+
+/// Everything the figures are computed from, read once per request.
+pub(super) struct Figures<'a> {
+    pub cx: &'a Context,
+    pub push: &'a PushStats,
+    pub rss: u64,
+    pub rss_per_connection: u64,
+}
+
+struct Figure {
+    /// Key in /stats.
+    key: &'static str,
+    /// Prometheus name (after `herald_`), type and help; `None`: /stats only.
+    metric: Option<(&'static str, &'static str, &'static str)>,
+    value: fn(&Figures<'_>) -> u64,
+}
+
+const fn figure(
+    key: &'static str,
+    metric: Option<(&'static str, &'static str, &'static str)>,
+    value: fn(&Figures<'_>) -> u64,
+) -> Figure {
+    Figure { key, metric, value }
+}
+
+const GAUGE: &str = "gauge";
+const COUNTER: &str = "counter";
+
+const FIGURES: &[Figure] = &[
+    figure(
+        "connections",
+        Some(("connections", GAUGE, "Open connections, all listeners.")),
+        |f| f.cx.open_connections() as u64,
+    ),
+    figure(
+        "bound_connections",
+        Some((
+            "bound_connections",
+            GAUGE,
+            "WebSocket connections bound to a uid.",
+        )),
+        |f| f.cx.bound_connections() as u64,
+    ),
+    figure(
+        "uids",
+        Some(("bound_uids", GAUGE, "Distinct uids online.")),
+        |f| f.cx.online_uids() as u64,
+    ),
+    figure(
+        "accepted",
+        Some(("accepted_total", COUNTER, "Connections accepted.")),
+        |f| f.cx.stats().accepted,
+    ),
+    figure(
+        "refused",
+        Some(("refused_total", COUNTER, "Connections refused by a limit.")),
+        |f| f.cx.stats().refused,
+    ),
+    figure(
+        "handshake_failures",
+        Some((
+            "handshake_failures_total",
+            COUNTER,
+            "Failed WebSocket handshakes.",
+        )),
+        |f| f.cx.stats().handshake_failures,
+    ),
+    figure(
+        "protocol_errors",
+        Some((
+            "protocol_errors_total",
+            COUNTER,
+            "Connections closed for protocol errors.",
+        )),
+        |f| f.cx.stats().protocol_errors,
+    ),
+    figure(
+        "messages_in",
+        Some((
+            "messages_in_total",
+            COUNTER,
+            "Messages, lines and requests received.",
+        )),
+        |f| f.cx.stats().messages_in,
+    ),
+    figure(
+        "messages_out",
+        Some((
+            "messages_out_total",
+            COUNTER,
+            "Messages and lines queued for sending.",
+        )),
+        |f| f.cx.stats().messages_out,
+    ),
+    figure(
+        "bytes_in",
+        Some(("bytes_in_total", COUNTER, "Bytes read from sockets.")),
+        |f| f.cx.stats().bytes_in,
+    ),
+    figure(
+        "bytes_out",
+        Some(("bytes_out_total", COUNTER, "Bytes written to sockets.")),
+        |f| f.cx.stats().bytes_out,
+    ),
+    figure(
+        "pushes_ok",
+        Some((
+            "pushes_ok_total",
+            COUNTER,
+            "Pushes that reached at least one connection.",
+        )),
+        |f| f.push.pushes_ok,
+    ),
+    figure(
+        "pushes_fail",
+        Some((
+            "pushes_fail_total",
+            COUNTER,
+            "Pushes that reached no connection.",
+        )),
+        |f| f.push.pushes_fail,
+    ),
+    figure(
+        "bad_requests",
+        Some((
+            "bad_requests_total",
+            COUNTER,
+            "Refused text-port lines and API requests.",
+        )),
+        |f| f.push.bad_requests,
+    ),
+    figure(
+        "dropped",
+        Some((
+            "dropped_total",
+            COUNTER,
+            "Sends refused (closing or slow connection).",
+        )),
+        |f| f.cx.stats().dropped,
+    ),
+    figure(
+        "slow_consumers_closed",
+        Some((
+            "slow_consumers_closed_total",
+            COUNTER,
+            "Connections closed for a full send queue.",
+        )),
+        |f| f.cx.stats().slow_consumers_closed,
+    ),
+    figure(
+        "timeouts",
+        Some((
+            "timeouts_total",
+            COUNTER,
+            "Connections closed by a timeout.",
+        )),
+        |f| f.cx.stats().timeouts,
+    ),
+    figure(
+        "rss_bytes",
+        Some((
+            "resident_memory_bytes",
+            GAUGE,
+            "Resident set size of the process.",
+        )),
+        |f| f.rss,
+    ),
+    figure(
+        "rss_per_connection",
+        Some((
+            "rss_per_connection_bytes",
+            GAUGE,
+            "RSS growth since start divided by open connections.",
+        )),
+        |f| f.rss_per_connection,
+    ),
+    figure(
+        "footprint_bytes",
+        Some((
+            "footprint_bytes",
+            GAUGE,
+            "Memory herald holds for connections (computed).",
+        )),
+        |f| f.cx.footprint_bytes() as u64,
+    ),
+    figure("slot_bytes", None, |f| f.cx.slot_bytes() as u64),
+    figure("nofile_soft", None, |f| f.cx.nofile_limit().0),
+    figure("nofile_hard", None, |f| f.cx.nofile_limit().1),
+    figure(
+        "uptime_seconds",
+        Some(("uptime_seconds", COUNTER, "Seconds since start.")),
+        |f| f.cx.uptime_s(),
+    ),
+];
+
+/// The /stats document: one JSON object of every figure.
+pub(super) fn stats_json(f: &Figures<'_>) -> String {
+    let mut out = String::with_capacity(640);
+    for (i, fig) in FIGURES.iter().enumerate() {
+        let sep = if i == 0 { '{' } else { ',' };
+        let _ = write!(out, "{sep}\"{}\":{}", fig.key, (fig.value)(f));
+    }
+    out.push('}');
+    out
+}
+
+/// The /metrics document (Prometheus text format 0.0.4).
+pub(super) fn prometheus(f: &Figures<'_>) -> String {
+    let mut out = String::with_capacity(2048);
+    for fig in FIGURES {
+        if let Some((name, kind, help)) = fig.metric {
+            let value = (fig.value)(f);
+            let _ = write!(
+                out,
+                "# HELP herald_{name} {help}\n# TYPE herald_{name} {kind}\nherald_{name} {value}\n"
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_figure_has_a_unique_key_and_metric_name() {
+        let mut keys: Vec<_> = FIGURES.iter().map(|f| f.key).collect();
+        let mut names: Vec<_> = FIGURES
+            .iter()
+            .filter_map(|f| f.metric)
+            .map(|m| m.0)
+            .collect();
+        let (k, n) = (keys.len(), names.len());
+        keys.sort();
+        keys.dedup();
+        names.sort();
+        names.dedup();
+        assert_eq!((keys.len(), names.len()), (k, n));
+    }
+}
