@@ -137,7 +137,11 @@ pub struct UpgradeRequest<'a> {
     pub(crate) head: &'a Head<'a>,
     pub(crate) path: &'a str,
     pub(crate) query: &'a str,
-    pub(crate) peer: Option<IpAddr>,
+    /// Known from admission (per-IP limits on), else asked of the socket
+    /// on the first call to [`UpgradeRequest::peer`]: an application that
+    /// never asks costs no syscall per handshake.
+    pub(crate) peer: std::cell::OnceCell<Option<IpAddr>>,
+    pub(crate) fd: std::os::fd::RawFd,
 }
 
 impl<'a> UpgradeRequest<'a> {
@@ -163,7 +167,9 @@ impl<'a> UpgradeRequest<'a> {
     }
     /// The TCP peer's address (`None` if the socket could not say).
     pub fn peer(&self) -> Option<IpAddr> {
-        self.peer
+        *self
+            .peer
+            .get_or_init(|| crate::sys::peer_addr(self.fd).ok().map(|a| a.ip()))
     }
 }
 

@@ -7,6 +7,8 @@
 # keeps every line in target/bench-compare/<date>/.
 #
 #   benches/peers/run-compare.sh                      # the full comparison
+#   SERVERS="herald before" BEFORE=/tmp/old/herald benches/peers/run-compare.sh
+#                                  # herald against an older herald binary
 #   CONNS=500 IDLE_COUNTS=500,1000 LINES=5000 LAT_CONNS=200 RATE=1000 \
 #     LAT_SECONDS=2 TOTAL=2000 ROUNDS=1 benches/peers/run-compare.sh   # a smoke run
 #
@@ -39,7 +41,7 @@ for m in $MODES; do
   case $m in idle | broadcast | push | latency | handshakes) ;; *) die "unknown mode $m" ;; esac
 done
 for s in $SERVERS; do
-  case $s in herald | node) ;; *) die "unknown server $s (herald or node)" ;; esac
+  case $s in herald | node) ;; before) [ -x "${BEFORE:-}" ] || die "before: set BEFORE to a herald binary" ;; *) die "unknown server $s (herald, node or before)" ;; esac
 done
 
 echo "== building herald and herald-bench (release)"
@@ -86,6 +88,7 @@ echo "== $runs runs ($MODES) x ($SERVERS) x $ROUNDS rounds: about $((est / 60 + 
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(uname -srm), $(nproc) cores"
   echo "herald: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  [ -n "${BEFORE:-}" ] && echo "before: $BEFORE"
   if command -v node >/dev/null; then
     echo "node: $(node --version), ws $(node -p "require('./benches/peers/node-ws/node_modules/ws/package.json').version" 2>/dev/null || echo '?')"
   fi
@@ -104,6 +107,7 @@ SERVER_PID=
 start_server() {
   local name=$1 slog=$OUT/server-$1-$WS_PORT.log
   case $name in
+    before) "$BEFORE" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http off --routing >"$slog" 2>&1 & ;;
     herald) "$HERALD" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http off --routing >"$slog" 2>&1 & ;;
     node) node benches/peers/node-ws/server.js "$WS_PORT" "$TEXT_PORT" 127.0.0.1 >"$slog" 2>&1 & ;;
   esac
@@ -135,9 +139,9 @@ bench_args() { # mode server
   case $1 in
     idle) echo idle --ws "$ws" --text "$text" --pid "$SERVER_PID" --counts "$IDLE_COUNTS" "${common[@]}" ;;
     broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" --size "$SIZE" --runs 1 "${common[@]}" ;;
-    push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" --runs 1 "${common[@]}" ;;
+    push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" --runs 1 --pid "$SERVER_PID" "${common[@]}" ;;
     latency) echo latency --ws "$ws" --text "$text" --conns "$LAT_CONNS" --rate "$RATE" --seconds "$LAT_SECONDS" --runs 1 "${common[@]}" ;;
-    handshakes) echo handshakes --ws "$ws" --total "$TOTAL" --concurrency "$CONCURRENCY" --runs 1 "${common[@]}" ;;
+    handshakes) echo handshakes --ws "$ws" --total "$TOTAL" --concurrency "$CONCURRENCY" --runs 1 --pid "$SERVER_PID" "${common[@]}" ;;
   esac
 }
 

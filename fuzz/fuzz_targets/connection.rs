@@ -259,6 +259,11 @@ fuzz_target!(|data: &[u8]| {
     let whole = run(&[&input]);
     let split = run(&chunks(&input, &sizes));
     assert_eq!(split, whole, "the reads changed the outcome");
-    let bytewise = run(&chunks(&input, &[1]));
-    assert_eq!(bytewise, whole, "one byte per read changed the outcome");
+    // One byte per read on short inputs (the handshake phase re-scans the
+    // held head per read, so long inputs would cost quadratic time here; the
+    // fuzz-chosen sizes reach 1 on those).
+    if input.len() <= 512 {
+        let bytewise = run(&chunks(&input, &[1]));
+        assert_eq!(bytewise, whole, "one byte per read changed the outcome");
+    }
 });

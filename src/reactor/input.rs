@@ -187,7 +187,8 @@ impl<A: App> Server<A> {
             ws_frames(cx, app, inputs.at(idx), idx, &mut rbuf[..n]);
             return;
         }
-        let peer = self.peer_ip(idx);
+        let known = self.cx.slot_ip.get(&idx).copied();
+        let fd = self.cx.slots[idx as usize].fd;
         let Server {
             cx,
             app,
@@ -217,7 +218,11 @@ impl<A: App> Server<A> {
                         head: &head,
                         path,
                         query,
-                        peer,
+                        peer: known
+                            .map(Some)
+                            .map(std::cell::OnceCell::from)
+                            .unwrap_or_default(),
+                        fd,
                     };
                     let decision = app.on_upgrade(cx, id, &req);
                     (accept, consumed, from_held, decision)
@@ -364,17 +369,6 @@ impl<A: App> Server<A> {
             if !cx.slots[idx as usize].can_send() {
                 break;
             }
-        }
-    }
-
-    /// The peer address of a connection: known from admission when per-IP
-    /// limits are on, else asked of the socket (once per handshake).
-    fn peer_ip(&self, idx: u32) -> Option<std::net::IpAddr> {
-        match self.cx.slot_ip.get(&idx) {
-            Some(ip) => Some(*ip),
-            None => sys::peer_addr(self.cx.slots[idx as usize].fd)
-                .ok()
-                .map(|a| a.ip()),
         }
     }
 }
