@@ -57,7 +57,7 @@ impl Uid {
     pub fn heap_bytes(&self) -> usize {
         match self {
             Uid::Inline { .. } => 0,
-            Uid::Heap(s) => s.len() + 16,
+            Uid::Heap(s) => s.len() + std::mem::size_of::<Box<str>>(),
         }
     }
 }

@@ -32,6 +32,8 @@ LIMITS:
     --max-connections N    open connections, 0 = descriptor limit     [0]
     --max-per-ip N         open connections per IP, 0 = unlimited      [0]
     --max-uid BYTES        longest uid (1008 past it)                  [128]
+    --read-buffer BYTES    the one read buffer all connections share   [65536]
+    --send-pool N          idle send buffers (<= 8 KiB each) kept      [128]
     --ping-interval S      ping WebSockets silent this long, 0 = off   [25]
     --idle-timeout S       close connections silent this long, 0 = off [60]
     --close-timeout MS     time allowed to finish a close              [5000]
@@ -118,6 +120,8 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
             "--max-connections" => cli.limits.max_connections = parse_num(flag, value()?)?,
             "--max-per-ip" => cli.limits.max_per_ip = parse_num(flag, value()?)?,
             "--max-uid" => cli.limits.max_uid = parse_num(flag, value()?)?,
+            "--read-buffer" => cli.limits.read_buffer = parse_num(flag, value()?)?,
+            "--send-pool" => cli.limits.send_pool = parse_num(flag, value()?)?,
             "--ping-interval" => cli.limits.ping_interval_s = parse_num(flag, value()?)?,
             "--idle-timeout" => cli.limits.idle_timeout_s = parse_num(flag, value()?)?,
             "--close-timeout" => cli.limits.close_timeout_ms = parse_num(flag, value()?)?,

@@ -543,4 +543,27 @@ mod tests {
         drain(&mut state, &mut w, 1 << 31);
         assert!(state.unwrap().heap_bytes() < 64 * 1024);
     }
+
+    #[test]
+    fn lengths_past_4_gib_are_refused_or_awaited_never_truncated() {
+        // 2^32 + 5 bytes announced with the cap as high as usize allows: a
+        // 32-bit build cannot hold such a message and refuses it with 1009
+        // (never reading it as a 5-byte frame); a 64-bit build waits for the
+        // bytes without reserving them.
+        let mut w = vec![0x82, 0xFF];
+        w.extend_from_slice(&((1u64 << 32) + 5).to_be_bytes());
+        w.extend_from_slice(&[0, 0, 0, 0, 1, 2, 3, 4, 5]);
+        let len = w.len();
+        let mut state: Option<Box<Partial>> = None;
+        let res = next(&mut state, &mut w, usize::MAX);
+        #[cfg(target_pointer_width = "32")]
+        assert_eq!(res.unwrap_err().code, CloseCode::TOO_BIG);
+        #[cfg(target_pointer_width = "64")]
+        {
+            let (used, ev) = res.unwrap();
+            assert_eq!((used, ev.is_none()), (len, true));
+            assert!(state.unwrap().heap_bytes() < 64 * 1024);
+        }
+        let _ = len;
+    }
 }

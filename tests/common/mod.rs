@@ -30,8 +30,25 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
+/// The herald binary under test: this build's, or `HERALD_BIN` (e.g. a
+/// cross-built one), run through `HERALD_RUNNER` when set (e.g.
+/// `qemu-aarch64`). `.ci/embedded.sh` runs the seed-flow tests that way.
 pub fn herald_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_herald")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("HERALD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_herald").to_string())
+    })
+}
+
+fn herald_command() -> Command {
+    match std::env::var("HERALD_RUNNER") {
+        Ok(runner) if !runner.is_empty() => {
+            let mut c = Command::new(runner);
+            c.arg(herald_bin());
+            c
+        }
+        _ => Command::new(herald_bin()),
+    }
 }
 
 /// Polls `cond` every 20 ms until it holds; panics with `what` after [`DEADLINE`].
@@ -685,7 +702,7 @@ impl Run {
 
 /// Starts herald with `args`, stdin closed, stdout and stderr piped.
 fn spawn_piped(args: &[&str]) -> Child {
-    Command::new(herald_bin())
+    herald_command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
