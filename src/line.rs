@@ -110,6 +110,20 @@ pub fn next<'a, H: Held<LineState>>(
     (data.len(), None)
 }
 
+/// At the end of the stream: the unfinished last line, if one is held (a
+/// peer that closed instead of writing its final `\n`). It is a line like
+/// any other, so a backend that forgets the newline still gets its answer.
+/// Nothing when the tail was being skipped as too long (already reported)
+/// or is empty.
+pub fn finish<H: Held<LineState>>(held: &mut H) -> Option<Line<'_>> {
+    let st = held.get()?;
+    if st.joined || st.skipping || st.partial.is_empty() {
+        return None;
+    }
+    st.joined = true;
+    held_line(held)
+}
+
 /// The line just joined in the state.
 fn held_line<H: Held<LineState>>(held: &mut H) -> Option<Line<'_>> {
     held.get().map(|st| Line::Complete(strip_cr(&st.partial)))
@@ -187,5 +201,24 @@ mod tests {
             }
         }
         assert!(st.as_ref().unwrap().partial.capacity() <= 8192);
+    }
+
+    #[test]
+    fn the_last_line_ends_at_the_end_of_the_stream() {
+        let mut st: Option<Box<LineState>> = None;
+        assert_eq!(next(&mut st, b"a\nb", 10), (2, Some(Line::Complete(b"a"))));
+        assert_eq!(next(&mut st, b"b", 10), (1, None));
+        assert_eq!(next(&mut st, b"c\r", 10), (2, None));
+        assert_eq!(finish(&mut st), Some(Line::Complete(b"bc")));
+        assert_eq!(finish(&mut st), None, "handed out once");
+        // Nothing held, or an over-long tail already reported: nothing more.
+        let mut none: Option<Box<LineState>> = None;
+        assert_eq!(finish(&mut none), None);
+        let mut long: Option<Box<LineState>> = None;
+        assert_eq!(
+            next(&mut long, b"0123456789ab", 10),
+            (12, Some(Line::TooLong))
+        );
+        assert_eq!(finish(&mut long), None);
     }
 }

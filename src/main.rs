@@ -88,14 +88,30 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
         pid_file: "herald.pid".into(),
     };
     let mut i = 0;
+    let mut explicit = false;
     if let Some(first) = args.first() {
         if matches!(first.as_str(), "start" | "stop" | "status") {
             cli.command = first.clone();
+            explicit = true;
             i = 1;
         }
     }
+    // `stop` and `status` take only what they use.
+    let only: &[&str] = match cli.command.as_str() {
+        "stop" => &["--pid-file"],
+        "status" => &["--http"],
+        _ => &[],
+    };
     while i < args.len() {
         let flag = args[i].as_str();
+        let general = matches!(flag, "-h" | "--help" | "-V" | "--version");
+        if !only.is_empty() && !only.contains(&flag) && !general {
+            return Err(format!(
+                "{} takes only {}, not {flag}",
+                cli.command,
+                only.join(", ")
+            ));
+        }
         let mut value = || -> Result<&str, String> {
             i += 1;
             args.get(i)
@@ -131,6 +147,10 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
         }
         i += 1;
     }
+    // `-d` goes with an explicit `start`, as --help says.
+    if cli.daemon && !(explicit && cli.command == "start") {
+        return Err("-d goes with start: herald start -d [OPTIONS]".into());
+    }
     if cli.limits.max_message == 0
         || cli.limits.max_line == 0
         || cli.limits.max_queued == 0
@@ -150,6 +170,25 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    // Before anything is bound: a live daemon keeps its pid file.
+    let _pid_lock = if cli.daemon {
+        let path = std::path::Path::new(&cli.pid_file);
+        let lock = herald::sys::PidLock::acquire(path)
+            .map_err(|e| format!("cannot open pid file {}: {e}", cli.pid_file))?;
+        match lock {
+            Some(l) => Some(l),
+            None => {
+                let pid = std::fs::read_to_string(path).unwrap_or_default();
+                return Err(format!(
+                    "herald is already running with pid file {} (pid {}); stop it first or give another --pid-file",
+                    cli.pid_file,
+                    pid.trim()
+                ));
+            }
+        }
+    } else {
+        None
+    };
     let mut server = Server::new(cli.limits.clone(), PushApp::new(cli.push.clone()))
         .map_err(|e| format!("cannot start the reactor: {e}"))?;
     for (proto, addr) in [
@@ -168,10 +207,13 @@ fn run(cli: Cli) -> Result<(), String> {
     for (proto, addr) in server.listeners() {
         let _ = writeln!(out, "herald: listening {} {}", proto.name(), addr);
     }
+    // What is left once herald's own descriptors (listeners, epoll, the
+    // spare one, standard streams; the signalfd comes next) are counted.
+    let own = herald::sys::open_descriptors().unwrap_or(16) + 1;
     let _ = writeln!(
         out,
         "herald: open-file limit {soft} (hard {hard}): at most about {} connections in this process",
-        soft.saturating_sub(100)
+        soft.saturating_sub(own)
     );
     let _ = out.flush();
     drop(out);
@@ -200,6 +242,18 @@ fn stop(cli: &Cli) -> Result<(), String> {
             cli.pid_file
         )
     })?;
+    let path = std::path::Path::new(&cli.pid_file);
+    let held = herald::sys::pid_file_held(path)
+        .map_err(|e| format!("cannot check pid file {}: {e}", cli.pid_file))?;
+    if !held {
+        // No herald holds it: whatever runs under that pid now is not ours.
+        let _ = std::fs::remove_file(path);
+        return Err(format!(
+            "pid file {} names pid {}, but no herald holds it: stale, removed; nothing signalled",
+            cli.pid_file,
+            text.trim()
+        ));
+    }
     let pid: i32 = text
         .trim()
         .parse()
@@ -300,6 +354,18 @@ mod tests {
         assert!(parse_args(&args("--ws"))
             .unwrap_err()
             .contains("needs a value"));
+        assert!(parse_args(&args("-d"))
+            .unwrap_err()
+            .contains("-d goes with start"));
+        assert!(parse_args(&args("start -d")).unwrap().daemon);
+        assert_eq!(
+            parse_args(&args("stop --ws 1")).unwrap_err(),
+            "stop takes only --pid-file, not --ws"
+        );
+        assert!(parse_args(&args("status --pid-file x"))
+            .unwrap_err()
+            .contains("status takes only --http"));
+        assert!(parse_args(&args("stop --pid-file x")).is_ok());
         assert!(parse_args(&args("--ws off --text off --http off"))
             .unwrap_err()
             .contains("nothing to serve"));

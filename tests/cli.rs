@@ -6,6 +6,8 @@ mod common;
 use common::*;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
 
 #[test]
 fn help_lists_every_flag() {
@@ -235,4 +237,156 @@ fn daemon_start_status_stop() {
         std::net::TcpStream::connect(http).is_err(),
         "still listening after stop"
     );
+}
+
+#[test]
+fn stop_never_signals_a_process_that_is_not_its_herald() {
+    // `sleep 300 & echo $! > herald.pid; herald stop` must not kill the sleep.
+    let dir = TempDir::new();
+    let pid_file = dir.path.join("herald.pid");
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(&pid_file, format!("{}\n", sleeper.id())).unwrap();
+    let r = run_herald(&["stop", "--pid-file", pid_file.to_str().unwrap()]);
+    assert_eq!(r.code(), Some(1), "{r:?}");
+    assert!(r.stderr.contains("stale"), "{r:?}");
+    assert!(r.stderr.contains("nothing signalled"), "{r:?}");
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "herald stop signalled an unrelated process"
+    );
+    assert!(!pid_file.exists(), "the stale pid file stays");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn a_second_daemon_cannot_take_a_live_daemons_pid_file() {
+    let dir = TempDir::new();
+    let pid_file = dir.path.join("herald.pid");
+    let pid_path = pid_file.to_str().unwrap().to_string();
+    let mut guard = DaemonGuard {
+        pid_file: pid_file.clone(),
+        pid: None,
+    };
+    let start = |pid_path: &str| {
+        run_herald(&[
+            "start",
+            "-d",
+            "--pid-file",
+            pid_path,
+            "--ws",
+            "127.0.0.1:0",
+            "--text",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+        ])
+    };
+    let first = start(&pid_path);
+    assert_eq!(first.code(), Some(0), "{first:?}");
+    let pid = guard.pid().expect("pid file written");
+    let second = start(&pid_path);
+    assert_eq!(second.code(), Some(1), "{second:?}");
+    assert!(second.stderr.contains("already running"), "{second:?}");
+    assert!(second.stderr.contains(&format!("pid {pid}")), "{second:?}");
+    assert!(
+        !second.stdout.contains("listening"),
+        "it bound ports: {second:?}"
+    );
+    let now: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(now, pid, "the live daemon's pid file was overwritten");
+    let st = run_herald(&["stop", "--pid-file", &pid_path]);
+    assert_eq!(st.code(), Some(0), "{st:?}");
+    wait_until("the first daemon has exited", || !pid_alive(pid));
+}
+
+#[test]
+fn daemon_and_command_flags_are_checked() {
+    let r = run_herald(&["-d", "--ws", "127.0.0.1:0"]);
+    assert_eq!(r.code(), Some(2), "{r:?}");
+    assert!(r.stderr.contains("-d goes with start"), "{r:?}");
+    let r = run_herald(&["stop", "--ws", "1"]);
+    assert_eq!(r.code(), Some(2), "{r:?}");
+    assert!(
+        r.stderr.contains("stop takes only --pid-file, not --ws"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn at_a_low_descriptor_limit_the_start_line_is_right_and_refusals_are_reported_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // Soft and hard limit 64: herald cannot raise it.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 64 && exec "$0" "$@""#)
+        .arg(herald_bin())
+        .args(["--ws", "127.0.0.1:0", "--text", "off", "--http", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut ws, mut most) = (None, None);
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        if let Some(a) = line.trim().strip_prefix("herald: listening ws ") {
+            ws = Some(a.parse::<std::net::SocketAddr>().unwrap());
+        }
+        if let Some(rest) = line.split("at most about ").nth(1) {
+            most = rest.split(' ').next().and_then(|n| n.parse::<usize>().ok());
+            break;
+        }
+        line.clear();
+    }
+    let (ws, most) = (ws.expect("ws listener"), most.expect("the limit line"));
+    assert!(
+        (40..64).contains(&most),
+        "says at most about {most} at limit 64"
+    );
+    // Open more than it can hold; count what it really holds.
+    let mut conns = Vec::new();
+    for _ in 0..(most + 30) {
+        conns.push(tcp(ws));
+    }
+    thread::sleep(Duration::from_millis(500));
+    let mut held: usize = 0;
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut b = [0u8; 1];
+        match std::io::Read::read(c, &mut b) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                held += 1
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        held.abs_diff(most) <= 2,
+        "said at most about {most}, held {held}"
+    );
+    drop(conns);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let reports = err.matches("out of file descriptors").count();
+    assert_eq!(
+        reports, 1,
+        "one report per 10 s, not one per refusal: {err}"
+    );
+    assert!(err.contains("refused 1 connection(s)"), "{err}");
 }

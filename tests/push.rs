@@ -248,6 +248,25 @@ fn a_line_split_across_writes_is_one_command() {
 }
 
 #[test]
+fn a_last_line_without_its_newline_is_answered_at_end_of_stream() {
+    // `printf '{"uid":"u"}' | nc ...`: the backend forgot the "\n".
+    let h = Herald::start(&[]);
+    let mut browser = h.bind("n");
+    let mut t = h.text_client();
+    t.send_raw(b"{\"online\":\"n\"}\n{\"uid\":\"n\",\"last\":true}");
+    t.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(t.reply(), "1");
+    assert_eq!(t.reply(), "ok");
+    assert_eq!(t.try_reply().unwrap(), None, "closed after the replies");
+    assert_eq!(recv_text(&mut browser), r#"{"uid":"n","last":true}"#);
+    // Nobody bound: the sender is told, as for any line.
+    let mut t = h.text_client();
+    t.send_raw(br#"{"uid":"nobody"}"#);
+    t.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(t.reply(), "fail");
+}
+
+#[test]
 fn every_bad_line_gets_an_error_and_the_connection_keeps_working() {
     let h = Herald::start(&[]);
     let mut browser = h.bind("ok");

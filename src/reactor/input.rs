@@ -156,6 +156,9 @@ impl<A: App> Server<A> {
     }
 
     fn peer_eof(&mut self, idx: u32) {
+        if self.cx.slots[idx as usize].kind == Kind::Text {
+            self.text_eof(idx);
+        }
         self.inputs.clear_at(idx, &mut self.cx.input_bytes);
         let cx = &mut self.cx;
         let s = &mut cx.slots[idx as usize];
@@ -311,6 +314,21 @@ impl<A: App> Server<A> {
             if !cx.slots[idx as usize].can_send() {
                 break;
             }
+        }
+    }
+
+    /// The stream ended: a last line without its newline is still a line.
+    fn text_eof(&mut self, idx: u32) {
+        let Server {
+            cx, app, inputs, ..
+        } = self;
+        if !cx.slots[idx as usize].can_send() {
+            return;
+        }
+        if let Some(Line::Complete(bytes)) = line::finish(inputs.at(idx)) {
+            cx.stats.messages_in += 1;
+            let id = cx.id(idx);
+            app.on_message(cx, id, Message::Line(bytes));
         }
     }
 

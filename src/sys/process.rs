@@ -33,6 +33,12 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     Ok((lim.rlim_cur, lim.rlim_max))
 }
 
+/// How many descriptors this process has open now (from /proc/self/fd).
+pub fn open_descriptors() -> io::Result<u64> {
+    // The directory's own descriptor is listed too.
+    Ok((std::fs::read_dir("/proc/self/fd")?.count() as u64).saturating_sub(1))
+}
+
 /// Sends `sig` to `pid`; used by `herald stop`.
 pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     // SAFETY (syscall!): plain integers.
@@ -40,6 +46,44 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
 }
 
 pub const SIGTERM: i32 = libc::SIGTERM;
+
+/// A pid file locked (`flock`, exclusive) for as long as its herald lives.
+/// The lock, not the pid written in the file, says whether that herald is
+/// alive: `stop` never signals a process that merely reused the pid, and a
+/// second `start -d` cannot take over a live daemon's file. Kept across
+/// `daemonize` (the forked child shares the locked open file).
+pub struct PidLock(#[allow(dead_code)] std::fs::File);
+
+fn try_flock(file: &std::fs::File, op: libc::c_int) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY (syscall!): the descriptor is open for as long as `file` lives.
+    match syscall!(flock(file.as_raw_fd(), op | libc::LOCK_NB)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl PidLock {
+    /// Locks `path` (created if missing, contents untouched). `Ok(None)`:
+    /// a live process holds it.
+    pub fn acquire(path: &std::path::Path) -> io::Result<Option<PidLock>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        Ok(try_flock(&file, libc::LOCK_EX)?.then_some(PidLock(file)))
+    }
+}
+
+/// Whether a live process holds the lock of the pid file at `path`.
+pub fn pid_file_held(path: &std::path::Path) -> io::Result<bool> {
+    let file = std::fs::File::open(path)?;
+    // A shared lock is refused only while someone holds the exclusive one;
+    // when taken, it goes again as `file` closes.
+    Ok(!try_flock(&file, libc::LOCK_SH)?)
+}
 
 /// Detaches from the terminal: fork, the parent writes the child's pid to
 /// `pid_file` (so the file exists when the parent exits) and exits 0; the
