@@ -499,6 +499,15 @@ fn http_push_refuses_bad_bodies_with_400() {
         None,
     );
     assert_eq!(r.status, 400, "{r:?}");
+    // Like every other API error, a JSON body.
+    assert!(
+        r.json()["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{r:?}"
+    );
+    // An empty uid is an error here as on the text port, not "offline".
+    let r = http_get(h.http_addr(), "/online?uid=");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["error"], "empty uid", "{r:?}");
 }
 
 #[test]
@@ -627,6 +636,7 @@ fn http_errors_for_unknown_paths_methods_and_big_bodies() {
     let big = format!("{{\"uid\":\"a\",\"pad\":\"{}\"}}", "x".repeat(100));
     let r = http_post(h.http_addr(), "/push", &big);
     assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(r.json()["error"], "request body too large", "{r:?}");
     // A body of exactly --max-body bytes is accepted.
     let fits = format!("{{\"uid\":\"a\",\"pad\":\"{}\"}}", "x".repeat(64 - 20));
     assert_eq!(fits.len(), 64);

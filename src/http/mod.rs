@@ -242,6 +242,13 @@ pub fn write_error(out: &mut Vec<u8>, status: u16, reason: &str, extra: &str) {
     );
 }
 
+/// An error of the HTTP API: the same status, with a JSON body
+/// `{"error":"reason"}` like every other API answer.
+pub fn write_json_error(out: &mut Vec<u8>, status: u16, reason: &str) {
+    let body = format!("{{\"error\":{}}}", serde_json::Value::from(reason));
+    write_response(out, status, "application/json", "", body.as_bytes(), false);
+}
+
 pub fn status_text(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",

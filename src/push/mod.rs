@@ -175,6 +175,8 @@ impl PushApp {
                 }
             }
             ("GET", "/online") => match crate::http::query_param(req.query, "uid") {
+                // As on the text port: an empty uid is an error, not "offline".
+                Some(uid) if uid.is_empty() => json_error(400, "empty uid"),
                 Some(uid) => {
                     let n = cx.connections_of(&uid);
                     Response::json(

@@ -12,8 +12,6 @@ use std::os::fd::RawFd;
 
 /// Connections accepted per listener readiness event before other work.
 const ACCEPTS_PER_EVENT: usize = 256;
-/// How often running out of descriptors is reported.
-const FD_REPORT_EVERY_MS: u64 = 10_000;
 
 impl<A: App> Server<A> {
     pub(super) fn accept(&mut self, li: u8) {
@@ -34,34 +32,12 @@ impl<A: App> Server<A> {
                     }
                     self.cx.stats.refused += 1;
                     self.cx.reserve_fd = sys::open_dev_null().unwrap_or(-1);
-                    self.report_fd_exhaustion();
+                    self.cx.reports.fd_refused += 1;
                     return;
                 }
                 Err(_) => return,
             }
         }
-    }
-
-    /// One line per 10 s at most, however many connections are refused:
-    /// a client opening connections in a loop cannot flood the log.
-    fn report_fd_exhaustion(&mut self) {
-        let cx = &mut self.cx;
-        cx.fd_refused += 1;
-        let every = ms_to_ticks(FD_REPORT_EVERY_MS);
-        if cx
-            .fd_reported_at
-            .is_some_and(|at| cx.now.wrapping_sub(at) < every)
-        {
-            return;
-        }
-        eprintln!(
-            "herald: out of file descriptors (limit {}): refused {} connection(s) since the last report (reported at most every {} s)",
-            cx.nofile.0,
-            cx.fd_refused,
-            FD_REPORT_EVERY_MS / 1000
-        );
-        cx.fd_refused = 0;
-        cx.fd_reported_at = Some(cx.now);
     }
 
     fn admit(&mut self, li: u8, protocol: Protocol, fd: RawFd, ip: IpAddr) {
@@ -120,7 +96,8 @@ pub(super) fn refuse(protocol: Protocol, fd: RawFd) {
     let mut msg = Vec::new();
     match protocol {
         Protocol::Text => msg.extend_from_slice(b"error server full\n"),
-        Protocol::WebSocket | Protocol::Http | Protocol::Outbound => {
+        Protocol::Http => http::write_json_error(&mut msg, 503, "server full"),
+        Protocol::WebSocket | Protocol::Outbound => {
             http::write_error(&mut msg, 503, "server full", "")
         }
     }

@@ -42,10 +42,8 @@ pub struct Context {
     pub(super) now: u32,
     pub(super) stopping: Option<u32>,
     pub(super) reserve_fd: RawFd,
-    /// Connections refused for want of descriptors since the last report,
-    /// and the tick of that report (reported at most every 10 s).
-    pub(super) fd_refused: u64,
-    pub(super) fd_reported_at: Option<u32>,
+    /// Repeatable events counted for the next operator report.
+    pub(super) reports: super::report::Reports,
     /// Keeps stop eventfds open as long as the server lives.
     pub(super) wakers: Vec<Arc<OwnedFd>>,
     pub(super) per_ip: HashMap<IpAddr, u32>,
@@ -86,8 +84,7 @@ impl Context {
             now,
             stopping: None,
             reserve_fd: sys::open_dev_null()?,
-            fd_refused: 0,
-            fd_reported_at: None,
+            reports: Default::default(),
             wakers: Vec::new(),
             per_ip: HashMap::new(),
             slot_ip: HashMap::new(),

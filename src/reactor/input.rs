@@ -351,7 +351,7 @@ impl<A: App> Server<A> {
             match step {
                 None => break,
                 Some(http_conn::Step::Failed(status, reason)) => {
-                    http::write_error(cx.ordered_buf(idx), status, reason, "");
+                    http::write_json_error(cx.ordered_buf(idx), status, reason);
                     cx.close_after_replies(idx);
                     break;
                 }

@@ -18,6 +18,7 @@ mod deferred;
 mod input;
 mod outbound;
 mod output;
+mod report;
 mod slot;
 mod timer;
 mod wheel;
@@ -184,6 +185,7 @@ impl<A: App> Server<A> {
             self.start_connects();
             self.cx.flush_dirty();
             self.reap();
+            self.report();
             if let Some(deadline) = self.cx.stopping {
                 if self.cx.open == 0 {
                     return Ok(());

@@ -62,11 +62,15 @@ impl Context {
         self.stats.slow_consumers_closed += 1;
         match self.slots[idx as usize].kind {
             Kind::WebSocket => {
+                self.reports.slow_ws += 1;
                 // The close frame may go past the cap: it is small and the last.
                 let reason = "slow consumer: send queue full";
                 ws_conn::close(CloseCode::POLICY, reason, &mut self.output(idx));
             }
-            Kind::Text => self.queue_raw(idx, b"error slow consumer: send queue full\n"),
+            Kind::Text => {
+                self.reports.slow_text += 1;
+                self.queue_raw(idx, b"error slow consumer: send queue full\n");
+            }
             Kind::Http | Kind::Outbound => {}
             Kind::Free | Kind::Listener | Kind::Signal | Kind::Waker => return,
         }
