@@ -44,7 +44,79 @@ PROCESS:
     --pid-file PATH        pid file for start -d / stop     [default: herald.pid]
     -h, --help             this help
     -V, --version          version
+
+ENVIRONMENT:
+    Every flag above can also come from HERALD_<FLAG>: --max-queued as
+    HERALD_MAX_QUEUED=65536, --routing as HERALD_ROUTING=1. Flags on the
+    command line win over the environment.
 ";
+
+/// Flags that take a value, settable as `HERALD_<NAME>` too.
+const ENV_VALUE_FLAGS: &[&str] = &[
+    "--ws",
+    "--text",
+    "--http",
+    "--max-message",
+    "--max-head",
+    "--handshake-timeout",
+    "--max-line",
+    "--max-body",
+    "--max-queued",
+    "--max-connections",
+    "--max-per-ip",
+    "--max-uid",
+    "--read-buffer",
+    "--send-pool",
+    "--ping-interval",
+    "--idle-timeout",
+    "--close-timeout",
+    "--shutdown-grace",
+    "--pid-file",
+];
+/// Switches, settable as `HERALD_<NAME>=1` (or `0` to leave off).
+const ENV_SWITCHES: &[&str] = &["--reuse-port", "--routing"];
+
+/// `--max-queued` -> `HERALD_MAX_QUEUED`.
+fn env_name(flag: &str) -> String {
+    format!(
+        "HERALD_{}",
+        flag.trim_start_matches('-')
+            .replace('-', "_")
+            .to_uppercase()
+    )
+}
+
+/// The command line with the environment's settings put in front of the
+/// flags (so that flags, parsed later, win). `stop` and `status` take from
+/// the environment only what they take as flags.
+fn with_env(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
+    let (command, rest) = match args.first().map(String::as_str) {
+        Some(c @ ("start" | "stop" | "status")) => (Some(c), &args[1..]),
+        _ => (None, args),
+    };
+    let wanted = |flag: &str| match command {
+        Some("stop") => flag == "--pid-file",
+        Some("status") => flag == "--http",
+        _ => true,
+    };
+    let mut out: Vec<String> = command.map(String::from).into_iter().collect();
+    for flag in ENV_VALUE_FLAGS.iter().filter(|f| wanted(f)) {
+        if let Some(v) = env(&env_name(flag)) {
+            out.push(flag.to_string());
+            out.push(v);
+        }
+    }
+    for flag in ENV_SWITCHES.iter().filter(|f| wanted(f)) {
+        let name = env_name(flag);
+        match env(&name).as_deref() {
+            None | Some("" | "0" | "false" | "no") => {}
+            Some("1" | "true" | "yes") => out.push(flag.to_string()),
+            Some(other) => return Err(format!("{name}: expected 1 or 0, got {other:?}")),
+        }
+    }
+    out.extend(rest.iter().cloned());
+    Ok(out)
+}
 
 #[derive(Debug)]
 struct Cli {
@@ -288,7 +360,7 @@ fn status(cli: &Cli) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cli = match parse_args(&args) {
+    let cli = match with_env(&args, |k| std::env::var(k).ok()).and_then(|a| parse_args(&a)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("herald: {e}");
@@ -331,6 +403,50 @@ mod tests {
         assert_eq!(c.ws.unwrap().port(), 1234);
         assert_eq!(c.text.unwrap().to_string(), "127.0.0.1:5678");
         assert!(!c.push.routing);
+    }
+
+    #[test]
+    fn the_environment_sets_flags_and_flags_win() {
+        let env = |k: &str| match k {
+            "HERALD_MAX_LINE" => Some("10".to_string()),
+            "HERALD_TEXT" => Some("off".to_string()),
+            "HERALD_ROUTING" => Some("1".to_string()),
+            "HERALD_WS" => Some("127.0.0.1:0".to_string()),
+            _ => None,
+        };
+        let c = parse_args(&with_env(&args("--text 127.0.0.1:0"), env).unwrap()).unwrap();
+        assert_eq!(c.limits.max_line, 10);
+        assert!(c.push.routing);
+        assert_eq!(c.text.unwrap().to_string(), "127.0.0.1:0", "the flag wins");
+        assert_eq!(c.ws.unwrap().to_string(), "127.0.0.1:0");
+        // stop and status take only what they use, from the environment too.
+        let c = parse_args(&with_env(&args("stop"), env).unwrap()).unwrap();
+        assert_eq!(c.command, "stop");
+        let bad = |k: &str| (k == "HERALD_ROUTING").then(|| "maybe".to_string());
+        assert!(with_env(&args("start"), bad)
+            .unwrap_err()
+            .contains("HERALD_ROUTING"));
+        assert_eq!(env_name("--max-queued"), "HERALD_MAX_QUEUED");
+    }
+
+    #[test]
+    fn every_value_flag_in_the_help_can_come_from_the_environment() {
+        for line in HELP.lines() {
+            let mut words = line.split_whitespace();
+            let Some(flag) = words.next() else { continue };
+            // `--ws ADDR ...` takes a value; `--routing let ...` is a switch.
+            let takes_value = words
+                .next()
+                .is_some_and(|w| w.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+            if flag.starts_with("--") && !matches!(flag, "--help" | "--version" | "--daemon") {
+                let listed = if takes_value {
+                    ENV_VALUE_FLAGS.contains(&flag)
+                } else {
+                    ENV_SWITCHES.contains(&flag)
+                };
+                assert!(listed, "{flag} has no HERALD_ variable");
+            }
+        }
     }
 
     #[test]

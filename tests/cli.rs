@@ -390,3 +390,36 @@ fn at_a_low_descriptor_limit_the_start_line_is_right_and_refusals_are_reported_o
     );
     assert!(err.contains("refused 1 connection(s) so far"), "{err}");
 }
+
+#[test]
+fn settings_come_from_the_environment_and_flags_win() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(herald_bin())
+        .args(["--text", "127.0.0.1:0"])
+        .env("HERALD_WS", "off")
+        .env("HERALD_HTTP", "off")
+        .env("HERALD_TEXT", "off") // the flag wins
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        lines.push(line.trim().to_string());
+        if line.contains("open-file limit") {
+            break;
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let listening: Vec<&String> = lines.iter().filter(|l| l.contains("listening")).collect();
+    assert_eq!(listening.len(), 1, "{lines:?}");
+    assert!(
+        listening[0].starts_with("herald: listening text 127.0.0.1:"),
+        "{lines:?}"
+    );
+}
