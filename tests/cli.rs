@@ -175,15 +175,22 @@ impl Drop for DaemonGuard {
     }
 }
 
-#[test]
-fn daemon_start_status_stop() {
+/// A temporary directory, its `herald.pid` (as a path and a string) and the
+/// guard that kills whatever daemon the file names when the test ends.
+fn daemon_files() -> (TempDir, PathBuf, String, DaemonGuard) {
     let dir = TempDir::new();
     let pid_file = dir.path.join("herald.pid");
     let pid_path = pid_file.to_str().unwrap().to_string();
-    let mut guard = DaemonGuard {
+    let guard = DaemonGuard {
         pid_file: pid_file.clone(),
         pid: None,
     };
+    (dir, pid_file, pid_path, guard)
+}
+
+#[test]
+fn daemon_start_status_stop() {
+    let (_dir, pid_file, pid_path, mut guard) = daemon_files();
     let r = run_herald(&[
         "start",
         "-d",
@@ -265,13 +272,7 @@ fn stop_never_signals_a_process_that_is_not_its_herald() {
 
 #[test]
 fn a_second_daemon_cannot_take_a_live_daemons_pid_file() {
-    let dir = TempDir::new();
-    let pid_file = dir.path.join("herald.pid");
-    let pid_path = pid_file.to_str().unwrap().to_string();
-    let mut guard = DaemonGuard {
-        pid_file: pid_file.clone(),
-        pid: None,
-    };
+    let (_dir, pid_file, pid_path, mut guard) = daemon_files();
     let start = |pid_path: &str| {
         run_herald(&[
             "start",
