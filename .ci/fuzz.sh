@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 seconds=${FUZZ_SECONDS:-30}
-targets=(${FUZZ_TARGETS:-frame_header message handshake line command connection})
+targets=(${FUZZ_TARGETS:-frame_header message handshake line command connection token})
 started=$(date +%s)
 step() { echo; echo "=== $* ($(date +%T))"; }
 
@@ -24,6 +24,7 @@ max_len() {
     line) echo 8192 ;;           # past the largest max_line (4096)
     command) echo 4096 ;;        # deep nesting and long lines
     connection) echo 4096 ;;     # past the server's max_head and max_line (1024)
+    token) echo 8192 ;;          # past MAX_TOKEN (4096)
     *) echo 4096 ;;
   esac
 }

@@ -73,6 +73,14 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub query: &'a str,
     pub body: &'a [u8],
+    pub(crate) head: &'a Head<'a>,
+}
+
+impl<'a> Request<'a> {
+    /// The first header called `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.head.header(name)
+    }
 }
 
 /// An HTTP API response, or a promise of one ([`Response::later`]).

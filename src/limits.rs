@@ -24,8 +24,17 @@ pub struct Limits {
     /// Open connections across all listeners; 0 = only the descriptor limit.
     /// Connections past it are refused (HTTP 503 / `error server full`).
     pub max_connections: usize,
-    /// Open connections from one IP address; 0 = no per-IP limit.
+    /// Open connections from one IP address; 0 = no per-IP limit. Past it:
+    /// HTTP 503 (`error server full` on the text port). WebSockets from a
+    /// trusted proxy count against the address it forwards.
     pub max_per_ip: usize,
+    /// WebSocket handshakes per second from one IP address (a token bucket
+    /// with a burst of the same size); past it HTTP 429. 0 = no limit.
+    pub max_handshakes_per_ip: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client of a
+    /// WebSocket (its address for the per-IP limits and
+    /// [`crate::UpgradeRequest::peer`]). Anyone else's header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Seconds of silence after which a WebSocket is pinged; 0 = never.
     /// Default 25 s.
     pub ping_interval_s: u32,
@@ -50,6 +59,16 @@ pub struct Limits {
     pub send_pool: usize,
 }
 
+impl Limits {
+    /// True when `ip` is one of [`Limits::trusted_proxies`] (IPv4-mapped
+    /// IPv6 addresses, as a dual-stack listener reports them, included).
+    pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies
+            .iter()
+            .any(|t| t.to_canonical() == ip.to_canonical())
+    }
+}
+
 /// Fixed by the parsers' no-allocation design rather than configurable:
 /// the most headers a request head may carry (more gets 431).
 pub const MAX_HEADERS: usize = crate::http::MAX_HEADERS;
@@ -65,6 +84,8 @@ impl Default for Limits {
             max_queued: 1 << 20,
             max_connections: 0,
             max_per_ip: 0,
+            max_handshakes_per_ip: 0,
+            trusted_proxies: Vec::new(),
             ping_interval_s: 25,
             idle_timeout_s: 60,
             close_timeout_ms: 5_000,

@@ -1,5 +1,6 @@
 //! The `herald` command line: run the push server, or stop / query a running one.
 
+use herald::auth::{self, ApiTokens, TokenRules, Verifier};
 use herald::push::{PushApp, PushConfig};
 use herald::{Limits, Protocol, Server};
 use std::io::{Read, Write};
@@ -14,6 +15,7 @@ USAGE:
     herald [start [-d]] [OPTIONS]    run the server (foreground unless -d)
     herald stop [--pid-file PATH]    stop a daemon started with -d (SIGTERM)
     herald status [--http ADDR]      print the running server's /stats
+                 [--api-token-file PATH]
 
 LISTENERS (ADDR is IP:PORT, or `off`):
     --ws ADDR              WebSocket listener        [default: 0.0.0.0:1234]
@@ -38,6 +40,23 @@ LIMITS:
     --idle-timeout S       close connections silent this long, 0 = off [60]
     --close-timeout MS     time allowed to finish a close              [5000]
     --shutdown-grace MS    time allowed to flush on SIGTERM/SIGINT     [5000]
+
+SECURITY (see Going to production in README.md):
+    --auth-secret-file PATH  HS256 key(s) proving uids, one per line (or
+                           HERALD_AUTH_SECRET); without it, demo mode:
+                           any client may claim any uid
+    --auth-audience AUD    `aud` uid tokens must carry
+    --auth-issuer ISS      `iss` uid tokens must carry
+    --auth-leeway S        clock skew allowed on exp, nbf, iat       [5]
+    --api-token-file PATH  token the text port (first line
+                           {\"auth\":\"TOKEN\"}) and the HTTP API (Bearer)
+                           require, one per line (or HERALD_API_TOKEN)
+    --allow-origin LIST    comma-separated Origins a browser may open a
+                           WebSocket from (403 for others; repeatable)
+    --max-handshakes-per-ip N  WebSocket handshakes per second per IP
+                           (429 past it), 0 = unlimited             [0]
+    --trusted-proxy LIST   comma-separated proxy IPs whose
+                           X-Forwarded-For names the client (repeatable)
 
 PROCESS:
     -d                     (with start) run as a daemon, writing the pid file
@@ -89,7 +108,7 @@ fn with_env(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Vec
     };
     let wanted = |flag: &str| match command {
         Some("stop") => flag == "--pid-file",
-        Some("status") => flag == "--http",
+        Some("status") => matches!(flag, "--http" | "--api-token-file"),
         _ => true,
     };
     let mut out: Vec<String> = command.map(String::from).into_iter().collect();
@@ -119,6 +138,7 @@ struct Cli {
     reuse_port: bool,
     limits: Limits,
     push: PushConfig,
+    rules: TokenRules,
     pid_file: String,
 }
 
@@ -131,6 +151,14 @@ fn parse_addr(flag: &str, v: &str) -> Result<Option<SocketAddr>, String> {
             "{flag}: cannot parse address {v:?} (expected IP:PORT, e.g. 127.0.0.1:5678, or off)"
         )
     })
+}
+
+/// `a,b, c` -> ["a", "b", "c"].
+fn list(v: &str) -> impl Iterator<Item = String> + '_ {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
 }
 
 fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -148,6 +176,10 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
         reuse_port: false,
         limits: Limits::default(),
         push: PushConfig::default(),
+        rules: TokenRules {
+            leeway_s: 5,
+            ..TokenRules::default()
+        },
         pid_file: "herald.pid".into(),
     };
     let mut i = 0;
@@ -162,7 +194,7 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
     // `stop` and `status` take only what they use.
     let only: &[&str] = match cli.command.as_str() {
         "stop" => &["--pid-file"],
-        "status" => &["--http"],
+        "status" => &["--http", "--api-token-file"],
         _ => &[],
     };
     while i < args.len() {
@@ -206,6 +238,23 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
             "--close-timeout" => cli.limits.close_timeout_ms = parse_num(flag, value()?)?,
             "--shutdown-grace" => cli.limits.shutdown_grace_ms = parse_num(flag, value()?)?,
             "--pid-file" => cli.pid_file = value()?.to_string(),
+            "--auth-secret-file" => cli.push.auth_secret_file = Some(value()?.into()),
+            "--auth-audience" => cli.rules.audience = Some(value()?.to_string()),
+            "--auth-issuer" => cli.rules.issuer = Some(value()?.to_string()),
+            "--auth-leeway" => cli.rules.leeway_s = parse_num(flag, value()?)?,
+            "--api-token-file" => cli.push.api_token_file = Some(value()?.into()),
+            "--allow-origin" => cli.push.allow_origins.extend(list(value()?)),
+            "--max-handshakes-per-ip" => {
+                cli.limits.max_handshakes_per_ip = parse_num(flag, value()?)?
+            }
+            "--trusted-proxy" => {
+                for ip in list(value()?) {
+                    let ip = ip.parse().map_err(|_| {
+                        format!("{flag}: cannot parse IP address {ip:?} (e.g. 127.0.0.1)")
+                    })?;
+                    cli.limits.trusted_proxies.push(ip);
+                }
+            }
             other => return Err(format!("unknown argument {other:?} (see herald --help)")),
         }
         i += 1;
@@ -232,7 +281,56 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
     Ok(cli)
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+/// Secrets from `file`, else from the environment variable `var`.
+fn secrets(
+    file: Option<&std::path::Path>,
+    var: &str,
+    min_len: usize,
+) -> Result<Option<Vec<Vec<u8>>>, String> {
+    match (file, std::env::var(var)) {
+        (Some(path), _) => auth::load_secrets(path, min_len).map(Some),
+        (None, Ok(v)) => auth::check_secrets(auth::parse_secrets(&v), min_len)
+            .map(Some)
+            .map_err(|e| format!("{var}: {e}")),
+        (None, Err(_)) => Ok(None),
+    }
+}
+
+/// The uid-token keys and API tokens, read before anything is bound.
+fn load_security(cli: &mut Cli) -> Result<(), String> {
+    let keys = secrets(
+        cli.push.auth_secret_file.as_deref(),
+        "HERALD_AUTH_SECRET",
+        auth::MIN_KEY,
+    )?;
+    cli.push.tokens = keys.map(|k| Verifier::new(k, cli.rules.clone()));
+    let api = secrets(
+        cli.push.api_token_file.as_deref(),
+        "HERALD_API_TOKEN",
+        auth::MIN_API_TOKEN,
+    )?;
+    cli.push.api_tokens = api.map(|t| ApiTokens::new(&t));
+    Ok(())
+}
+
+/// What an operator should know about the security settings at start.
+fn security_warnings(cli: &Cli) -> Vec<String> {
+    let mut w = Vec::new();
+    if cli.ws.is_some() && cli.push.tokens.is_none() {
+        w.push("demo mode: no --auth-secret-file (or HERALD_AUTH_SECRET), so any client can claim any uid and read its pushes".to_string());
+    }
+    if cli.push.api_tokens.is_none() {
+        for (name, addr) in [("text port", cli.text), ("HTTP API", cli.http)] {
+            if let Some(a) = addr.filter(|a| !a.ip().is_loopback()) {
+                w.push(format!("the {name} on {a} is reachable beyond this machine and has no --api-token-file: anyone who reaches it can push"));
+            }
+        }
+    }
+    w
+}
+
+fn run(mut cli: Cli) -> Result<(), String> {
+    load_security(&mut cli)?;
     // Before anything is bound: a live daemon keeps its pid file.
     let _pid_lock = if cli.daemon {
         let path = std::path::Path::new(&cli.pid_file);
@@ -280,6 +378,9 @@ fn run(cli: Cli) -> Result<(), String> {
     );
     let _ = out.flush();
     drop(out);
+    for w in security_warnings(&cli) {
+        eprintln!("herald: warning: {w}");
+    }
     if cli.daemon {
         herald::sys::daemonize(std::path::Path::new(&cli.pid_file))
             .map_err(|e| format!("cannot daemonize: {e}"))?;
@@ -340,8 +441,13 @@ fn status(cli: &Cli) -> Result<(), String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("herald is not answering on {addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    s.write_all(b"GET /stats HTTP/1.1\r\nHost: herald\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
+    let token = secrets(cli.push.api_token_file.as_deref(), "HERALD_API_TOKEN", 1)?;
+    let auth = token
+        .and_then(|t| t.into_iter().last())
+        .map(|t| format!("Authorization: Bearer {}\r\n", String::from_utf8_lossy(&t)))
+        .unwrap_or_default();
+    let req = format!("GET /stats HTTP/1.1\r\nHost: herald\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
     let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");

@@ -284,7 +284,10 @@ fn listen_reports_an_address_in_use() {
 
 #[test]
 fn the_push_app_runs_on_the_library_api() {
-    let app = PushApp::new(PushConfig { routing: true });
+    let app = PushApp::new(PushConfig {
+        routing: true,
+        ..PushConfig::default()
+    });
     let mut srv = Running::start(Limits::default(), app);
     let mut a = ws_connect(srv.ws);
     send_text(&mut a, "a");

@@ -5,6 +5,7 @@
 pub mod conn;
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 /// Most headers a request may carry; more gets 431.
 pub const MAX_HEADERS: usize = 48;
@@ -254,6 +255,8 @@ pub fn status_text(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -319,9 +322,69 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Most `X-Forwarded-For` entries looked at: a chain of proxies is short.
+const MAX_FORWARDED: usize = 16;
+
+/// The client address a trusted reverse proxy reports in `X-Forwarded-For`:
+/// walking from the right (the entry the nearest proxy appended), the first
+/// address that is not itself a trusted proxy. Entries further left were
+/// written by the client and prove nothing. `None` when the header is absent
+/// or an entry before the answer does not parse.
+pub fn forwarded_client(head: &Head<'_>, trusted: impl Fn(IpAddr) -> bool) -> Option<IpAddr> {
+    let mut entries: Vec<&[u8]> = head
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-for"))
+        .flat_map(|(_, v)| v.split(|&b| b == b','))
+        .collect();
+    entries.reverse();
+    for e in entries.into_iter().take(MAX_FORWARDED) {
+        let text = std::str::from_utf8(e.trim_ascii()).ok()?;
+        let ip = text
+            .parse::<IpAddr>()
+            .or_else(|_| text.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+            .ok()?;
+        if !trusted(ip) {
+            return Some(ip);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_forwarded_client_is_the_rightmost_untrusted_entry() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let trusted = |ip: IpAddr| ip == proxy;
+        let client = |headers: &str| {
+            let raw = format!("GET / HTTP/1.1\r\nHost: h\r\n{headers}\r\n");
+            let (head, _) = parse_head(raw.as_bytes(), 8192).unwrap().unwrap();
+            forwarded_client(&head, trusted).map(|ip| ip.to_string())
+        };
+        assert_eq!(client(""), None);
+        assert_eq!(
+            client("X-Forwarded-For: 203.0.113.7\r\n").as_deref(),
+            Some("203.0.113.7")
+        );
+        // A client's own X-Forwarded-For is to the left of what nginx adds.
+        assert_eq!(
+            client("X-Forwarded-For: 10.9.9.9, 198.51.100.2\r\n").as_deref(),
+            Some("198.51.100.2")
+        );
+        assert_eq!(
+            client("x-forwarded-for: 10.9.9.9\r\nX-Forwarded-For: 2001:db8::1, 127.0.0.1\r\n")
+                .as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            client("X-Forwarded-For: 192.0.2.1:4711\r\n").as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(client("X-Forwarded-For: 10.0.0.1, garbage\r\n"), None);
+        assert_eq!(client("X-Forwarded-For: 127.0.0.1\r\n"), None);
+    }
 
     #[test]
     fn parses_a_complete_head_and_reports_its_length() {

@@ -136,6 +136,33 @@ const FIGURES: &[Figure] = &[
         |f| f.push.bad_requests,
     ),
     figure(
+        "auth_refused",
+        Some((
+            "auth_refused_total",
+            COUNTER,
+            "Uid tokens refused (HTTP 401 or close 1008).",
+        )),
+        |f| f.push.auth_refused,
+    ),
+    figure(
+        "origin_refused",
+        Some((
+            "origin_refused_total",
+            COUNTER,
+            "WebSocket handshakes refused for their Origin (HTTP 403).",
+        )),
+        |f| f.push.origin_refused,
+    ),
+    figure(
+        "unauthorized",
+        Some((
+            "unauthorized_total",
+            COUNTER,
+            "Text-port connections and API requests without the API token.",
+        )),
+        |f| f.push.unauthorized,
+    ),
+    figure(
         "dropped",
         Some((
             "dropped_total",

@@ -4,10 +4,12 @@
 pub mod command;
 mod metrics;
 
-use crate::app::{App, ConnId, Message, Request, Response};
+use crate::app::{App, ConnId, Message, Request, Response, Upgrade, UpgradeRequest};
+use crate::auth::{ApiTokens, Verifier};
 use crate::reactor::Context;
 use crate::ws::CloseCode;
 use command::Command;
+use std::collections::HashSet;
 
 /// Settings of the push application (the reactor's are in [`crate::Limits`]).
 #[derive(Clone, Debug, Default)]
@@ -15,6 +17,20 @@ pub struct PushConfig {
     /// Let bound clients send `uid:message` and `all:message` (the second
     /// seed). Off by default: it lets any browser message any user.
     pub routing: bool,
+    /// Proven uids: a WebSocket binds only the `sub` of a valid token, given
+    /// as `?token=` (else HTTP 401) or as its first message (else close
+    /// 1008). `None` is the seeds' demo mode: any client claims any uid.
+    pub tokens: Option<Verifier>,
+    /// The internal ports' token: the text port's first line must be
+    /// `{"auth":"TOKEN"}`, HTTP API requests need `Authorization: Bearer`.
+    pub api_tokens: Option<ApiTokens>,
+    /// Origins allowed to open a WebSocket (403 for others); empty allows
+    /// all. Requests without `Origin` (not browsers) are always allowed.
+    pub allow_origins: Vec<String>,
+    /// Where `tokens`' keys came from, re-read by [`PushApp::reload`].
+    pub auth_secret_file: Option<std::path::PathBuf>,
+    /// Where `api_tokens` came from, re-read by [`PushApp::reload`].
+    pub api_token_file: Option<std::path::PathBuf>,
 }
 
 /// Push outcomes, for /stats and /metrics.
@@ -23,6 +39,9 @@ pub struct PushStats {
     pub pushes_ok: u64,
     pub pushes_fail: u64,
     pub bad_requests: u64,
+    pub auth_refused: u64,
+    pub origin_refused: u64,
+    pub unauthorized: u64,
 }
 
 /// The push application.
@@ -31,6 +50,8 @@ pub struct PushApp {
     stats: PushStats,
     /// RSS when the server was ready, before any connection.
     baseline_rss: u64,
+    /// Text-port connections that gave the API token (only with one set).
+    authorized: HashSet<ConnId>,
 }
 
 impl PushApp {
@@ -39,7 +60,41 @@ impl PushApp {
             config,
             stats: PushStats::default(),
             baseline_rss: 0,
+            authorized: HashSet::new(),
         }
+    }
+
+    /// Re-reads the secret files (a live rotation, on SIGHUP): the uid-token
+    /// keys and the API tokens. Connections already open or authorized stay
+    /// so. Nothing changes unless every file reads well; the message says
+    /// what was loaded or why nothing was.
+    pub fn reload(&mut self) -> Result<String, String> {
+        use crate::auth::{load_secrets, MIN_API_TOKEN, MIN_KEY};
+        let keys = match (&self.config.auth_secret_file, &self.config.tokens) {
+            (Some(path), Some(_)) => Some(load_secrets(path, MIN_KEY)?),
+            _ => None,
+        };
+        let api = match (&self.config.api_token_file, &self.config.api_tokens) {
+            (Some(path), Some(_)) => Some(load_secrets(path, MIN_API_TOKEN)?),
+            _ => None,
+        };
+        let mut done = Vec::new();
+        if let (Some(v), Some(keys)) = (self.config.tokens.as_mut(), keys) {
+            done.push(format!("{} uid-token key(s)", keys.len()));
+            v.set_keys(keys);
+        }
+        if let (Some(t), Some(new)) = (self.config.api_tokens.as_mut(), api) {
+            done.push(format!("{} API token(s)", new.len()));
+            *t = ApiTokens::new(&new);
+        }
+        if done.is_empty() {
+            return Ok("reload: no secret file to re-read".into());
+        }
+        Ok(format!("reload: {}", done.join(", ")))
+    }
+
+    pub fn config(&self) -> &PushConfig {
+        &self.config
     }
 
     /// Records the process RSS before connections arrive, for the
@@ -89,7 +144,25 @@ impl PushApp {
         }
     }
 
+    /// The text port's first line when an API token is set: `{"auth":"TOKEN"}`.
+    fn authorize_line(&mut self, cx: &mut Context, conn: ConnId, line: &[u8]) {
+        let tokens = self.config.api_tokens.as_ref();
+        let given = serde_json::from_slice::<serde_json::Value>(line).ok();
+        let given = given.as_ref().and_then(|v| v.get("auth")?.as_str());
+        if given.is_some_and(|t| tokens.is_some_and(|k| k.accepts(t.as_bytes()))) {
+            self.authorized.insert(conn);
+            cx.send_line(conn, b"ok");
+        } else {
+            self.stats.unauthorized += 1;
+            cx.send_line(conn, b"error unauthorized");
+            cx.close(conn, CloseCode::POLICY, "");
+        }
+    }
+
     fn on_line(&mut self, cx: &mut Context, conn: ConnId, line: &[u8]) {
+        if self.config.api_tokens.is_some() && !self.authorized.contains(&conn) {
+            return self.authorize_line(cx, conn, line);
+        }
         match command::parse(line) {
             Ok(Command::Push(uid)) => {
                 // The hot path: no allocation for the reply.
@@ -113,7 +186,22 @@ impl PushApp {
 
     fn on_ws_text(&mut self, cx: &mut Context, conn: ConnId, text: &str) {
         if cx.uid(conn).is_none() {
-            if text.is_empty() {
+            if let Some(v) = &self.config.tokens {
+                // Proven uids: the first message is a token, not a uid.
+                match v.verify(text, unix_now()) {
+                    Ok(c) if c.sub.len() > cx.limits().max_uid => {
+                        let reason = format!("uid too long (max {} bytes)", cx.limits().max_uid);
+                        cx.close(conn, CloseCode::POLICY, &reason);
+                    }
+                    Ok(c) => {
+                        cx.bind_uid(conn, &c.sub);
+                    }
+                    Err(e) => {
+                        self.stats.auth_refused += 1;
+                        cx.close(conn, CloseCode::POLICY, &e.to_string());
+                    }
+                }
+            } else if text.is_empty() {
                 cx.close(
                     conn,
                     CloseCode::POLICY,
@@ -151,6 +239,16 @@ impl PushApp {
     }
 
     fn http(&mut self, cx: &mut Context, req: &Request<'_>) -> Response {
+        if let Some(tokens) = &self.config.api_tokens {
+            let bearer = req
+                .header("authorization")
+                .and_then(|v| v.strip_prefix(b"Bearer "))
+                .map(<[u8]>::trim_ascii);
+            if !bearer.is_some_and(|t| tokens.accepts(t)) {
+                self.stats.unauthorized += 1;
+                return json_error(401, "unauthorized: send Authorization: Bearer <API token>");
+            }
+        }
         match (req.method, req.path) {
             ("POST", "/push") => {
                 let body = req.body.strip_suffix(b"\n").unwrap_or(req.body);
@@ -247,7 +345,51 @@ fn json_error(status: u16, msg: &str) -> Response {
     )
 }
 
+/// Seconds since the Unix epoch, for token expiry.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl App for PushApp {
+    fn on_upgrade(&mut self, cx: &mut Context, _conn: ConnId, req: &UpgradeRequest<'_>) -> Upgrade {
+        let origins = &self.config.allow_origins;
+        if let (false, Some(origin)) = (origins.is_empty(), req.header("origin")) {
+            if !origins
+                .iter()
+                .any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
+            {
+                self.stats.origin_refused += 1;
+                return Upgrade::Refuse(403, "origin not allowed".into());
+            }
+        }
+        let (Some(v), Some(token)) = (&self.config.tokens, req.query_param("token")) else {
+            // No token in the URL: with proven uids the first message is one.
+            return Upgrade::Accept;
+        };
+        match v.verify(&token, unix_now()) {
+            Ok(c) if c.sub.len() > cx.limits().max_uid => {
+                self.stats.auth_refused += 1;
+                Upgrade::Refuse(
+                    401,
+                    format!("uid too long (max {} bytes)", cx.limits().max_uid),
+                )
+            }
+            Ok(c) => Upgrade::AcceptAs(c.sub),
+            Err(e) => {
+                self.stats.auth_refused += 1;
+                Upgrade::Refuse(401, e.to_string())
+            }
+        }
+    }
+
+    fn on_close(&mut self, _cx: &mut Context, conn: ConnId) {
+        if !self.authorized.is_empty() {
+            self.authorized.remove(&conn);
+        }
+    }
+
     fn on_message(&mut self, cx: &mut Context, conn: ConnId, msg: Message<'_>) {
         match msg {
             Message::Line(line) => self.on_line(cx, conn, line),

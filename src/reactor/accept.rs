@@ -3,9 +3,9 @@
 
 use super::output::ms_to_ticks;
 use super::slot::{Flags, Kind};
-use super::Server;
+use super::{Context, Server};
 use crate::app::{App, Protocol};
-use crate::http;
+use crate::http::{self, Head};
 use crate::sys;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
@@ -43,8 +43,12 @@ impl<A: App> Server<A> {
     fn admit(&mut self, li: u8, protocol: Protocol, fd: RawFd, ip: IpAddr) {
         let cx = &mut self.cx;
         let over_total = cx.limits.max_connections > 0 && cx.open >= cx.limits.max_connections;
-        let over_ip = cx.limits.max_per_ip > 0
-            && cx.per_ip.get(&ip).copied().unwrap_or(0) as usize >= cx.limits.max_per_ip;
+        // A trusted proxy's WebSockets are counted at the handshake, by the
+        // address it forwards.
+        let by_peer = cx.limits.max_per_ip > 0
+            && !(protocol == Protocol::WebSocket && cx.limits.is_trusted_proxy(ip));
+        let over_ip =
+            by_peer && cx.per_ip.get(&ip).copied().unwrap_or(0) as usize >= cx.limits.max_per_ip;
         if cx.stopping.is_some() || over_total || over_ip {
             cx.stats.refused += 1;
             refuse(protocol, fd);
@@ -68,9 +72,8 @@ impl<A: App> Server<A> {
         }
         cx.open += 1;
         cx.stats.accepted += 1;
-        if cx.limits.max_per_ip > 0 {
-            *cx.per_ip.entry(ip).or_insert(0) += 1;
-            cx.slot_ip.insert(idx, ip);
+        if by_peer {
+            cx.count_ip(idx, ip);
         }
         match kind {
             Kind::WebSocket => {
@@ -86,6 +89,49 @@ impl<A: App> Server<A> {
             Kind::Http => self.schedule_heartbeat(idx),
             Kind::Outbound | Kind::Free | Kind::Listener | Kind::Signal | Kind::Waker => {}
         }
+    }
+}
+
+impl Context {
+    /// Counts `ip`'s open connection for the per-IP limit, until `idx` is reaped.
+    pub(super) fn count_ip(&mut self, idx: u32, ip: IpAddr) {
+        *self.per_ip.entry(ip).or_insert(0) += 1;
+        self.slot_ip.insert(idx, ip);
+    }
+
+    /// Admission at the WebSocket handshake: who the client is (behind a
+    /// trusted proxy, the address it forwards), that address's connection
+    /// count, and its handshake rate. `Err` is the HTTP refusal.
+    pub(super) fn admit_handshake(
+        &mut self,
+        idx: u32,
+        fd: RawFd,
+        head: &Head<'_>,
+    ) -> Result<Option<IpAddr>, (u16, &'static str)> {
+        let known = self.slot_ip.get(&idx).copied();
+        if self.limits.trusted_proxies.is_empty() && self.limits.max_handshakes_per_ip == 0 {
+            return Ok(known);
+        }
+        let Some(peer) = known.or_else(|| sys::peer_addr(fd).ok().map(|a| a.ip())) else {
+            return Ok(None);
+        };
+        let proxied = self.limits.is_trusted_proxy(peer);
+        let client = if proxied {
+            http::forwarded_client(head, |ip| self.limits.is_trusted_proxy(ip)).unwrap_or(peer)
+        } else {
+            peer
+        };
+        if !self.handshake_rate.allow(client, self.now_ms) {
+            return Err((429, "too many handshakes from your address"));
+        }
+        if proxied && self.limits.max_per_ip > 0 {
+            let n = self.per_ip.get(&client).copied().unwrap_or(0) as usize;
+            if n >= self.limits.max_per_ip {
+                return Err((503, "too many connections from your address"));
+            }
+            self.count_ip(idx, client);
+        }
+        Ok(Some(client))
     }
 }
 

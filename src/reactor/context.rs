@@ -5,6 +5,7 @@
 //! callback returns.
 
 use super::deferred::ReplyQueue;
+use super::rate::HandshakeRate;
 use super::slot::{Flags, Kind, Slot};
 use super::wheel::Wheel;
 use super::{ListenerInfo, Stats};
@@ -48,6 +49,8 @@ pub struct Context {
     pub(super) wakers: Vec<Arc<OwnedFd>>,
     pub(super) per_ip: HashMap<IpAddr, u32>,
     pub(super) slot_ip: HashMap<u32, IpAddr>,
+    /// Handshakes per second per client address.
+    pub(super) handshake_rate: HandshakeRate,
     pub(super) open: usize,
     pub(super) nofile: (u64, u64),
     /// Heap bytes of the parser states the server holds beside the slots.
@@ -67,6 +70,7 @@ impl Context {
     pub(super) fn new(limits: Limits) -> io::Result<Context> {
         let nofile = sys::raise_nofile_limit()?;
         let now = 0;
+        let handshake_rate = HandshakeRate::new(limits.max_handshakes_per_ip);
         Ok(Context {
             epoll: Epoll::new()?,
             slots: Vec::new(),
@@ -88,6 +92,7 @@ impl Context {
             wakers: Vec::new(),
             per_ip: HashMap::new(),
             slot_ip: HashMap::new(),
+            handshake_rate,
             open: 0,
             nofile,
             input_bytes: 0,

@@ -190,7 +190,6 @@ impl<A: App> Server<A> {
             ws_frames(cx, app, inputs.at(idx), idx, &mut rbuf[..n]);
             return;
         }
-        let known = self.cx.slot_ip.get(&idx).copied();
         let fd = self.cx.slots[idx as usize].fd;
         let Server {
             cx,
@@ -216,18 +215,23 @@ impl<A: App> Server<A> {
                     consumed,
                     from_held,
                 }) => {
-                    let (path, query) = http::split_target(head.target);
-                    let req = UpgradeRequest {
-                        head: &head,
-                        path,
-                        query,
-                        peer: known
-                            .map(Some)
-                            .map(std::cell::OnceCell::from)
-                            .unwrap_or_default(),
-                        fd,
+                    let decision = match cx.admit_handshake(idx, fd, &head) {
+                        Err((status, reason)) => Upgrade::Refuse(status, reason.into()),
+                        Ok(client) => {
+                            let (path, query) = http::split_target(head.target);
+                            let req = UpgradeRequest {
+                                head: &head,
+                                path,
+                                query,
+                                peer: client
+                                    .map(Some)
+                                    .map(std::cell::OnceCell::from)
+                                    .unwrap_or_default(),
+                                fd,
+                            };
+                            app.on_upgrade(cx, id, &req)
+                        }
                     };
-                    let decision = app.on_upgrade(cx, id, &req);
                     (accept, consumed, from_held, decision)
                 }
             };
@@ -363,6 +367,7 @@ impl<A: App> Server<A> {
                         path,
                         query,
                         body: p.body,
+                        head: &p.head,
                     };
                     cx.stats.messages_in += 1;
                     let resp = app.on_request(cx, id, &req);

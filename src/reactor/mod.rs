@@ -18,6 +18,7 @@ mod deferred;
 mod input;
 mod outbound;
 mod output;
+mod rate;
 mod report;
 mod slot;
 mod timer;
