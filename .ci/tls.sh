@@ -72,7 +72,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
 "$herald_bin" --ws 127.0.0.1:0 --text 127.0.0.1:0 --http 127.0.0.1:0 \
   --trusted-proxy 127.0.0.1 --max-per-ip 1 >"$tmp/herald.out" 2>&1 &
 herald_pid=$!
-port_of() { sed -n "s/^herald: listening $1 127\.0\.0\.1:\([0-9]*\)$/\1/p" "$tmp/herald.out"; }
+port_of() { sed -n "s/^[0-9T:.Z-]* INFO listening $1 127\.0\.0\.1:\([0-9]*\)$/\1/p" "$tmp/herald.out"; }
 for _ in $(seq 100); do
   [ -n "$(port_of ws)" ] && [ -n "$(port_of text)" ] && break
   kill -0 "$herald_pid" 2>/dev/null || { echo "FAIL: herald exited at start" >&2; exit 1; }

@@ -224,6 +224,9 @@ pub trait App {
     fn on_request(&mut self, _cx: &mut Context, _conn: ConnId, _req: &Request<'_>) -> Response {
         Response::text(404, "not found")
     }
+    /// SIGHUP (`herald reload`, `systemctl reload`): re-read what can change
+    /// without a restart. Connections stay open.
+    fn on_reload(&mut self, _cx: &mut Context) {}
     /// A timer set with [`Context::set_timer`] fired; `token` is the one
     /// given when it was set.
     fn on_timer(&mut self, _cx: &mut Context, _timer: TimerId, _token: u64) {}

@@ -38,6 +38,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod line;
+pub mod log;
 pub mod push;
 pub mod reactor;
 pub mod sansio;
@@ -48,4 +49,4 @@ pub use app::{
     App, ConnId, Deferred, Message, Protocol, Request, Response, TimerId, Upgrade, UpgradeRequest,
 };
 pub use limits::Limits;
-pub use reactor::{Context, Server, Stats, StopHandle};
+pub use reactor::{ConnInfo, Context, Refusal, Server, Stats, StopHandle};

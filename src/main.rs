@@ -14,8 +14,12 @@ herald: a real-time push server (WebSocket + text port + HTTP API, one thread)
 USAGE:
     herald [start [-d]] [OPTIONS]    run the server (foreground unless -d)
     herald stop [--pid-file PATH]    stop a daemon started with -d (SIGTERM)
-    herald status [--http ADDR]      print the running server's /stats
-                 [--api-token-file PATH]
+    herald reload [--pid-file PATH]  make it re-read its secret files (SIGHUP)
+    herald status [--json]           its figures, for people (or /stats JSON)
+    herald connections [--limit N] [--json]
+                                     its connections: peer, uid, age, queue
+    status and connections ask the HTTP API of the daemon of --pid-file
+    (else --http, default 127.0.0.1:5679), with --api-token-file if set.
 
 LISTENERS (ADDR is IP:PORT, or `off`):
     --ws ADDR              WebSocket listener        [default: 0.0.0.0:1234]
@@ -61,6 +65,9 @@ SECURITY (see Going to production in README.md):
 PROCESS:
     -d                     (with start) run as a daemon, writing the pid file
     --pid-file PATH        pid file for start -d / stop     [default: herald.pid]
+    --log-level LEVEL      error, warn, info or debug                 [info]
+    --log-file PATH        log here (reopened on SIGUSR1); default: stderr,
+                           or beside the pid file (herald.log) with -d
     -h, --help             this help
     -V, --version          version
 
@@ -103,13 +110,12 @@ fn env_name(flag: &str) -> String {
 /// the environment only what they take as flags.
 fn with_env(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
     let (command, rest) = match args.first().map(String::as_str) {
-        Some(c @ ("start" | "stop" | "status")) => (Some(c), &args[1..]),
+        Some(c) if COMMANDS.contains(&c) => (Some(c), &args[1..]),
         _ => (None, args),
     };
-    let wanted = |flag: &str| match command {
-        Some("stop") => flag == "--pid-file",
-        Some("status") => matches!(flag, "--http" | "--api-token-file"),
-        _ => true,
+    let wanted = |flag: &str| match command.and_then(command_flags) {
+        Some(only) => only.contains(&flag),
+        None => true,
     };
     let mut out: Vec<String> = command.map(String::from).into_iter().collect();
     for (flag, takes_value) in help_flags().filter(|(f, _)| wanted(f)) {
@@ -128,9 +134,36 @@ fn with_env(args: &[String], env: impl Fn(&str) -> Option<String>) -> Result<Vec
     Ok(out)
 }
 
+/// The commands, and the flags each takes (`None`: every server flag).
+fn command_flags(command: &str) -> Option<&'static [&'static str]> {
+    const QUERY: &[&str] = &["--http", "--api-token-file", "--pid-file", "--json"];
+    match command {
+        "stop" | "reload" => Some(&["--pid-file"]),
+        "status" => Some(QUERY),
+        "connections" => Some(&[
+            "--http",
+            "--api-token-file",
+            "--pid-file",
+            "--json",
+            "--limit",
+        ]),
+        _ => None,
+    }
+}
+
+const COMMANDS: &[&str] = &["start", "stop", "reload", "status", "connections"];
+
 #[derive(Debug)]
 struct Cli {
     command: String,
+    log_level: herald::log::Level,
+    log_file: Option<std::path::PathBuf>,
+    /// status / connections: print the API's JSON as it is.
+    json: bool,
+    /// connections: how many to list.
+    limit: usize,
+    /// --http was given (status then asks that, not the daemon's).
+    http_given: bool,
     daemon: bool,
     ws: Option<SocketAddr>,
     text: Option<SocketAddr>,
@@ -169,6 +202,11 @@ fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
 fn parse_args(args: &[String]) -> Result<Cli, String> {
     let mut cli = Cli {
         command: "start".into(),
+        log_level: herald::log::Level::Info,
+        log_file: None,
+        json: false,
+        limit: 100,
+        http_given: false,
         daemon: false,
         ws: Some(([0, 0, 0, 0], 1234).into()),
         text: Some(([127, 0, 0, 1], 5678).into()),
@@ -185,27 +223,29 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
     let mut i = 0;
     let mut explicit = false;
     if let Some(first) = args.first() {
-        if matches!(first.as_str(), "start" | "stop" | "status") {
+        if COMMANDS.contains(&first.as_str()) {
             cli.command = first.clone();
             explicit = true;
             i = 1;
         }
     }
-    // `stop` and `status` take only what they use.
-    let only: &[&str] = match cli.command.as_str() {
-        "stop" => &["--pid-file"],
-        "status" => &["--http", "--api-token-file"],
-        _ => &[],
-    };
+    // Commands other than `start` take only what they use.
+    let only = command_flags(&cli.command);
     while i < args.len() {
         let flag = args[i].as_str();
         let general = matches!(flag, "-h" | "--help" | "-V" | "--version");
-        if !only.is_empty() && !only.contains(&flag) && !general {
-            return Err(format!(
-                "{} takes only {}, not {flag}",
-                cli.command,
-                only.join(", ")
-            ));
+        match only {
+            Some(only) if !only.contains(&flag) && !general => {
+                return Err(format!(
+                    "{} takes only {}, not {flag}",
+                    cli.command,
+                    only.join(", ")
+                ));
+            }
+            None if matches!(flag, "--json" | "--limit") => {
+                return Err(format!("{flag} goes with status or connections"));
+            }
+            _ => {}
         }
         let mut value = || -> Result<&str, String> {
             i += 1;
@@ -219,7 +259,19 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
             "-d" | "--daemon" => cli.daemon = true,
             "--ws" => cli.ws = parse_addr(flag, value()?)?,
             "--text" => cli.text = parse_addr(flag, value()?)?,
-            "--http" => cli.http = parse_addr(flag, value()?)?,
+            "--http" => {
+                cli.http = parse_addr(flag, value()?)?;
+                cli.http_given = true;
+            }
+            "--log-level" => {
+                let v = value()?;
+                cli.log_level = herald::log::Level::parse(v).ok_or_else(|| {
+                    format!("{flag}: expected error, warn, info or debug, got {v:?}")
+                })?;
+            }
+            "--log-file" => cli.log_file = Some(value()?.into()),
+            "--json" => cli.json = true,
+            "--limit" => cli.limit = parse_num(flag, value()?)?,
             "--reuse-port" => cli.reuse_port = true,
             "--routing" => cli.push.routing = true,
             "--max-message" => cli.limits.max_message = parse_num(flag, value()?)?,
@@ -329,8 +381,19 @@ fn security_warnings(cli: &Cli) -> Vec<String> {
     w
 }
 
+/// `herald.pid` -> `herald.log` (`ext` replaces a `.pid` extension, else is
+/// appended): the files a daemon keeps beside its pid file.
+fn beside(pid_file: &str, ext: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(pid_file);
+    match p.extension() {
+        Some(e) if e == "pid" => p.with_extension(ext),
+        _ => format!("{pid_file}.{ext}").into(),
+    }
+}
+
 fn run(mut cli: Cli) -> Result<(), String> {
     load_security(&mut cli)?;
+    herald::log::set_level(cli.log_level);
     // Before anything is bound: a live daemon keeps its pid file.
     let _pid_lock = if cli.daemon {
         let path = std::path::Path::new(&cli.pid_file);
@@ -350,6 +413,14 @@ fn run(mut cli: Cli) -> Result<(), String> {
     } else {
         None
     };
+    let log_file = cli
+        .log_file
+        .clone()
+        .or_else(|| cli.daemon.then(|| beside(&cli.pid_file, "log")));
+    if let Some(path) = &log_file {
+        herald::log::to_file(path)
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    }
     let mut server = Server::new(cli.limits.clone(), PushApp::new(cli.push.clone()))
         .map_err(|e| format!("cannot start the reactor: {e}"))?;
     for (proto, addr) in [
@@ -358,33 +429,72 @@ fn run(mut cli: Cli) -> Result<(), String> {
         (Protocol::Http, cli.http),
     ] {
         if let Some(addr) = addr {
-            server
-                .listen(proto, addr, cli.reuse_port)
-                .map_err(|e| format!("cannot listen on {addr} ({}): {e}", proto.name()))?;
+            server.listen(proto, addr, cli.reuse_port).map_err(|e| {
+                let msg = format!("cannot listen on {addr} ({}): {e}", proto.name());
+                // The terminal hears it from main; a log file needs it too.
+                if herald::log::file_path().is_some() {
+                    herald::log_error!("{msg}");
+                }
+                msg
+            })?;
         }
     }
-    let (soft, hard) = server.context().nofile_limit();
-    let mut out = std::io::stdout().lock();
+    let warnings = security_warnings(&cli);
+    let addr_file = beside(&cli.pid_file, "addr");
+    if cli.daemon {
+        // The terminal hears the warnings too, not only the log.
+        for w in &warnings {
+            eprintln!("herald: warning: {w}");
+        }
+        let http = server
+            .listeners()
+            .into_iter()
+            .find(|(p, _)| *p == Protocol::Http)
+            .map(|(_, a)| a);
+        // Where `status` finds this daemon's HTTP API.
+        let _ = match http {
+            Some(a) => std::fs::write(&addr_file, format!("{a}\n")),
+            None => std::fs::remove_file(&addr_file),
+        };
+        let shown = log_file.as_deref().unwrap_or(std::path::Path::new("-"));
+        herald::sys::daemonize(std::path::Path::new(&cli.pid_file), shown)
+            .map_err(|e| format!("cannot daemonize: {e}"))?;
+    }
+    herald::log_info!(
+        "herald {} starting, pid {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
+    for w in &warnings {
+        herald::log_warn!("{w}");
+    }
+    let l = &cli.limits;
+    herald::log_info!(
+        "limits: max-connections {}, max-per-ip {}, max-handshakes-per-ip {}, max-queued {} B, max-message {} B, idle-timeout {} s",
+        l.max_connections,
+        l.max_per_ip,
+        l.max_handshakes_per_ip,
+        l.max_queued,
+        l.max_message,
+        l.idle_timeout_s
+    );
     for (proto, addr) in server.listeners() {
-        let _ = writeln!(out, "herald: listening {} {}", proto.name(), addr);
+        herald::log_info!("listening {} {}", proto.name(), addr);
     }
     // What is left once herald's own descriptors (listeners, epoll, the
     // spare one, standard streams; the signalfd comes next) are counted.
+    let (soft, hard) = server.context().nofile_limit();
     let own = herald::sys::open_descriptors().unwrap_or(16) + 1;
-    let _ = writeln!(
-        out,
-        "herald: open-file limit {soft} (hard {hard}): at most about {} connections in this process",
-        soft.saturating_sub(own)
+    let room = soft.saturating_sub(own);
+    let max = cli.limits.max_connections as u64;
+    let capped = if max == 0 || max > room {
+        " (the cap: raise the hard limit, e.g. LimitNOFILE, for more)"
+    } else {
+        ""
+    };
+    herald::log_info!(
+        "open-file limit {soft} (hard {hard}): at most about {room} connections in this process{capped}"
     );
-    let _ = out.flush();
-    drop(out);
-    for w in security_warnings(&cli) {
-        eprintln!("herald: warning: {w}");
-    }
-    if cli.daemon {
-        herald::sys::daemonize(std::path::Path::new(&cli.pid_file))
-            .map_err(|e| format!("cannot daemonize: {e}"))?;
-    }
     // After daemonizing: a signalfd registered with epoll before a fork keeps
     // reporting the parent's signals, not the child's.
     server
@@ -393,13 +503,19 @@ fn run(mut cli: Cli) -> Result<(), String> {
     let rss = server.context().rss_bytes();
     server.app().set_baseline_rss(rss);
     let res = server.run().map_err(|e| format!("event loop failed: {e}"));
+    match &res {
+        Ok(()) => herald::log_info!("stopped"),
+        Err(e) => herald::log_error!("{e}"),
+    }
     if cli.daemon {
         let _ = std::fs::remove_file(&cli.pid_file);
+        let _ = std::fs::remove_file(&addr_file);
     }
     res
 }
 
-fn stop(cli: &Cli) -> Result<(), String> {
+/// The pid of the herald holding `--pid-file`; a stale file is removed.
+fn daemon_pid(cli: &Cli) -> Result<i32, String> {
     let text = std::fs::read_to_string(&cli.pid_file).map_err(|e| {
         format!(
             "cannot read pid file {}: {e} (is herald running as a daemon?)",
@@ -418,10 +534,13 @@ fn stop(cli: &Cli) -> Result<(), String> {
             text.trim()
         ));
     }
-    let pid: i32 = text
-        .trim()
+    text.trim()
         .parse()
-        .map_err(|_| format!("pid file {} is corrupt", cli.pid_file))?;
+        .map_err(|_| format!("pid file {} is corrupt", cli.pid_file))
+}
+
+fn stop(cli: &Cli) -> Result<(), String> {
+    let pid = daemon_pid(cli)?;
     herald::sys::kill(pid, herald::sys::SIGTERM)
         .map_err(|e| format!("cannot signal pid {pid}: {e}"))?;
     for _ in 0..100 {
@@ -434,10 +553,30 @@ fn stop(cli: &Cli) -> Result<(), String> {
     Err(format!("pid {pid} still running after 10 s"))
 }
 
-fn status(cli: &Cli) -> Result<(), String> {
-    let addr = cli
-        .http
-        .ok_or("status needs the HTTP listener (--http ADDR)")?;
+fn reload(cli: &Cli) -> Result<(), String> {
+    let pid = daemon_pid(cli)?;
+    herald::sys::kill(pid, herald::sys::SIGHUP)
+        .map_err(|e| format!("cannot signal pid {pid}: {e}"))?;
+    println!("herald: asked pid {pid} to re-read its secret files (its log says how it went)");
+    Ok(())
+}
+
+/// The HTTP API to ask: `--http` if given, else the one the daemon of
+/// `--pid-file` recorded, else the default.
+fn api_addr(cli: &Cli) -> Result<SocketAddr, String> {
+    if !cli.http_given {
+        let recorded = std::fs::read_to_string(beside(&cli.pid_file, "addr")).ok();
+        if let Some(a) = recorded.and_then(|t| t.trim().parse().ok()) {
+            return Ok(a);
+        }
+    }
+    cli.http
+        .ok_or_else(|| format!("{} needs the HTTP listener (--http ADDR)", cli.command))
+}
+
+/// GET `path` from the running herald's API; the body, or why not.
+fn api_get(cli: &Cli, path: &str) -> Result<String, String> {
+    let addr = api_addr(cli)?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("herald is not answering on {addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
@@ -446,12 +585,42 @@ fn status(cli: &Cli) -> Result<(), String> {
         .and_then(|t| t.into_iter().last())
         .map(|t| format!("Authorization: Bearer {}\r\n", String::from_utf8_lossy(&t)))
         .unwrap_or_default();
-    let req = format!("GET /stats HTTP/1.1\r\nHost: herald\r\n{auth}Connection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: herald\r\n{auth}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    println!("{body}");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head.split_whitespace().nth(1).unwrap_or("?");
+    if status != "200" {
+        return Err(format!(
+            "{addr} answered {path} with {status}: {}",
+            body.trim()
+        ));
+    }
+    Ok(body.to_string())
+}
+
+fn status(cli: &Cli) -> Result<(), String> {
+    let body = api_get(cli, "/stats")?;
+    if cli.json {
+        println!("{body}");
+        return Ok(());
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("/stats is not JSON: {e}"))?;
+    print!("{}", herald::push::status::status_text(&v));
+    Ok(())
+}
+
+fn connections(cli: &Cli) -> Result<(), String> {
+    let body = api_get(cli, &format!("/connections?limit={}", cli.limit))?;
+    if cli.json {
+        println!("{body}");
+        return Ok(());
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("/connections is not JSON: {e}"))?;
+    print!("{}", herald::push::status::connections_text(&v));
     Ok(())
 }
 
@@ -474,7 +643,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         "stop" => stop(&cli),
+        "reload" => reload(&cli),
         "status" => status(&cli),
+        "connections" => connections(&cli),
         _ => run(cli),
     };
     match res {
@@ -572,9 +743,24 @@ mod tests {
             parse_args(&args("stop --ws 1")).unwrap_err(),
             "stop takes only --pid-file, not --ws"
         );
-        assert!(parse_args(&args("status --pid-file x"))
+        assert!(parse_args(&args("status --ws x"))
             .unwrap_err()
             .contains("status takes only --http"));
+        assert!(
+            parse_args(&args("status --pid-file x --json"))
+                .unwrap()
+                .json
+        );
+        assert_eq!(parse_args(&args("connections --limit 5")).unwrap().limit, 5);
+        assert!(parse_args(&args("start --json"))
+            .unwrap_err()
+            .contains("--json goes with status"));
+        assert!(parse_args(&args("reload --http 1"))
+            .unwrap_err()
+            .contains("reload takes only --pid-file"));
+        assert!(parse_args(&args("--log-level loud"))
+            .unwrap_err()
+            .contains("expected error, warn, info or debug"));
         assert!(parse_args(&args("stop --pid-file x")).is_ok());
         assert!(parse_args(&args("--ws off --text off --http off"))
             .unwrap_err()

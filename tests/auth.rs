@@ -264,10 +264,57 @@ fn pyjwt_python() -> Option<String> {
     })
 }
 
+/// Runs `program args` with the test key as HERALD_AUTH_SECRET; its
+/// output's last line, or `None` when the program cannot run here.
+fn mint_with(program: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mint"))
+        .env("HERALD_AUTH_SECRET", KEY)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.lines().last().map(str::to_string)
+}
+
 #[test]
-fn tokens_minted_by_pyjwt_are_accepted() {
+fn tokens_minted_by_the_readme_examples_are_accepted() {
+    // The README's minting code, in examples/mint/: PHP's hash_hmac, PyJWT
+    // and Node's jsonwebtoken. CI installs all three (.ci/run).
+    let python = pyjwt_python().unwrap_or_else(|| "python3".into());
+    let minters = [
+        ("php", vec!["php", "mint.php"]),
+        ("PyJWT", vec![python.as_str(), "mint.py"]),
+        ("jsonwebtoken", vec!["node", "mint.js"]),
+    ];
+    let (h, _f) = herald_with_auth(&[]);
+    let mut checked = Vec::new();
+    for (name, cmd) in &minters {
+        let uid = format!("minted-by-{name}");
+        let mut args = cmd[1..].to_vec();
+        args.push(&uid);
+        let Some(t) = mint_with(cmd[0], &args) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must be able to run the {name} example (see .ci/run)"
+            );
+            eprintln!("skipped {name}: {cmd:?} does not run here");
+            continue;
+        };
+        let mut ws = ws_to(h.ws_addr(), &format!("/?token={t}"));
+        h.text_client().wait_online(&uid, 1);
+        let line = format!(r#"{{"uid":"{uid}"}}"#);
+        assert_eq!(h.push(&line), "ok", "{name}");
+        assert_eq!(recv_text(&mut ws), line, "{name}");
+        checked.push(*name);
+    }
+    eprintln!("tokens accepted from: {checked:?}");
+}
+
+#[test]
+fn tokens_minted_by_pyjwt_with_an_audience_are_accepted() {
     let Some(py) = pyjwt_python() else {
-        // CI installs PyJWT (.ci/run); elsewhere say why nothing was checked.
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must have PyJWT (pip install pyjwt)"
@@ -277,8 +324,8 @@ fn tokens_minted_by_pyjwt_are_accepted() {
     };
     let script = format!(
         "import jwt, time\n\
-         print(jwt.encode({{'sub': 'py-user', 'exp': int(time.time()) + 300, 'iat': int(time.time()), \
-         'aud': 'herald'}}, '{KEY}', algorithm='HS256'))"
+         print(jwt.encode({{'sub': 'py-user', 'exp': int(time.time()) + 300, 'nbf': int(time.time()), \
+         'aud': ['herald', 'other']}}, '{KEY}', algorithm='HS256'))"
     );
     let out = std::process::Command::new(&py)
         .args(["-c", &script])
@@ -291,7 +338,8 @@ fn tokens_minted_by_pyjwt_are_accepted() {
     );
     let t = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let (h, _f) = herald_with_auth(&["--auth-audience", "herald"]);
-    let mut ws = ws_to(h.ws_addr(), &format!("/?token={t}"));
+    let mut ws = ws_connect(h.ws_addr());
+    send_text(&mut ws, &t);
     h.text_client().wait_online("py-user", 1);
     assert_eq!(h.push(r#"{"uid":"py-user"}"#), "ok");
     assert_eq!(recv_text(&mut ws), r#"{"uid":"py-user"}"#);
@@ -434,4 +482,68 @@ fn behind_a_trusted_proxy_the_forwarded_address_is_counted() {
     let (a, _, _a) = handshake(h.ws_addr(), "/", &[&from("203.0.113.1")], None);
     let (b, _, _b) = handshake(h.ws_addr(), "/", &[&from("203.0.113.2")], None);
     assert_eq!((a, b), (101, 503));
+}
+
+#[test]
+fn sighup_rotates_the_secrets_without_dropping_anyone() {
+    const NEW_KEY: &str = "the-next-key-for-tests-0123456789";
+    const NEW_API: &str = "next-api-token-for-tests";
+    let keys = secret_file(&format!("{KEY}\n"));
+    let api = secret_file(&format!("{API}\n"));
+    let h = Herald::start(&[
+        "--auth-secret-file",
+        keys.to_str().unwrap(),
+        "--api-token-file",
+        api.to_str().unwrap(),
+    ]);
+    let mut backend = h.text_client();
+    assert_eq!(backend.request(&format!(r#"{{"auth":"{API}"}}"#)), "ok");
+    let mut old = ws_to(h.ws_addr(), &format!("/?token={}", valid("old-tab")));
+    assert_eq!(backend.request(r#"{"online":"old-tab"}"#), "1");
+    let with_new = |uid: &str| {
+        let claims = format!(r#"{{"sub":"{uid}","exp":{}}}"#, now() + 300);
+        token_with(r#"{"alg":"HS256"}"#, &claims, NEW_KEY)
+    };
+    let status = |t: &str| handshake(h.ws_addr(), &format!("/?token={t}"), &[], None).0;
+    assert_eq!(status(&with_new("x")), 401, "not yet rotated");
+
+    // During the rotation both keys (and both API tokens) are accepted.
+    std::fs::write(&keys, format!("{KEY}\n{NEW_KEY}\n")).unwrap();
+    std::fs::write(&api, format!("{API}\n{NEW_API}\n")).unwrap();
+    signal(h.pid(), libc::SIGHUP);
+    wait_until("the reload is logged", || {
+        h.stderr()
+            .contains("SIGHUP: reload: 2 uid-token key(s), 2 API token(s)")
+    });
+    assert_eq!(status(&with_new("x")), 101);
+    assert_eq!(status(&valid("x")), 101);
+    let mut t = h.text_client();
+    assert_eq!(t.request(&format!(r#"{{"auth":"{NEW_API}"}}"#)), "ok");
+
+    // Then the old ones go; what was open stays open and served.
+    std::fs::write(&keys, format!("{NEW_KEY}\n")).unwrap();
+    std::fs::write(&api, format!("{NEW_API}\n")).unwrap();
+    signal(h.pid(), libc::SIGHUP);
+    wait_until("the second reload", || {
+        h.stderr()
+            .contains("SIGHUP: reload: 1 uid-token key(s), 1 API token(s)")
+    });
+    assert_eq!(status(&valid("x")), 401);
+    assert_eq!(status(&with_new("x")), 101);
+    let mut late = h.text_client();
+    assert_eq!(
+        late.request(&format!(r#"{{"auth":"{API}"}}"#)),
+        "error unauthorized"
+    );
+    assert_eq!(backend.request(r#"{"uid":"old-tab","still":"here"}"#), "ok");
+    assert_eq!(recv_text(&mut old), r#"{"uid":"old-tab","still":"here"}"#);
+
+    // A bad file changes nothing and says why.
+    std::fs::write(&keys, "short\n").unwrap();
+    signal(h.pid(), libc::SIGHUP);
+    wait_until("the failed reload", || {
+        h.stderr().contains("the secrets in use are kept")
+    });
+    assert!(h.stderr().contains("too short"), "{}", h.stderr());
+    assert_eq!(status(&with_new("x")), 101);
 }

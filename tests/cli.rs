@@ -204,20 +204,39 @@ fn daemon_start_status_stop() {
         "127.0.0.1:0",
     ]);
     assert_eq!(r.code(), Some(0), "{r:?}");
-    let listener = |proto: &str| -> std::net::SocketAddr {
+    let pid = guard
+        .pid()
+        .expect("the pid file is written before start returns");
+    assert!(pid_alive(pid), "daemon pid {pid} is not running");
+    // The terminal is told where things are; the rest is in the log file
+    // beside the pid file.
+    let log_file = pid_file.with_extension("log");
+    assert!(
         r.stdout
+            .contains(&format!("started as a daemon, pid {pid}"))
+            && r.stdout.contains(log_file.to_str().unwrap()),
+        "{r:?}"
+    );
+    let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
+    wait_until("the daemon logged its start", || {
+        log().contains("open-file limit")
+    });
+    let listener = |proto: &str| -> std::net::SocketAddr {
+        log()
             .lines()
-            .find_map(|l| l.strip_prefix(&format!("herald: listening {proto} ")))
-            .unwrap_or_else(|| panic!("no {proto} listener in {:?}", r.stdout))
+            .find_map(|l| {
+                log_message(l)
+                    .strip_prefix(&format!("listening {proto} "))
+                    .map(String::from)
+            })
+            .unwrap_or_else(|| panic!("no {proto} listener in {:?}", log()))
             .parse()
             .unwrap()
     };
     let http = listener("http");
     let text = listener("text");
-    let pid = guard
-        .pid()
-        .expect("the pid file is written before start returns");
-    assert!(pid_alive(pid), "daemon pid {pid} is not running");
+    let ws = listener("ws");
+    assert!(log().contains(&format!("starting, pid {pid}")), "{}", log());
 
     // The daemon serves.
     assert_eq!(
@@ -225,12 +244,57 @@ fn daemon_start_status_stop() {
         "fail"
     );
 
-    let s = run_herald(&["status", "--http", &http.to_string()]);
+    let mut browser = ws_connect(ws);
+    send_text(&mut browser, "watched-uid");
+    TextClient::connect(text).wait_online("watched-uid", 1);
+
+    // status finds the daemon's HTTP API from its pid file: no --http.
+    let s = run_herald(&["status", "--pid-file", &pid_path, "--json"]);
     assert_eq!(s.code(), Some(0), "{s:?}");
     let stats: serde_json::Value = serde_json::from_str(s.stdout.trim())
-        .unwrap_or_else(|e| panic!("status did not print JSON ({e}): {:?}", s.stdout));
+        .unwrap_or_else(|e| panic!("status --json did not print JSON ({e}): {:?}", s.stdout));
     assert!(stats["connections"].is_u64(), "{stats}");
     assert_eq!(stats["pushes_fail"], 1, "{stats}");
+    let s = run_herald(&["status", "--pid-file", &pid_path]);
+    assert_eq!(s.code(), Some(0), "{s:?}");
+    assert!(s.stdout.starts_with("herald, up "), "{s:?}");
+    assert!(s.stdout.contains("1 bound to 1 uids"), "{s:?}");
+    assert!(s.stdout.contains("0 ok, 1 fail"), "{s:?}");
+    let c = run_herald(&["connections", "--pid-file", &pid_path]);
+    assert_eq!(c.code(), Some(0), "{c:?}");
+    let row = c.stdout.lines().find(|l| l.contains("watched-uid"));
+    assert!(
+        row.is_some_and(|r| r.contains(" ws ") && r.contains("127.0.0.1:")),
+        "{c:?}"
+    );
+    let c = run_herald(&[
+        "connections",
+        "--pid-file",
+        &pid_path,
+        "--limit",
+        "1",
+        "--json",
+    ]);
+    let listed: serde_json::Value = serde_json::from_str(c.stdout.trim()).unwrap();
+    assert_eq!(listed["listed"], 1, "{listed}");
+    assert!(listed["total"].as_u64().unwrap() >= 2, "{listed}");
+
+    // SIGUSR1 reopens the log: logrotate moved it away.
+    let rotated = pid_file.with_extension("log.1");
+    std::fs::rename(&log_file, &rotated).unwrap();
+    signal(pid, libc::SIGUSR1);
+    wait_until("a new log file", || log().contains("log file reopened"));
+    assert!(!std::fs::read_to_string(&rotated)
+        .unwrap()
+        .contains("reopened"));
+    drop(browser);
+
+    // `herald reload` is SIGHUP for the daemon of the pid file.
+    let r = run_herald(&["reload", "--pid-file", &pid_path]);
+    assert_eq!(r.code(), Some(0), "{r:?}");
+    wait_until("the reload is logged", || {
+        log().contains("SIGHUP: reload: no secret file to re-read")
+    });
 
     let st = run_herald(&["stop", "--pid-file", &pid_path]);
     assert_eq!(st.code(), Some(0), "{st:?}");
@@ -337,11 +401,11 @@ fn at_a_low_descriptor_limit_the_start_line_is_right_and_refusals_are_reported_o
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut out = BufReader::new(child.stderr.take().unwrap());
     let (mut ws, mut most) = (None, None);
     let mut line = String::new();
     while out.read_line(&mut line).unwrap() > 0 {
-        if let Some(a) = line.trim().strip_prefix("herald: listening ws ") {
+        if let Some(a) = log_message(line.trim()).strip_prefix("listening ws ") {
             ws = Some(a.parse::<std::net::SocketAddr>().unwrap());
         }
         if let Some(rest) = line.split("at most about ").nth(1) {
@@ -383,7 +447,7 @@ fn at_a_low_descriptor_limit_the_start_line_is_right_and_refusals_are_reported_o
     let _ = child.kill();
     let _ = child.wait();
     let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(&mut out, &mut err).unwrap();
     let reports = err.matches("out of file descriptors").count();
     assert_eq!(
         reports, 1,
@@ -401,11 +465,11 @@ fn settings_come_from_the_environment_and_flags_win() {
         .env("HERALD_HTTP", "off")
         .env("HERALD_TEXT", "off") // the flag wins
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut out = BufReader::new(child.stderr.take().unwrap());
     let mut lines = Vec::new();
     let mut line = String::new();
     while out.read_line(&mut line).unwrap() > 0 {
@@ -420,7 +484,7 @@ fn settings_come_from_the_environment_and_flags_win() {
     let listening: Vec<&String> = lines.iter().filter(|l| l.contains("listening")).collect();
     assert_eq!(listening.len(), 1, "{lines:?}");
     assert!(
-        listening[0].starts_with("herald: listening text 127.0.0.1:"),
+        log_message(listening[0]).starts_with("listening text 127.0.0.1:"),
         "{lines:?}"
     );
 }

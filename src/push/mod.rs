@@ -3,10 +3,11 @@
 
 pub mod command;
 mod metrics;
+pub mod status;
 
 use crate::app::{App, ConnId, Message, Request, Response, Upgrade, UpgradeRequest};
 use crate::auth::{ApiTokens, Verifier};
-use crate::reactor::Context;
+use crate::reactor::{Context, Refusal};
 use crate::ws::CloseCode;
 use command::Command;
 use std::collections::HashSet;
@@ -154,6 +155,7 @@ impl PushApp {
             cx.send_line(conn, b"ok");
         } else {
             self.stats.unauthorized += 1;
+            cx.note_refusal(conn, Refusal::Unauthorized, "text port");
             cx.send_line(conn, b"error unauthorized");
             cx.close(conn, CloseCode::POLICY, "");
         }
@@ -198,7 +200,9 @@ impl PushApp {
                     }
                     Err(e) => {
                         self.stats.auth_refused += 1;
-                        cx.close(conn, CloseCode::POLICY, &e.to_string());
+                        let reason = e.to_string();
+                        cx.note_refusal(conn, Refusal::Close(CloseCode::POLICY.0), &reason);
+                        cx.close(conn, CloseCode::POLICY, &reason);
                     }
                 }
             } else if text.is_empty() {
@@ -238,7 +242,7 @@ impl PushApp {
         }
     }
 
-    fn http(&mut self, cx: &mut Context, req: &Request<'_>) -> Response {
+    fn http(&mut self, cx: &mut Context, conn: ConnId, req: &Request<'_>) -> Response {
         if let Some(tokens) = &self.config.api_tokens {
             let bearer = req
                 .header("authorization")
@@ -246,6 +250,7 @@ impl PushApp {
                 .map(<[u8]>::trim_ascii);
             if !bearer.is_some_and(|t| tokens.accepts(t)) {
                 self.stats.unauthorized += 1;
+                cx.note_refusal(conn, Refusal::Unauthorized, "HTTP API");
                 return json_error(401, "unauthorized: send Authorization: Bearer <API token>");
             }
         }
@@ -296,6 +301,13 @@ impl PushApp {
                 ),
             },
             ("GET", "/stats") => Response::json(200, self.stats_json(cx)),
+            ("GET", "/connections") => {
+                let limit = crate::http::query_param(req.query, "limit")
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(DEFAULT_LISTED)
+                    .min(MAX_LISTED);
+                Response::json(200, connections_json(cx, limit))
+            }
             ("GET", "/metrics") => Response::new(
                 200,
                 "text/plain; version=0.0.4",
@@ -303,9 +315,9 @@ impl PushApp {
             ),
             ("GET", "/") => Response::text(
                 200,
-                "herald push server: POST /push, GET /online[?uid=U], GET /stats, GET /metrics",
+                "herald push server: POST /push, GET /online[?uid=U], GET /stats, GET /metrics, GET /connections[?limit=N]",
             ),
-            (_, "/push" | "/online" | "/stats" | "/metrics") => {
+            (_, "/push" | "/online" | "/stats" | "/metrics" | "/connections") => {
                 json_error(405, "method not allowed")
             }
             _ => json_error(404, "not found"),
@@ -336,6 +348,38 @@ impl PushApp {
             rss_per_connection,
         }
     }
+}
+
+/// Connections `GET /connections` lists without `?limit=`, and at most.
+const DEFAULT_LISTED: usize = 100;
+const MAX_LISTED: usize = 10_000;
+
+/// `{"total":N,"listed":M,"connections":[{"id":..,"protocol":"ws","peer":"ip:port",
+/// "uid":"u","age_s":12,"queued":0},...]}`: the first `limit` connections.
+fn connections_json(cx: &Context, limit: usize) -> String {
+    use std::fmt::Write as _;
+    let mut items = String::new();
+    let mut listed = 0;
+    for c in cx.connections().take(limit) {
+        let peer = cx
+            .peer_addr(c.id)
+            .map_or(serde_json::Value::Null, |a| a.to_string().into());
+        let uid = c.uid.map_or(serde_json::Value::Null, Into::into);
+        let sep = if listed == 0 { "" } else { "," };
+        let _ = write!(
+            items,
+            "{sep}{{\"id\":{},\"protocol\":\"{}\",\"peer\":{peer},\"uid\":{uid},\"age_s\":{},\"queued\":{}}}",
+            c.id.as_u64(),
+            c.protocol.name(),
+            c.age_ms / 1000,
+            c.queued
+        );
+        listed += 1;
+    }
+    format!(
+        "{{\"total\":{},\"listed\":{listed},\"connections\":[{items}]}}",
+        cx.open_connections()
+    )
 }
 
 fn json_error(status: u16, msg: &str) -> Response {
@@ -384,6 +428,13 @@ impl App for PushApp {
         }
     }
 
+    fn on_reload(&mut self, _cx: &mut Context) {
+        match self.reload() {
+            Ok(done) => crate::log_info!("SIGHUP: {done}"),
+            Err(e) => crate::log_error!("SIGHUP: {e}; the secrets in use are kept"),
+        }
+    }
+
     fn on_close(&mut self, _cx: &mut Context, conn: ConnId) {
         if !self.authorized.is_empty() {
             self.authorized.remove(&conn);
@@ -408,7 +459,7 @@ impl App for PushApp {
         }
     }
 
-    fn on_request(&mut self, cx: &mut Context, _conn: ConnId, req: &Request<'_>) -> Response {
-        self.http(cx, req)
+    fn on_request(&mut self, cx: &mut Context, conn: ConnId, req: &Request<'_>) -> Response {
+        self.http(cx, conn, req)
     }
 }

@@ -35,7 +35,11 @@ impl<A: App> Server<A> {
                     self.cx.reports.fd_refused += 1;
                     return;
                 }
-                Err(_) => return,
+                Err(e) => {
+                    self.cx.reports.accept_errors += 1;
+                    self.cx.reports.last_accept_error = Some(e.to_string());
+                    return;
+                }
             }
         }
     }
@@ -51,6 +55,9 @@ impl<A: App> Server<A> {
             by_peer && cx.per_ip.get(&ip).copied().unwrap_or(0) as usize >= cx.limits.max_per_ip;
         if cx.stopping.is_some() || over_total || over_ip {
             cx.stats.refused += 1;
+            if cx.stopping.is_none() {
+                cx.reports.full_refused += 1;
+            }
             refuse(protocol, fd);
             return;
         }

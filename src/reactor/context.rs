@@ -7,7 +7,7 @@
 use super::deferred::ReplyQueue;
 use super::rate::HandshakeRate;
 use super::slot::{Flags, Kind, Slot};
-use super::wheel::Wheel;
+use super::wheel::{Wheel, TICK_MS};
 use super::{ListenerInfo, Stats};
 use crate::app::{ConnId, Deferred, Protocol, Response, TimerId};
 use crate::hub::{Hub, Uid, NIL};
@@ -64,6 +64,18 @@ pub struct Context {
     pub(super) connects: Vec<(u32, SocketAddr)>,
     /// Deferred replies per connection slot, only while some are outstanding.
     pub(super) replies: HashMap<u32, ReplyQueue>,
+}
+
+/// One open connection as [`Context::connections`] shows it.
+#[derive(Clone, Debug)]
+pub struct ConnInfo<'a> {
+    pub id: ConnId,
+    pub protocol: Protocol,
+    pub uid: Option<&'a str>,
+    /// Since it was accepted (to the timer wheel's 100 ms).
+    pub age_ms: u64,
+    /// Bytes waiting in its send queue.
+    pub queued: usize,
 }
 
 impl Context {
@@ -150,6 +162,27 @@ impl Context {
             Kind::Outbound => Some(Protocol::Outbound),
             Kind::Free | Kind::Listener | Kind::Signal | Kind::Waker => None,
         })
+    }
+
+    /// Every open connection, in slot order: a snapshot for operators
+    /// (`herald connections`). No syscall; see [`Context::peer_addr`].
+    pub fn connections(&self) -> impl Iterator<Item = ConnInfo<'_>> + '_ {
+        self.slots.iter().enumerate().filter_map(|(idx, s)| {
+            let id = ConnId::new(idx as u32, s.gen);
+            let protocol = self.protocol(id)?;
+            Some(ConnInfo {
+                id,
+                protocol,
+                uid: s.uid.as_ref().map(Uid::as_str),
+                age_ms: self.now.wrapping_sub(s.opened) as u64 * TICK_MS,
+                queued: s.out.as_ref().map_or(0, |o| o.len()),
+            })
+        })
+    }
+
+    /// The peer's address, asked of the socket (one syscall).
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        sys::peer_addr(self.slot_of(conn)?.fd).ok()
     }
 
     /// Index (in `listen` order) of the listener that accepted `conn`

@@ -4,7 +4,7 @@
 //! so an event can borrow it while the application holds the `Context`.
 
 use super::slot::{Flags, Kind};
-use super::Server;
+use super::{Refusal, Server};
 use crate::app::{App, Message, Request, Upgrade, UpgradeRequest};
 use crate::http::conn::{self as http_conn, HttpState};
 use crate::http::{self};
@@ -204,8 +204,9 @@ impl<A: App> Server<A> {
         let (accept, consumed, from_held, decision) =
             match ws_conn::handshake(held, &rbuf[..n], max_head, &mut cx.output(idx)) {
                 None => return,
-                Some(Opening::Refused(_)) => {
+                Some(Opening::Refused(e)) => {
                     cx.stats.handshake_failures += 1;
+                    cx.note_refusal(id, Refusal::Http(e.status()), e.reason());
                     cx.begin_close(idx);
                     return;
                 }
@@ -243,6 +244,7 @@ impl<A: App> Server<A> {
         let uid = match decision {
             Upgrade::Refuse(status, reason) => {
                 cx.stats.handshake_failures += 1;
+                cx.note_refusal(id, Refusal::Http(status), &reason);
                 ws_conn::refuse(status, &reason, &mut cx.output(idx));
                 cx.begin_close(idx);
                 return;
@@ -355,6 +357,7 @@ impl<A: App> Server<A> {
             match step {
                 None => break,
                 Some(http_conn::Step::Failed(status, reason)) => {
+                    cx.note_refusal(id, Refusal::Http(status), reason);
                     http::write_json_error(cx.ordered_buf(idx), status, reason);
                     cx.close_after_replies(idx);
                     break;
@@ -428,8 +431,10 @@ fn ws_frames<A: App>(
                 cx.begin_close(idx);
                 break;
             }
-            Some(Step::Failed(_)) => {
+            Some(Step::Failed(f)) => {
                 cx.stats.protocol_errors += 1;
+                let id = cx.id(idx);
+                cx.note_refusal(id, Refusal::Close(f.code.0), f.reason);
                 cx.begin_close(idx);
                 break;
             }

@@ -24,7 +24,8 @@ mod slot;
 mod timer;
 mod wheel;
 
-pub use context::Context;
+pub use context::{ConnInfo, Context};
+pub use report::Refusal;
 
 use crate::app::{App, ConnId, Protocol};
 use crate::limits::Limits;
@@ -132,7 +133,9 @@ impl<A: App> Server<A> {
         Ok(bound)
     }
 
-    /// Stops gracefully on SIGINT / SIGTERM (blocks them for this thread).
+    /// Stops gracefully on SIGINT / SIGTERM, calls [`App::on_reload`] on
+    /// SIGHUP and reopens the log file on SIGUSR1 (blocks them for this
+    /// thread).
     pub fn stop_on_signals(&mut self) -> io::Result<()> {
         let fd = sys::stop_signal_fd()?;
         let idx = self.cx.alloc(fd, Kind::Signal, 0);
@@ -257,7 +260,27 @@ impl<A: App> Server<A> {
             Kind::Free => {}
             Kind::Listener => self.accept(s.listener),
             Kind::Signal => {
-                if sys::drain_signal_fd(s.fd) {
+                let got = sys::drain_signal_fd(s.fd);
+                if got.reopen {
+                    match crate::log::reopen() {
+                        Ok(()) => crate::log_info!("SIGUSR1: log file reopened"),
+                        Err(e) => crate::log_error!("SIGUSR1: cannot reopen the log file: {e}"),
+                    }
+                }
+                if got.reload {
+                    self.app.on_reload(&mut self.cx);
+                }
+                if let Some(sig) = got.stop {
+                    let name = if sig == sys::SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                    crate::log_info!(
+                        "{name}: stopping, {} connection(s) to close within --shutdown-grace {} ms",
+                        self.cx.open,
+                        self.cx.limits.shutdown_grace_ms
+                    );
                     self.begin_stop();
                 }
             }
@@ -335,6 +358,6 @@ mod tests {
         #[cfg(target_pointer_width = "64")]
         assert_eq!((std::mem::size_of::<Slot>(), bytes_per_slot()), (56, 64));
         #[cfg(target_pointer_width = "32")]
-        assert_eq!((std::mem::size_of::<Slot>(), bytes_per_slot()), (48, 52));
+        assert_eq!((std::mem::size_of::<Slot>(), bytes_per_slot()), (52, 56));
     }
 }

@@ -1,32 +1,130 @@
-//! Operator reports of events a peer can cause over and over (running out
-//! of descriptors, slow consumers): counted where they happen, with no
-//! syscall there, and printed to stderr from the loop at most once per
-//! [`REPORT_EVERY_MS`], so that no client can flood the log.
+//! Operator reports of events a peer can cause over and over (refused
+//! handshakes and protocol errors, limits reached, running out of
+//! descriptors, slow consumers): counted where they happen, with no syscall
+//! there, and logged from the loop at most once per [`REPORT_EVERY_MS`], so
+//! that no client can flood the log.
 
 use super::output::ms_to_ticks;
-use super::Server;
-use crate::app::App;
+use super::{Context, Server};
+use crate::app::{App, ConnId};
+use crate::log::{self, Level};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
 
 /// How often a kind of event is reported at most.
 pub(super) const REPORT_EVERY_MS: u64 = 10_000;
+
+/// Distinct addresses tallied per period; more are counted, not named.
+const MAX_ADDRS: usize = 256;
+
+/// Refusals logged one by one per period at `--log-level debug`.
+const DEBUG_LINES: u32 = 20;
+
+/// Why a peer was turned away, as the log groups it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A WebSocket handshake answered with this HTTP status.
+    Http(u16),
+    /// A WebSocket closed by herald with this code for what the peer sent
+    /// (a protocol error, a refused uid token).
+    Close(u16),
+    /// A text-port or HTTP API client without the API token.
+    Unauthorized,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Http(s) => write!(f, "HTTP {s}"),
+            Refusal::Close(c) => write!(f, "close {c}"),
+            Refusal::Unauthorized => f.write_str("no API token"),
+        }
+    }
+}
 
 /// Events counted since the last report.
 #[derive(Debug, Default)]
 pub(super) struct Reports {
     pub fd_refused: u64,
+    pub full_refused: u64,
+    pub accept_errors: u64,
+    pub last_accept_error: Option<String>,
     pub slow_ws: u64,
     pub slow_text: u64,
+    refusals: Vec<(Refusal, u64)>,
+    addrs: HashMap<IpAddr, u64>,
+    /// Refusals whose address was not tallied (unknown, or past MAX_ADDRS).
+    untallied: u64,
+    debug_lines: u32,
     last: Option<u32>,
 }
 
 impl Reports {
     fn pending(&self) -> bool {
-        self.fd_refused + self.slow_ws + self.slow_text > 0
+        self.fd_refused + self.full_refused + self.accept_errors + self.slow_ws + self.slow_text > 0
+            || !self.refusals.is_empty()
+    }
+
+    pub(super) fn refused(&mut self, why: Refusal, ip: Option<IpAddr>, detail: &str) {
+        match self.refusals.iter_mut().find(|(r, _)| *r == why) {
+            Some((_, n)) => *n += 1,
+            None => self.refusals.push((why, 1)),
+        }
+        match ip {
+            Some(ip) if self.addrs.len() < MAX_ADDRS || self.addrs.contains_key(&ip) => {
+                *self.addrs.entry(ip).or_insert(0) += 1;
+            }
+            _ => self.untallied += 1,
+        }
+        if self.debug_lines < DEBUG_LINES && log::enabled(Level::Debug) {
+            self.debug_lines += 1;
+            let from = ip.map_or("an unknown address".to_string(), |ip| ip.to_string());
+            crate::log_debug!("refused {from}: {why} {detail}");
+        }
+    }
+
+    /// The aggregated refusal line: kinds, addresses, the busiest one.
+    fn refusal_line(&self, since: &str) -> String {
+        let total: u64 = self.refusals.iter().map(|(_, n)| n).sum();
+        let mut line = format!("refused {total} {since}:");
+        for (i, (why, n)) in self.refusals.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            let _ = write!(line, "{sep}{why} x{n}");
+        }
+        let distinct = self.addrs.len();
+        let more = if distinct >= MAX_ADDRS { "+" } else { "" };
+        let _ = write!(line, "; {distinct}{more} address(es)");
+        if let Some((ip, n)) = self
+            .addrs
+            .iter()
+            .max_by_key(|(ip, n)| (**n, std::cmp::Reverse(**ip)))
+        {
+            let _ = write!(line, ", top {ip} x{n}");
+        }
+        line
+    }
+}
+
+impl Context {
+    /// Counts a refusal of `conn` for the next aggregated log line (the
+    /// address is asked of the socket only here, on the refusal path).
+    pub fn note_refusal(&mut self, conn: ConnId, why: Refusal, detail: &str) {
+        let Some(s) = self.slot_of(conn) else {
+            return;
+        };
+        let fd = s.fd;
+        let ip = self
+            .slot_ip
+            .get(&conn.idx())
+            .copied()
+            .or_else(|| crate::sys::peer_addr(fd).ok().map(|a| a.ip()));
+        self.reports.refused(why, ip, detail);
     }
 }
 
 impl<A: App> Server<A> {
-    /// Prints what was counted, if anything, once the last report is old
+    /// Logs what was counted, if anything, once the last report is old
     /// enough (the first one at once).
     pub(super) fn report(&mut self) {
         let cx = &mut self.cx;
@@ -42,21 +140,77 @@ impl<A: App> Server<A> {
             None => "so far",
         };
         if r.fd_refused > 0 {
-            eprintln!(
-                "herald: out of file descriptors (limit {}): refused {} connection(s) {since}",
-                cx.nofile.0, r.fd_refused
+            crate::log_warn!(
+                "out of file descriptors (open-file limit {}): refused {} connection(s) {since}",
+                cx.nofile.0,
+                r.fd_refused
+            );
+        }
+        if r.full_refused > 0 {
+            crate::log_warn!(
+                "connection limit reached (--max-connections {}, --max-per-ip {}; 0 = none): refused {} connection(s) {since}",
+                cx.limits.max_connections,
+                cx.limits.max_per_ip,
+                r.full_refused
+            );
+        }
+        if r.accept_errors > 0 {
+            crate::log_error!(
+                "accept failed {} time(s) {since}: {}",
+                r.accept_errors,
+                r.last_accept_error.as_deref().unwrap_or("unknown error")
             );
         }
         if r.slow_ws + r.slow_text > 0 {
-            eprintln!(
-                "herald: closed {} WebSocket and {} text-port connection(s) as slow consumers {since} \
+            crate::log_warn!(
+                "closed {} WebSocket and {} text-port connection(s) as slow consumers {since} \
                  (send queue past --max-queued {} bytes; a text-port backend must read its replies)",
-                r.slow_ws, r.slow_text, cx.limits.max_queued
+                r.slow_ws,
+                r.slow_text,
+                cx.limits.max_queued
             );
+        }
+        if !r.refusals.is_empty() {
+            crate::log_info!("{}", r.refusal_line(since));
         }
         *r = Reports {
             last: Some(cx.now),
             ..Reports::default()
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_summed_by_kind_and_address() {
+        let mut r = Reports::default();
+        let a: IpAddr = "203.0.113.7".parse().unwrap();
+        let b: IpAddr = "198.51.100.1".parse().unwrap();
+        for _ in 0..300 {
+            r.refused(Refusal::Http(429), Some(a), "");
+        }
+        for _ in 0..12 {
+            r.refused(Refusal::Http(401), Some(b), "token expired");
+        }
+        r.refused(Refusal::Close(1002), None, "");
+        assert_eq!(
+            r.refusal_line("in the last 10 s"),
+            "refused 313 in the last 10 s: HTTP 429 x300, HTTP 401 x12, close 1002 x1; \
+             2 address(es), top 203.0.113.7 x300"
+        );
+    }
+
+    #[test]
+    fn the_address_tally_is_bounded() {
+        let mut r = Reports::default();
+        for n in 0..10_000u32 {
+            r.refused(Refusal::Http(400), Some(IpAddr::from(n.to_be_bytes())), "");
+        }
+        assert_eq!(r.addrs.len(), MAX_ADDRS);
+        assert_eq!(r.untallied, 10_000 - MAX_ADDRS as u64);
+        assert!(r.refusal_line("so far").contains("256+ address(es)"));
     }
 }

@@ -92,6 +92,9 @@ pub(super) struct Slot {
     pub t: u32,
     /// Tick of this slot's one valid timer-wheel entry.
     pub due: u32,
+    /// Tick it was allocated (accepted), for `herald connections`. Fills
+    /// padding on 64-bit targets; 4 bytes on 32-bit ones.
+    pub opened: u32,
     pub flags: Flags,
     pub kind: Kind,
     /// Index of the accepting listener (0 for other kinds).
@@ -110,6 +113,7 @@ impl Slot {
             gen: 0,
             t: now,
             due: 0,
+            opened: now,
             flags: Flags::default(),
             kind,
             listener,

@@ -118,6 +118,8 @@ impl<A: App> Server<A> {
             Action::HandshakeTimeout => {
                 cx.stats.timeouts += 1;
                 cx.stats.handshake_failures += 1;
+                let id = cx.id(idx);
+                cx.note_refusal(id, super::Refusal::Http(408), "handshake took too long");
                 ws_conn::refuse(408, "handshake took too long", &mut cx.output(idx));
                 self.inputs.clear_at(idx, &mut cx.input_bytes);
                 cx.begin_close(idx);

@@ -46,6 +46,12 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
 }
 
 pub const SIGTERM: i32 = libc::SIGTERM;
+/// Interrupt (Ctrl-C): a graceful stop like SIGTERM.
+pub const SIGINT: i32 = libc::SIGINT;
+/// Re-read secrets (`herald reload`).
+pub const SIGHUP: i32 = libc::SIGHUP;
+/// Reopen the log file.
+pub const SIGUSR1: i32 = libc::SIGUSR1;
 
 /// A pid file locked (`flock`, exclusive) for as long as its herald lives.
 /// The lock, not the pid written in the file, says whether that herald is
@@ -89,13 +95,20 @@ pub fn pid_file_held(path: &std::path::Path) -> io::Result<bool> {
 /// `pid_file` (so the file exists when the parent exits) and exits 0; the
 /// child starts a new session with its standard streams on /dev/null.
 /// Returns in the child only.
-pub fn daemonize(pid_file: &std::path::Path) -> io::Result<()> {
+pub fn daemonize(pid_file: &std::path::Path, log_file: &std::path::Path) -> io::Result<()> {
     // SAFETY (syscall!): fork in a single-threaded process; the child
     // continues with a copy of this one thread.
     let pid = syscall!(fork())?;
     if pid > 0 {
         let code = match std::fs::write(pid_file, format!("{pid}\n")) {
-            Ok(()) => 0,
+            Ok(()) => {
+                println!(
+                    "herald: started as a daemon, pid {pid} (pid file {}, log {})",
+                    pid_file.display(),
+                    log_file.display()
+                );
+                0
+            }
             Err(e) => {
                 eprintln!("herald: cannot write pid file {}: {e}", pid_file.display());
                 let _ = kill(pid, libc::SIGKILL);

@@ -4,9 +4,20 @@ use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-/// Blocks SIGINT, SIGTERM (and SIGPIPE) for the thread and returns a
-/// non-blocking signalfd delivering the first two, so that a stop request
-/// arrives as an ordinary readable descriptor in the event loop.
+/// Signals read from the signalfd since the last drain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// SIGINT or SIGTERM: stop gracefully.
+    pub stop: Option<i32>,
+    /// SIGHUP: re-read the secrets.
+    pub reload: bool,
+    /// SIGUSR1: reopen the log file.
+    pub reopen: bool,
+}
+
+/// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 (and ignores SIGPIPE) for the
+/// thread and returns a non-blocking signalfd delivering them, so that they
+/// arrive as an ordinary readable descriptor in the event loop.
 pub(crate) fn stop_signal_fd() -> io::Result<RawFd> {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -15,6 +26,8 @@ pub(crate) fn stop_signal_fd() -> io::Result<RawFd> {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
     }
     // SAFETY: `set` is initialised; the old mask is not needed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -25,9 +38,9 @@ pub(crate) fn stop_signal_fd() -> io::Result<RawFd> {
     syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))
 }
 
-/// Drains a signalfd; returns true when at least one signal was read.
-pub(crate) fn drain_signal_fd(fd: RawFd) -> bool {
-    let mut got = false;
+/// Drains a signalfd; says which signals were read.
+pub(crate) fn drain_signal_fd(fd: RawFd) -> Signals {
+    let mut got = Signals::default();
     let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
     loop {
         let size = size_of::<libc::signalfd_siginfo>();
@@ -36,7 +49,13 @@ pub(crate) fn drain_signal_fd(fd: RawFd) -> bool {
         if n != size as isize {
             return got;
         }
-        got = true;
+        // SAFETY: the kernel wrote a whole siginfo (n == size).
+        let signo = unsafe { info.assume_init_ref() }.ssi_signo as i32;
+        match signo {
+            libc::SIGHUP => got.reload = true,
+            libc::SIGUSR1 => got.reopen = true,
+            other => got.stop = Some(other),
+        }
     }
 }
 

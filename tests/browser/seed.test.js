@@ -29,13 +29,14 @@ async function fail(msg) {
 function startHerald() {
   return new Promise((resolve, reject) => {
     herald = spawn(HERALD, ['--ws', '127.0.0.1:0', '--text', '127.0.0.1:0', '--http', 'off'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'inherit', 'pipe'],
     });
     const ports = {};
     let buf = '';
-    herald.stdout.on('data', (d) => {
+    herald.stderr.on('data', (d) => {
+      process.stderr.write(d);
       buf += d;
-      for (const m of buf.matchAll(/herald: listening (ws|text) 127\.0\.0\.1:(\d+)/g)) ports[m[1]] = +m[2];
+      for (const m of buf.matchAll(/ INFO listening (ws|text) 127\.0\.0\.1:(\d+)/g)) ports[m[1]] = +m[2];
       if (ports.ws && ports.text) resolve(ports);
     });
     herald.on('exit', (code) => reject(new Error('herald exited with ' + code)));

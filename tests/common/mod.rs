@@ -125,20 +125,24 @@ impl Herald {
         let stderr_pipe = child.stderr.take().expect("piped stderr");
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
+        let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
+            // The log (stderr): kept for the test, start lines sent on.
+            // Keeps draining after the test stopped listening.
             let mut r = BufReader::new(stderr_pipe);
             let mut line = String::new();
             while r.read_line(&mut line).is_ok_and(|n| n > 0) {
                 sink.lock().unwrap().push_str(&line);
+                let _ = tx.send(line.trim_end().to_string());
                 line.clear();
             }
         });
-        let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
-            // Keeps draining after the test stopped listening.
+            // Nothing is expected on stdout while serving; drain it anyway.
             for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
+                if line.is_err() {
+                    break;
+                }
             }
         });
         let mut h = Herald {
@@ -164,7 +168,7 @@ impl Herald {
             if line.contains("open-file limit") {
                 break;
             }
-            if let Some(rest) = line.strip_prefix("herald: listening ") {
+            if let Some(rest) = log_message(&line).strip_prefix("listening ") {
                 let (proto, addr) = rest.split_once(' ').expect("`listening PROTO ADDR`");
                 let addr: SocketAddr = addr.parse().expect("listener address");
                 match proto {
@@ -272,6 +276,21 @@ impl Drop for Herald {
 }
 
 /// A number unique within this test process.
+/// A log line's message: `2026-12-03T11:43:56.123Z INFO listening ws ...`
+/// -> `listening ws ...` (the timestamp and level checked on the way).
+pub fn log_message(line: &str) -> &str {
+    let mut parts = line.splitn(3, ' ');
+    let (Some(ts), Some(level), Some(msg)) = (parts.next(), parts.next(), parts.next()) else {
+        return "";
+    };
+    let levels = ["ERROR", "WARN", "INFO", "DEBUG"];
+    if ts.len() == 24 && ts.ends_with('Z') && levels.contains(&level) {
+        msg
+    } else {
+        ""
+    }
+}
+
 pub fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
