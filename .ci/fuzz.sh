@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 seconds=${FUZZ_SECONDS:-30}
-targets=(${FUZZ_TARGETS:-frame_header message handshake line command connection token})
+targets=(${FUZZ_TARGETS:-frame_header message handshake line command connection token resp})
 started=$(date +%s)
 step() { echo; echo "=== $* ($(date +%T))"; }
 
@@ -25,6 +25,7 @@ max_len() {
     command) echo 4096 ;;        # deep nesting and long lines
     connection) echo 4096 ;;     # past the server's max_head and max_line (1024)
     token) echo 8192 ;;          # past MAX_TOKEN (4096)
+    resp) echo 4096 ;;           # past the small limits the input picks (max_line 16, max_bulk 64)
     *) echo 4096 ;;
   esac
 }
