@@ -42,6 +42,7 @@ pub mod log;
 pub mod push;
 pub mod reactor;
 pub mod sansio;
+pub mod supervisor;
 pub mod sys;
 pub mod ws;
 

@@ -149,3 +149,77 @@ pub fn rss_bytes() -> u64 {
         .map(|pages| pages * page)
         .unwrap_or(0)
 }
+
+/// Kill without a chance to clean up: the supervisor's last resort.
+pub const SIGKILL: i32 = libc::SIGKILL;
+
+/// Which side of a `fork` this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fork {
+    /// The original process; the child's pid.
+    Parent(i32),
+    /// The new process.
+    Child,
+}
+
+/// Forks. Call only while the process is single-threaded (the supervisor
+/// before it starts any thread): the child continues with a copy of the
+/// calling thread alone, and a lock another thread held would stay held.
+pub(crate) fn fork() -> io::Result<Fork> {
+    // SAFETY (syscall!): no arguments; the caller is single-threaded.
+    let pid = syscall!(fork())?;
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent(pid)
+    })
+}
+
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited (returned from main, called exit) with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Decodes a `waitpid` status (waited for without WUNTRACED or
+    /// WCONTINUED, so the child either exited or was killed).
+    pub fn from_wait_status(status: i32) -> ExitStatus {
+        if libc::WIFSIGNALED(status) {
+            ExitStatus::Signal(libc::WTERMSIG(status))
+        } else {
+            ExitStatus::Code(libc::WEXITSTATUS(status))
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exited with code {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+/// Reaps one child that has ended, without blocking: `Some((pid, status))`,
+/// or `None` when no child has ended (or there are no children).
+pub(crate) fn wait_any_nohang() -> Option<(i32, ExitStatus)> {
+    let mut status = 0;
+    // SAFETY (syscall!): `status` is a valid out-parameter.
+    match syscall!(waitpid(-1, &mut status, libc::WNOHANG)) {
+        Ok(pid) if pid > 0 => Some((pid, ExitStatus::from_wait_status(status))),
+        _ => None,
+    }
+}
+
+/// Ends the process now with `code`, running no destructors and no atexit
+/// handlers: how a forked worker ends, since everything above its stack
+/// frame belongs to the supervisor it was copied from.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions and does not return.
+    unsafe { libc::_exit(code) }
+}

@@ -86,3 +86,131 @@ pub(crate) fn eventfd_drain(fd: RawFd) -> bool {
     let n = unsafe { libc::read(fd, (&mut v as *mut u64).cast(), 8) };
     n == 8
 }
+
+/// Signals the supervisor read from its signalfd since the last drain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SupervisorSignals {
+    /// SIGTERM or SIGINT: stop the workers gracefully, then exit.
+    pub stop: Option<i32>,
+    /// SIGHUP: forward to the workers (they re-read their secrets).
+    pub reload: bool,
+    /// SIGUSR1: reopen the supervisor's log, forward to the workers.
+    pub reopen: bool,
+    /// SIGCHLD: a worker exited (several exits may coalesce into one).
+    pub child: bool,
+}
+
+/// The supervisor's signalfd (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD, all
+/// blocked for the calling thread) and the SIGCHLD disposition it replaced,
+/// so that each forked worker can undo both before it runs.
+pub(crate) struct SupervisorSignalFd {
+    fd: RawFd,
+    old_sigchld: libc::sigaction,
+}
+
+fn supervisor_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t for the sig* helpers below.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+    }
+    set
+}
+
+/// Blocks the supervisor's signals for the calling thread and returns a
+/// non-blocking signalfd delivering them. SIGCHLD is set to its default
+/// disposition first: inherited as SIG_IGN, the kernel would reap the workers
+/// itself and the supervisor would never learn that one exited.
+pub(crate) fn supervisor_signal_fd() -> io::Result<SupervisorSignalFd> {
+    // SAFETY: sigaction is plain data; all-zero is a valid (empty) value.
+    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    dfl.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: as above; filled in by the kernel below.
+    let mut old_sigchld: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY (syscall!): both structs are valid for the call's duration.
+    syscall!(sigaction(libc::SIGCHLD, &dfl, &mut old_sigchld))?;
+    let set = supervisor_set();
+    // SAFETY: `set` is initialised; the old mask is not needed (workers get
+    // an empty one, see `undo_in_worker`).
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    let fd = syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))?;
+    Ok(SupervisorSignalFd { fd, old_sigchld })
+}
+
+impl SupervisorSignalFd {
+    /// Waits up to `timeout_ms` (-1: without bound) for a signal; true when
+    /// one is ready to drain. EINTR (a stop/continue) counts as a timeout.
+    pub(crate) fn wait(&self, timeout_ms: i32) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY (syscall!): `pfd` is one valid pollfd for the call's duration.
+        match syscall!(poll(&mut pfd, 1, timeout_ms)) {
+            Ok(n) => Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads every pending signal; says which arrived.
+    pub(crate) fn drain(&self) -> SupervisorSignals {
+        let mut got = SupervisorSignals::default();
+        let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
+        loop {
+            let size = size_of::<libc::signalfd_siginfo>();
+            // SAFETY: `info` has room for exactly one siginfo of `size` bytes.
+            let n = unsafe { libc::read(self.fd, info.as_mut_ptr().cast(), size) };
+            if n != size as isize {
+                return got;
+            }
+            // SAFETY: the kernel wrote a whole siginfo (n == size).
+            let signo = unsafe { info.assume_init_ref() }.ssi_signo as i32;
+            match signo {
+                libc::SIGHUP => got.reload = true,
+                libc::SIGUSR1 => got.reopen = true,
+                libc::SIGCHLD => got.child = true,
+                other => got.stop = Some(other),
+            }
+        }
+    }
+
+    /// In a forked worker, before it runs: closes the supervisor's signalfd
+    /// (fork without exec keeps it open despite CLOEXEC), unblocks every
+    /// signal and puts SIGCHLD's disposition back, so the worker starts with
+    /// the signal state of a process that was never a supervisor.
+    pub(crate) fn undo_in_worker(self) {
+        super::close(self.fd);
+        // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+        let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `empty` is a valid sigset_t.
+        unsafe { libc::sigemptyset(&mut empty) };
+        // SAFETY: `empty` is initialised; the old mask is not needed. Cannot
+        // fail with a valid `how`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+        // SAFETY: `old_sigchld` is the disposition the kernel reported; the
+        // previous one is not needed.
+        unsafe { libc::sigaction(libc::SIGCHLD, &self.old_sigchld, std::ptr::null_mut()) };
+        // The descriptor is closed: Drop must not close it (or a reuse) again.
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for SupervisorSignalFd {
+    /// Closes the signalfd. The signals stay blocked: the supervisor is
+    /// about to exit, and a late SIGTERM must not kill it before it can
+    /// report its exit code.
+    fn drop(&mut self) {
+        super::close(self.fd);
+    }
+}
