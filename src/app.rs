@@ -196,6 +196,9 @@ pub enum Upgrade {
 /// The application: Workerman's `onConnect` / `onMessage` / `onClose`, for
 /// every listener of the process, sharing one state.
 pub trait App {
+    /// The server is about to run its loop: the place for outbound
+    /// connections and timers an application needs from the start.
+    fn on_start(&mut self, _cx: &mut Context) {}
     /// A WebSocket upgrade request is complete; nothing has been answered
     /// yet. Default: accept every request.
     fn on_upgrade(

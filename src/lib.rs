@@ -28,7 +28,8 @@
 //! deadline, line length, HTTP body size, queued output per connection,
 //! connection counts (total and per IP), heartbeat and close timeouts. The
 //! parsers ([`ws::decode::next`], [`ws::handshake::parse`], [`http::parse_head`],
-//! [`http::conn::next`], [`line::next`], [`push::command::parse`]) never panic on any input and
+//! [`http::conn::next`], [`line::next`], [`push::command::parse`],
+//! [`auth::Verifier::verify`], [`redis::resp::decode`]) never panic on any input and
 //! never allocate on a length they have not received; each has a fuzz target.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -41,6 +42,7 @@ pub mod line;
 pub mod log;
 pub mod push;
 pub mod reactor;
+pub mod redis;
 pub mod sansio;
 pub mod supervisor;
 pub mod sys;

@@ -1,6 +1,7 @@
 //! The `herald` command line: run the push server, or stop / query a running one.
 
 use herald::auth::{self, ApiTokens, TokenRules, Verifier};
+use herald::push::cluster::ClusterConfig;
 use herald::push::{PushApp, PushConfig};
 use herald::{Limits, Protocol, Server};
 use std::io::{Read, Write};
@@ -61,6 +62,15 @@ SECURITY (see Going to production in README.md):
                            (429 past it), 0 = unlimited             [0]
     --trusted-proxy LIST   comma-separated proxy IPs whose
                            X-Forwarded-For names the client (repeatable)
+
+SCALE OUT (see Several processes and machines in README.md):
+    --redis URL            redis://[:PASSWORD@]HOST:PORT[/DB]: share uids,
+                           pushes and counts with every node on that Redis
+    --redis-prefix NAME    key and channel prefix               [herald]
+    --redis-max-pending BYTES  commands awaiting Redis before pushes get
+                           an error                              [1048576]
+    --workers N            worker processes sharing the ports
+                           (SO_REUSEPORT); N > 1 needs --redis   [1]
 
 PROCESS:
     -d                     (with start) run as a daemon, writing the pid file
@@ -164,6 +174,12 @@ struct Cli {
     limit: usize,
     /// --http was given (status then asks that, not the daemon's).
     http_given: bool,
+    /// `--redis`, as given; resolved into `redis` at start.
+    redis_url: Option<String>,
+    redis: Option<herald::redis::RedisUrl>,
+    redis_prefix: String,
+    redis_max_pending: usize,
+    workers: usize,
     daemon: bool,
     ws: Option<SocketAddr>,
     text: Option<SocketAddr>,
@@ -207,6 +223,11 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
         json: false,
         limit: 100,
         http_given: false,
+        redis_url: None,
+        redis: None,
+        redis_prefix: "herald".into(),
+        redis_max_pending: 1 << 20,
+        workers: 1,
         daemon: false,
         ws: Some(([0, 0, 0, 0], 1234).into()),
         text: Some(([127, 0, 0, 1], 5678).into()),
@@ -271,6 +292,10 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
             }
             "--log-file" => cli.log_file = Some(value()?.into()),
             "--json" => cli.json = true,
+            "--redis" => cli.redis_url = Some(value()?.to_string()),
+            "--redis-prefix" => cli.redis_prefix = value()?.to_string(),
+            "--redis-max-pending" => cli.redis_max_pending = parse_num(flag, value()?)?,
+            "--workers" => cli.workers = parse_num(flag, value()?)?,
             "--limit" => cli.limit = parse_num(flag, value()?)?,
             "--reuse-port" => cli.reuse_port = true,
             "--routing" => cli.push.routing = true,
@@ -323,6 +348,18 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
         return Err(
             "--max-message, --max-line, --max-queued and --max-uid must be at least 1".into(),
         );
+    }
+    if cli.workers == 0 {
+        return Err("--workers must be at least 1".into());
+    }
+    if cli.workers > 1 && cli.redis_url.is_none() {
+        return Err(format!(
+            "--workers {} needs --redis: workers share their uids through Redis (one process needs neither)",
+            cli.workers
+        ));
+    }
+    if cli.redis_prefix.is_empty() || cli.redis_prefix.contains(char::is_whitespace) {
+        return Err("--redis-prefix must be a non-empty word".into());
     }
     if cli.limits.max_head < 64 {
         return Err("--max-head must be at least 64".into());
@@ -393,6 +430,9 @@ fn beside(pid_file: &str, ext: &str) -> std::path::PathBuf {
 
 fn run(mut cli: Cli) -> Result<(), String> {
     load_security(&mut cli)?;
+    if let Some(url) = &cli.redis_url {
+        cli.redis = Some(herald::redis::RedisUrl::parse(url)?);
+    }
     herald::log::set_level(cli.log_level);
     // Before anything is bound: a live daemon keeps its pid file.
     let _pid_lock = if cli.daemon {
@@ -421,23 +461,22 @@ fn run(mut cli: Cli) -> Result<(), String> {
         herald::log::to_file(path)
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
     }
-    let mut server = Server::new(cli.limits.clone(), PushApp::new(cli.push.clone()))
-        .map_err(|e| format!("cannot start the reactor: {e}"))?;
-    for (proto, addr) in [
+    let wanted: Vec<(Protocol, SocketAddr)> = [
         (Protocol::WebSocket, cli.ws),
         (Protocol::Text, cli.text),
         (Protocol::Http, cli.http),
-    ] {
-        if let Some(addr) = addr {
-            server.listen(proto, addr, cli.reuse_port).map_err(|e| {
-                let msg = format!("cannot listen on {addr} ({}): {e}", proto.name());
-                // The terminal hears it from main; a log file needs it too.
-                if herald::log::file_path().is_some() {
-                    herald::log_error!("{msg}");
-                }
-                msg
-            })?;
-        }
+    ]
+    .into_iter()
+    .filter_map(|(p, a)| Some((p, a?)))
+    .collect();
+    // With workers: bound here once (a port in use fails now, port 0 is
+    // resolved), closed, then bound by every worker with SO_REUSEPORT.
+    let workers = cli.workers > 1;
+    let mut server = bind_server(&cli, &wanted, cli.reuse_port || workers, None)?;
+    let listeners = server.listeners();
+    if workers {
+        drop(server);
+        server = bind_server(&cli, &[], false, None)?;
     }
     let warnings = security_warnings(&cli);
     let addr_file = beside(&cli.pid_file, "addr");
@@ -446,11 +485,10 @@ fn run(mut cli: Cli) -> Result<(), String> {
         for w in &warnings {
             eprintln!("herald: warning: {w}");
         }
-        let http = server
-            .listeners()
-            .into_iter()
+        let http = listeners
+            .iter()
             .find(|(p, _)| *p == Protocol::Http)
-            .map(|(_, a)| a);
+            .map(|(_, a)| *a);
         // Where `status` finds this daemon's HTTP API.
         let _ = match http {
             Some(a) => std::fs::write(&addr_file, format!("{a}\n")),
@@ -461,9 +499,14 @@ fn run(mut cli: Cli) -> Result<(), String> {
             .map_err(|e| format!("cannot daemonize: {e}"))?;
     }
     herald::log_info!(
-        "herald {} starting, pid {}",
+        "herald {} starting, pid {}{}",
         env!("CARGO_PKG_VERSION"),
-        std::process::id()
+        std::process::id(),
+        if workers {
+            format!(", {} workers", cli.workers)
+        } else {
+            String::new()
+        }
     );
     for w in &warnings {
         herald::log_warn!("{w}");
@@ -478,7 +521,7 @@ fn run(mut cli: Cli) -> Result<(), String> {
         l.max_message,
         l.idle_timeout_s
     );
-    for (proto, addr) in server.listeners() {
+    for (proto, addr) in &listeners {
         herald::log_info!("listening {} {}", proto.name(), addr);
     }
     // What is left once herald's own descriptors (listeners, epoll, the
@@ -495,14 +538,34 @@ fn run(mut cli: Cli) -> Result<(), String> {
     herald::log_info!(
         "open-file limit {soft} (hard {hard}): at most about {room} connections in this process{capped}"
     );
-    // After daemonizing: a signalfd registered with epoll before a fork keeps
-    // reporting the parent's signals, not the child's.
-    server
-        .stop_on_signals()
-        .map_err(|e| format!("cannot handle signals: {e}"))?;
-    let rss = server.context().rss_bytes();
-    server.app().set_baseline_rss(rss);
-    let res = server.run().map_err(|e| format!("event loop failed: {e}"));
+    let res = if workers {
+        drop(server);
+        let s = herald::supervisor::Supervision {
+            workers: cli.workers,
+            shutdown_grace_ms: cli.limits.shutdown_grace_ms,
+            ..herald::supervisor::Supervision::default()
+        };
+        let code = herald::supervisor::supervise(&s, &mut |i| match bind_server(
+            &cli,
+            &listeners,
+            true,
+            Some(i),
+        )
+        .and_then(serve)
+        {
+            Ok(()) => 0,
+            Err(e) => {
+                herald::log_error!("worker {i}: {e}");
+                1
+            }
+        });
+        match code {
+            0 => Ok(()),
+            c => Err(format!("the workers stopped with code {c}")),
+        }
+    } else {
+        serve(server)
+    };
     match &res {
         Ok(()) => herald::log_info!("stopped"),
         Err(e) => herald::log_error!("{e}"),
@@ -512,6 +575,61 @@ fn run(mut cli: Cli) -> Result<(), String> {
         let _ = std::fs::remove_file(&addr_file);
     }
     res
+}
+
+/// A server with `listeners` bound (`worker`: its index under --workers).
+fn bind_server(
+    cli: &Cli,
+    listeners: &[(Protocol, SocketAddr)],
+    reuse_port: bool,
+    worker: Option<usize>,
+) -> Result<Server<PushApp>, String> {
+    let mut push = cli.push.clone();
+    if let Some(redis) = &cli.redis {
+        push.cluster = Some(ClusterConfig {
+            redis: redis.clone(),
+            prefix: cli.redis_prefix.clone(),
+            max_pending: cli.redis_max_pending,
+            node: node_id(worker),
+            worker: worker.unwrap_or(0),
+        });
+    }
+    let mut server = Server::new(cli.limits.clone(), PushApp::new(push))
+        .map_err(|e| format!("cannot start the reactor: {e}"))?;
+    for &(proto, addr) in listeners {
+        server.listen(proto, addr, reuse_port).map_err(|e| {
+            let msg = format!("cannot listen on {addr} ({}): {e}", proto.name());
+            // The terminal hears it from main; a log file needs it too.
+            if herald::log::file_path().is_some() {
+                herald::log_error!("{msg}");
+            }
+            msg
+        })?;
+    }
+    Ok(server)
+}
+
+/// Runs a bound server until it stops.
+fn serve(mut server: Server<PushApp>) -> Result<(), String> {
+    // After daemonizing and forking: a signalfd registered with epoll before
+    // a fork keeps reporting the parent's signals, not the child's.
+    server
+        .stop_on_signals()
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let rss = server.context().rss_bytes();
+    server.app().set_baseline_rss(rss);
+    server.run().map_err(|e| format!("event loop failed: {e}"))
+}
+
+/// This process's name in a cluster: host, pid and start time, so that a
+/// restarted worker is a new node.
+fn node_id(worker: Option<usize>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let w = worker.map_or(String::new(), |i| format!("-w{i}"));
+    format!("{}-{}{w}-{started:x}", host.trim(), std::process::id())
 }
 
 /// The pid of the herald holding `--pid-file`; a stale file is removed.

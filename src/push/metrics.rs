@@ -1,6 +1,7 @@
 //! The figures /stats and /metrics report, from one table: a counter added
 //! here appears in both documents.
 
+use super::cluster::ClusterStats;
 use super::PushStats;
 use crate::reactor::Context;
 use std::fmt::Write as _;
@@ -9,6 +10,7 @@ use std::fmt::Write as _;
 pub(super) struct Figures<'a> {
     pub cx: &'a Context,
     pub push: &'a PushStats,
+    pub cluster: Option<&'a super::Cluster>,
     pub rss: u64,
     pub rss_per_connection: u64,
 }
@@ -19,6 +21,12 @@ struct Figure {
     /// Prometheus name (after `herald_`), type and help; `None`: /stats only.
     metric: Option<(&'static str, &'static str, &'static str)>,
     value: fn(&Figures<'_>) -> u64,
+}
+
+impl Figures<'_> {
+    fn redis(&self) -> Option<&ClusterStats> {
+        self.cluster.map(|c| &c.stats)
+    }
 }
 
 const fn figure(
@@ -115,7 +123,7 @@ const FIGURES: &[Figure] = &[
             COUNTER,
             "Pushes that reached at least one connection.",
         )),
-        |f| f.push.pushes_ok,
+        |f| f.push.pushes_ok + f.redis().map_or(0, |r| r.pushes_ok),
     ),
     figure(
         "pushes_fail",
@@ -124,7 +132,7 @@ const FIGURES: &[Figure] = &[
             COUNTER,
             "Pushes that reached no connection.",
         )),
-        |f| f.push.pushes_fail,
+        |f| f.push.pushes_fail + f.redis().map_or(0, |r| r.pushes_fail),
     ),
     figure(
         "bad_requests",
@@ -134,6 +142,60 @@ const FIGURES: &[Figure] = &[
             "Refused text-port lines and API requests.",
         )),
         |f| f.push.bad_requests,
+    ),
+    figure(
+        "redis_up",
+        Some((
+            "redis_up",
+            GAUGE,
+            "1 while both Redis connections are up (--redis).",
+        )),
+        |f| f.redis().is_some_and(|r| r.up) as u64,
+    ),
+    figure(
+        "redis_reconnects",
+        Some((
+            "redis_reconnects_total",
+            COUNTER,
+            "Redis connections lost and retried.",
+        )),
+        |f| f.redis().map_or(0, |r| r.reconnects),
+    ),
+    figure(
+        "redis_published",
+        Some((
+            "redis_published_total",
+            COUNTER,
+            "Messages published to other nodes.",
+        )),
+        |f| f.redis().map_or(0, |r| r.published),
+    ),
+    figure(
+        "redis_received",
+        Some((
+            "redis_received_total",
+            COUNTER,
+            "Messages received from other nodes.",
+        )),
+        |f| f.redis().map_or(0, |r| r.received),
+    ),
+    figure(
+        "redis_pending_bytes",
+        Some((
+            "redis_pending_bytes",
+            GAUGE,
+            "Bytes sent to Redis and not yet answered.",
+        )),
+        |f| f.redis().map_or(0, |r| r.pending_bytes),
+    ),
+    figure(
+        "redis_backlog_refused",
+        Some((
+            "redis_backlog_refused_total",
+            COUNTER,
+            "Pushes refused because the bytes pending to Redis were at --redis-max-pending.",
+        )),
+        |f| f.redis().map_or(0, |r| r.backlog_refused),
     ),
     figure(
         "auth_refused",
@@ -232,6 +294,15 @@ pub(super) fn stats_json(f: &Figures<'_>) -> String {
     for (i, fig) in FIGURES.iter().enumerate() {
         let sep = if i == 0 { '{' } else { ',' };
         let _ = write!(out, "{sep}\"{}\":{}", fig.key, (fig.value)(f));
+    }
+    if let Some(c) = f.cluster {
+        // Which node and worker these figures are, when several serve.
+        let _ = write!(
+            out,
+            ",\"node\":{},\"worker\":{}",
+            serde_json::Value::from(c.node()),
+            c.worker()
+        );
     }
     out.push('}');
     out

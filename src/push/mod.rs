@@ -1,14 +1,16 @@
 //! The push server of the seeds: uid binding on the WebSocket, the text port
 //! for backends, optional client routing, and the HTTP API.
 
+pub mod cluster;
 pub mod command;
 mod metrics;
 pub mod status;
 
-use crate::app::{App, ConnId, Message, Request, Response, Upgrade, UpgradeRequest};
+use crate::app::{App, ConnId, Message, Request, Response, TimerId, Upgrade, UpgradeRequest};
 use crate::auth::{ApiTokens, Verifier};
 use crate::reactor::{Context, Refusal};
 use crate::ws::CloseCode;
+use cluster::{Cluster, ClusterConfig, PushKind, ReplyTo};
 use command::Command;
 use std::collections::HashSet;
 
@@ -32,6 +34,8 @@ pub struct PushConfig {
     pub auth_secret_file: Option<std::path::PathBuf>,
     /// Where `api_tokens` came from, re-read by [`PushApp::reload`].
     pub api_token_file: Option<std::path::PathBuf>,
+    /// Join a cluster of nodes through Redis (`--redis`).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Push outcomes, for /stats and /metrics.
@@ -53,15 +57,17 @@ pub struct PushApp {
     baseline_rss: u64,
     /// Text-port connections that gave the API token (only with one set).
     authorized: HashSet<ConnId>,
+    cluster: Option<Cluster>,
 }
 
 impl PushApp {
     pub fn new(config: PushConfig) -> PushApp {
         PushApp {
-            config,
             stats: PushStats::default(),
             baseline_rss: 0,
             authorized: HashSet::new(),
+            cluster: config.cluster.clone().map(Cluster::new),
+            config,
         }
     }
 
@@ -161,9 +167,51 @@ impl PushApp {
         }
     }
 
+    /// A command in cluster mode: delivered here at once, published to the
+    /// other nodes, answered at `to` when the cluster has said.
+    fn cluster_command(&mut self, cx: &mut Context, cmd: &Command<'_>, text: &str, to: ReplyTo) {
+        let Some(cl) = self.cluster.as_mut() else {
+            return;
+        };
+        match cmd {
+            Command::Push(uid) => {
+                let n = cx.send_to_uid(uid, text);
+                cl.publish(cx, &[uid], text, n, PushKind::One, to);
+            }
+            Command::PushMany(uids) => {
+                let n = uids.iter().map(|u| cx.send_to_uid(u, text)).sum();
+                let uids: Vec<&str> = uids.iter().map(|u| u.as_ref()).collect();
+                cl.publish(cx, &uids, text, n, PushKind::Many, to);
+            }
+            Command::Broadcast => {
+                let n = cx.broadcast(text);
+                cl.publish(cx, &[], text, n, PushKind::Many, to);
+            }
+            Command::Online(uid) => cl.online(cx, uid, to),
+            Command::Count => cl.count(cx, to),
+        }
+    }
+
     fn on_line(&mut self, cx: &mut Context, conn: ConnId, line: &[u8]) {
         if self.config.api_tokens.is_some() && !self.authorized.contains(&conn) {
             return self.authorize_line(cx, conn, line);
+        }
+        if self.cluster.is_some() {
+            match command::parse(line) {
+                Ok(cmd) => {
+                    let Some(d) = cx.defer(conn) else {
+                        cx.send_line(conn, b"error too many replies outstanding");
+                        return;
+                    };
+                    let text = std::str::from_utf8(line).unwrap_or_default();
+                    self.cluster_command(cx, &cmd, text, ReplyTo::Line(d));
+                }
+                Err(e) => {
+                    self.stats.bad_requests += 1;
+                    cx.send_line(conn, format!("error {e}").as_bytes());
+                }
+            }
+            return;
         }
         match command::parse(line) {
             Ok(Command::Push(uid)) => {
@@ -197,6 +245,9 @@ impl PushApp {
                     }
                     Ok(c) => {
                         cx.bind_uid(conn, &c.sub);
+                        if let Some(cl) = self.cluster.as_mut() {
+                            cl.bound(cx, &c.sub);
+                        }
                     }
                     Err(e) => {
                         self.stats.auth_refused += 1;
@@ -216,6 +267,9 @@ impl PushApp {
                 cx.close(conn, CloseCode::POLICY, &reason);
             } else {
                 cx.bind_uid(conn, text);
+                if let Some(cl) = self.cluster.as_mut() {
+                    cl.bound(cx, text);
+                }
             }
             return;
         }
@@ -230,9 +284,17 @@ impl PushApp {
             Some(("all", msg)) => {
                 let n = cx.broadcast(msg);
                 self.count(n);
+                if let Some(cl) = self.cluster.as_mut() {
+                    cl.publish(cx, &[], msg, n, PushKind::Many, ReplyTo::Nobody);
+                }
             }
             Some((uid, msg)) => {
                 let n = cx.send_to_uid(uid, msg);
+                if let Some(cl) = self.cluster.as_mut() {
+                    // The cluster says whether anyone took it.
+                    cl.publish(cx, &[uid], msg, n, PushKind::One, ReplyTo::Route(conn));
+                    return;
+                }
                 self.count(n);
                 if n == 0 {
                     // Nothing accepted is silently lost: tell the sender.
@@ -259,6 +321,18 @@ impl PushApp {
                 let body = req.body.strip_suffix(b"\n").unwrap_or(req.body);
                 let body = body.strip_suffix(b"\r").unwrap_or(body);
                 match command::parse(body) {
+                    Ok(cmd @ (Command::Push(_) | Command::PushMany(_) | Command::Broadcast))
+                        if self.cluster.is_some() =>
+                    {
+                        let text = std::str::from_utf8(body).unwrap_or_default();
+                        match cx.defer(conn) {
+                            Some(d) => {
+                                self.cluster_command(cx, &cmd, text, ReplyTo::Http(d));
+                                Response::later(d)
+                            }
+                            None => json_error(503, "too many requests outstanding"),
+                        }
+                    }
                     Ok(cmd @ (Command::Push(_) | Command::PushMany(_) | Command::Broadcast)) => {
                         let text = std::str::from_utf8(body).unwrap_or_default();
                         let delivered = self.deliver(cx, &cmd, text).unwrap_or(0);
@@ -280,6 +354,13 @@ impl PushApp {
             ("GET", "/online") => match crate::http::query_param(req.query, "uid") {
                 // As on the text port: an empty uid is an error, not "offline".
                 Some(uid) if uid.is_empty() => json_error(400, "empty uid"),
+                Some(uid) if self.cluster.is_some() => match cx.defer(conn) {
+                    Some(d) => {
+                        self.cluster_command(cx, &Command::Online(uid.into()), "", ReplyTo::Http(d));
+                        Response::later(d)
+                    }
+                    None => json_error(503, "too many requests outstanding"),
+                },
                 Some(uid) => {
                     let n = cx.connections_of(&uid);
                     Response::json(
@@ -291,6 +372,13 @@ impl PushApp {
                         ),
                     )
                 }
+                None if self.cluster.is_some() => match cx.defer(conn) {
+                    Some(d) => {
+                        self.cluster_command(cx, &Command::Count, "", ReplyTo::Http(d));
+                        Response::later(d)
+                    }
+                    None => json_error(503, "too many requests outstanding"),
+                },
                 None => Response::json(
                     200,
                     format!(
@@ -300,6 +388,16 @@ impl PushApp {
                     ),
                 ),
             },
+            ("GET", "/stats") if self.cluster.is_some() => {
+                let own = self.stats_json(cx);
+                match (cx.defer(conn), self.cluster.as_mut()) {
+                    (Some(d), Some(cl)) => {
+                        cl.stats(cx, d, own);
+                        Response::later(d)
+                    }
+                    _ => Response::json(200, own),
+                }
+            }
             ("GET", "/stats") => Response::json(200, self.stats_json(cx)),
             ("GET", "/connections") => {
                 let limit = crate::http::query_param(req.query, "limit")
@@ -344,6 +442,7 @@ impl PushApp {
         metrics::Figures {
             cx,
             push: &self.stats,
+            cluster: self.cluster.as_ref(),
             rss,
             rss_per_connection,
         }
@@ -428,6 +527,53 @@ impl App for PushApp {
         }
     }
 
+    fn on_start(&mut self, cx: &mut Context) {
+        let own = self.stats_json(cx);
+        if let Some(cl) = self.cluster.as_mut() {
+            cl.own_stats = own;
+            cl.start(cx);
+        }
+    }
+
+    fn on_open(&mut self, cx: &mut Context, conn: ConnId) {
+        match self.cluster.as_mut() {
+            Some(cl) if cl.owns(conn) => cl.on_open(cx, conn),
+            // Bound by the upgrade hook (`?token=`) before it opened.
+            Some(cl) => {
+                if let Some(uid) = cx.uid(conn).map(str::to_string) {
+                    cl.bound(cx, &uid);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn on_data(&mut self, cx: &mut Context, conn: ConnId, data: &[u8]) {
+        if let Some(cl) = self.cluster.as_mut().filter(|c| c.owns(conn)) {
+            cl.on_data(cx, conn, data);
+        }
+    }
+
+    fn on_connect_failed(&mut self, cx: &mut Context, conn: ConnId, error: std::io::Error) {
+        if let Some(cl) = self.cluster.as_mut().filter(|c| c.owns(conn)) {
+            cl.on_down(cx, conn, &format!("cannot connect: {error}"));
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Context, _timer: TimerId, token: u64) {
+        if self.cluster.is_none() || !Cluster::owns_timer(token) {
+            return;
+        }
+        // What the other nodes see of this one, with each heartbeat.
+        let own = (token == cluster::HEARTBEAT_TOKEN).then(|| self.stats_json(cx));
+        if let Some(cl) = self.cluster.as_mut() {
+            if let Some(own) = own {
+                cl.own_stats = own;
+            }
+            cl.on_timer(cx, token);
+        }
+    }
+
     fn on_reload(&mut self, _cx: &mut Context) {
         match self.reload() {
             Ok(done) => crate::log_info!("SIGHUP: {done}"),
@@ -435,9 +581,16 @@ impl App for PushApp {
         }
     }
 
-    fn on_close(&mut self, _cx: &mut Context, conn: ConnId) {
+    fn on_close(&mut self, cx: &mut Context, conn: ConnId) {
         if !self.authorized.is_empty() {
             self.authorized.remove(&conn);
+        }
+        if let Some(cl) = self.cluster.as_mut() {
+            if cl.owns(conn) {
+                cl.on_down(cx, conn, "closed");
+            } else if let Some(uid) = cx.uid(conn).map(str::to_string) {
+                cl.unbound(cx, &uid);
+            }
         }
     }
 

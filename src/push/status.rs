@@ -101,6 +101,62 @@ pub fn status_text(v: &Value) -> String {
         n("origin_refused"),
         n("unauthorized")
     );
+    if let Some(node) = v.get("node").and_then(Value::as_str) {
+        let _ = writeln!(
+            out,
+            "  redis        {}; {} published, {} received, {} reconnects, {} pending",
+            if num(v, "redis_up") == 1 {
+                "up"
+            } else {
+                "DOWN"
+            },
+            n("redis_published"),
+            n("redis_received"),
+            n("redis_reconnects"),
+            bytes(num(v, "redis_pending_bytes"))
+        );
+        let _ = writeln!(out, "  this node    {node} (worker {})", num(v, "worker"));
+    }
+    let nodes = v.get("nodes").and_then(Value::as_array);
+    if let Some(nodes) = nodes.filter(|n| !n.is_empty()) {
+        let _ = writeln!(
+            out,
+            "\n  {:<36} {:>6} {:>12} {:>12} {:>12} {:>10}",
+            "NODE", "WORKER", "CONNECTIONS", "PUSHES OK", "PUSHES FAIL", "RSS"
+        );
+        let mut total = [0u64; 4];
+        for node in nodes {
+            let f = [
+                num(node, "connections"),
+                num(node, "pushes_ok"),
+                num(node, "pushes_fail"),
+                num(node, "rss_bytes"),
+            ];
+            for (t, x) in total.iter_mut().zip(f) {
+                *t += x;
+            }
+            let _ = writeln!(
+                out,
+                "  {:<36} {:>6} {:>12} {:>12} {:>12} {:>10}",
+                node.get("node").and_then(Value::as_str).unwrap_or("?"),
+                num(node, "worker"),
+                grouped(f[0]),
+                grouped(f[1]),
+                grouped(f[2]),
+                bytes(f[3])
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  {:<36} {:>6} {:>12} {:>12} {:>12} {:>10}",
+            format!("total ({} nodes, as of their last heartbeat)", nodes.len()),
+            "",
+            grouped(total[0]),
+            grouped(total[1]),
+            grouped(total[2]),
+            bytes(total[3])
+        );
+    }
     out
 }
 
@@ -169,6 +225,15 @@ mod tests {
         assert!(s.contains("10,000 open"), "{s}");
         assert!(s.contains("to 9,000 uids"), "{s}");
         assert!(s.contains("RSS 3.0 MiB"), "{s}");
+        let cluster = serde_json::json!({"node": "a", "worker": 0, "redis_up": 1, "nodes": [
+            {"node": "a", "worker": 0, "connections": 5}, {"node": "b", "worker": 1, "connections": 7}]});
+        let s = status_text(&cluster);
+        assert!(s.contains("redis        up"), "{s}");
+        assert!(
+            s.lines()
+                .any(|l| l.contains("total (2 nodes") && l.contains(" 12 ")),
+            "{s}"
+        );
         let conns = serde_json::json!({"total": 3, "listed": 1, "connections": [
             {"id": 4294967296u64, "protocol": "ws", "peer": "127.0.0.1:5000", "uid": "alice",
              "age_s": 12, "queued": 0}]});

@@ -180,6 +180,11 @@ impl Context {
         })
     }
 
+    /// True once a graceful stop began (connections are closing).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.is_some()
+    }
+
     /// The peer's address, asked of the socket (one syscall).
     pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
         sys::peer_addr(self.slot_of(conn)?.fd).ok()

@@ -174,7 +174,9 @@ impl<A: App> Server<A> {
     /// Runs until stopped; a graceful stop closes WebSockets with 1001 and
     /// flushes queued output within `shutdown_grace_ms`.
     pub fn run(&mut self) -> io::Result<()> {
+        self.app.on_start(&mut self.cx);
         self.start_connects();
+        self.cx.flush_dirty();
         loop {
             let timeout = self.poll_timeout();
             self.cx.epoll.wait(&mut self.events, timeout)?;

@@ -1,0 +1,383 @@
+//! Several herald nodes through a real `redis-server` (started here on a
+//! free loopback port, no persistence): pushes reach every node's
+//! connections exactly once, answers and counts are cluster-wide, Redis
+//! going away and coming back, and `--workers`.
+
+mod common;
+
+use common::*;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+/// A throw-away redis-server on a free loopback port, killed on drop.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis { child: None, port };
+        r.restart();
+        r
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        wait_until("redis-server answers", || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A herald node on `redis`, once its Redis connections are up.
+fn node(redis: &Redis, prefix: &str) -> Herald {
+    let url = redis.url();
+    let h = Herald::start(&["--redis", &url, "--redis-prefix", prefix]);
+    wait_until("the node joined", || h.stderr().contains("redis: up"));
+    h
+}
+
+fn prefix() -> String {
+    format!("t{}", unique())
+}
+
+/// Binds `uid` on `h` and waits until `via` (another node) sees it online.
+fn bind_seen(h: &Herald, via: &Herald, uid: &str, n: usize) -> Ws {
+    let mut ws = ws_connect(h.ws_addr());
+    send_text(&mut ws, uid);
+    let mut t = via.text_client();
+    wait_until("the cluster sees the binding", || t.online(uid) >= n);
+    ws
+}
+
+#[test]
+fn bound_on_one_node_pushed_through_another() {
+    let redis = Redis::start();
+    let p = prefix();
+    let (a, b) = (node(&redis, &p), node(&redis, &p));
+    let mut browser = bind_seen(&a, &b, "alice", 1);
+    let line = r#"{"uid":"alice","m":"via b"}"#;
+    assert_eq!(b.push(line), "ok");
+    assert_eq!(recv_text(&mut browser), line);
+    assert_silent(&mut browser, QUIET);
+    // Nobody holds this uid anywhere: fail, cluster-wide.
+    assert_eq!(b.push(r#"{"uid":"nobody"}"#), "fail");
+    // The HTTP API too.
+    let r = http_request(b.http_addr(), "POST", "/push", &[], Some(line));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, r#"{"ok":true,"delivered":1}"#)
+    );
+    assert_eq!(recv_text(&mut browser), line);
+    let stats = b.stats();
+    assert!(stats["redis_published"].as_u64().unwrap() >= 2, "{stats}");
+    assert_eq!(stats["redis_up"], 1, "{stats}");
+    assert_eq!(stats["nodes"].as_array().map(Vec::len), Some(2), "{stats}");
+}
+
+#[test]
+fn a_tab_on_each_node_gets_exactly_one_copy() {
+    let redis = Redis::start();
+    let p = prefix();
+    let (a, b) = (node(&redis, &p), node(&redis, &p));
+    let mut on_a = bind_seen(&a, &b, "bob", 1);
+    let mut on_b = bind_seen(&b, &a, "bob", 2);
+    for via in [&a, &b] {
+        let line = format!(r#"{{"uid":"bob","via":{}}}"#, via.ws_addr().port());
+        assert_eq!(via.push(&line), "ok");
+        assert_eq!(recv_text(&mut on_a), line);
+        assert_eq!(recv_text(&mut on_b), line);
+    }
+    assert_silent(&mut on_a, QUIET);
+    assert_silent(&mut on_b, QUIET);
+    // Pipelined pushes from one connection arrive in order on both nodes.
+    let mut t = a.text_client();
+    let lines: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"uid":"bob","n":{i}}}"#))
+        .collect();
+    t.send_raw((lines.join("\n") + "\n").as_bytes());
+    for _ in &lines {
+        assert_eq!(t.reply(), "ok");
+    }
+    for l in &lines {
+        assert_eq!(&recv_text(&mut on_a), l);
+        assert_eq!(&recv_text(&mut on_b), l);
+    }
+}
+
+#[test]
+fn uids_broadcast_and_counts_are_cluster_wide() {
+    let redis = Redis::start();
+    let p = prefix();
+    let (a, b) = (node(&redis, &p), node(&redis, &p));
+    let mut x = bind_seen(&a, &b, "x", 1);
+    let mut y1 = bind_seen(&b, &a, "y", 1);
+    let mut y2 = bind_seen(&b, &a, "y", 2);
+    let mut t = a.text_client();
+    // uids split across nodes: x here, y on b (one node, counted once).
+    let line = r#"{"uids":["x","y"],"m":1}"#;
+    assert_eq!(t.request(line), "ok 2");
+    for ws in [&mut x, &mut y1, &mut y2] {
+        assert_eq!(recv_text(ws), line);
+    }
+    let all = r#"{"all":true,"m":2}"#;
+    let reply = t.request(all);
+    assert!(reply.starts_with("ok "), "{reply}");
+    for ws in [&mut x, &mut y1, &mut y2] {
+        assert_eq!(recv_text(ws), all);
+        assert_silent(ws, QUIET);
+    }
+    assert_eq!(t.request(r#"{"online":"y"}"#), "2");
+    assert_eq!(t.request(r#"{"online":"nobody"}"#), "0");
+    assert_eq!(
+        t.request(r#"{"count":true}"#),
+        r#"{"uids":2,"connections":3}"#
+    );
+    let r = http_request(b.http_addr(), "GET", "/online?uid=x", &[], None);
+    assert_eq!(r.body, r#"{"uid":"x","online":true,"connections":1}"#);
+    // Closing a tab is seen everywhere.
+    drop(y2);
+    wait_until("y has one connection left", || t.online("y") == 1);
+}
+
+#[test]
+fn a_dead_node_stops_being_counted() {
+    let redis = Redis::start();
+    let p = prefix();
+    let a = node(&redis, &p);
+    let b = node(&redis, &p);
+    let _tab = bind_seen(&b, &a, "ghost", 1);
+    signal(b.pid(), libc::SIGKILL);
+    let mut t = a.text_client();
+    let t0 = Instant::now();
+    wait_until("the dead node's uid is gone", || t.online("ghost") == 0);
+    assert!(t0.elapsed() < Duration::from_secs(9), "{:?}", t0.elapsed());
+    assert_eq!(t.request(r#"{"uid":"ghost"}"#), "fail");
+}
+
+#[test]
+fn redis_going_away_and_coming_back() {
+    let mut redis = Redis::start();
+    let p = prefix();
+    let (a, b) = (node(&redis, &p), node(&redis, &p));
+    let mut local = bind_seen(&a, &b, "here", 1);
+    let mut remote = bind_seen(&b, &a, "there", 1);
+    redis.kill();
+    wait_until("a knows redis is down", || a.stats()["redis_up"] == 0);
+    let mut t = a.text_client();
+    // Local delivery goes on.
+    assert_eq!(t.request(r#"{"uid":"here","m":1}"#), "ok");
+    assert_eq!(recv_text(&mut local), r#"{"uid":"here","m":1}"#);
+    // A push that needed another node says so.
+    let reply = t.request(r#"{"uid":"there","m":1}"#);
+    assert!(reply.starts_with("error redis unavailable"), "{reply}");
+    assert!(t
+        .request(r#"{"online":"there"}"#)
+        .starts_with("error redis unavailable"));
+    redis.restart();
+    // Both nodes reconnect and restore their subscriptions and counts.
+    let t0 = Instant::now();
+    wait_until("cross-node delivery resumes", || {
+        t.request(r#"{"online":"there"}"#) == "1"
+    });
+    assert_eq!(t.request(r#"{"uid":"there","m":2}"#), "ok");
+    assert_eq!(recv_text(&mut remote), r#"{"uid":"there","m":2}"#);
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    assert!(a.stats()["redis_reconnects"].as_u64().unwrap() >= 1);
+    assert!(
+        a.stderr().contains("redis: command connection"),
+        "{}",
+        a.stderr()
+    );
+}
+
+#[test]
+fn redis_unreachable_at_start_then_there() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let url = redis.url();
+    let h = Herald::start(&["--redis", &url, "--redis-prefix", &prefix()]);
+    // It serves local connections meanwhile.
+    let mut ws = ws_connect(h.ws_addr());
+    send_text(&mut ws, "solo");
+    // `online` needs Redis now (it answers for the cluster): a push says
+    // when the binding is there.
+    let mut t = h.text_client();
+    wait_until("solo is bound", || t.request(r#"{"uid":"solo"}"#) == "ok");
+    assert_eq!(recv_text(&mut ws), r#"{"uid":"solo"}"#);
+    assert!(h.stderr().contains("retrying in"), "{}", h.stderr());
+    redis.restart();
+    wait_until("herald reaches redis", || h.stderr().contains("redis: up"));
+    let reply = h.text_client().request(r#"{"online":"solo"}"#);
+    assert_eq!(reply, "1", "{}", h.stderr());
+}
+
+#[test]
+fn workers_share_the_ports_and_one_killed_is_restarted() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let p = prefix();
+    let h = Herald::start(&["--redis", &url, "--redis-prefix", &p, "--workers", "2"]);
+    let worker_pids = || -> Vec<i32> {
+        let out = Command::new("pgrep")
+            .args(["-P", &h.pid().to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    wait_until("two workers", || worker_pids().len() == 2);
+    wait_until("both joined", || {
+        h.stderr().matches("redis: up").count() >= 2
+    });
+    // Enough connections that both workers hold some (the kernel spreads
+    // them), all on one uid: every push reaches each exactly once.
+    let mut tabs: Vec<Ws> = (0..16)
+        .map(|_| {
+            let mut ws = ws_connect(h.ws_addr());
+            send_text(&mut ws, "many");
+            ws
+        })
+        .collect();
+    let mut t = h.text_client();
+    wait_until("16 tabs online", || t.online("many") == 16);
+    for i in 0..4 {
+        // Each push goes through whichever worker accepts the connection.
+        let line = format!(r#"{{"uid":"many","i":{i}}}"#);
+        assert_eq!(h.push(&line), "ok");
+        for ws in &mut tabs {
+            assert_eq!(recv_text(ws), line);
+        }
+    }
+    let stats = h.stats();
+    assert_eq!(stats["nodes"].as_array().map(Vec::len), Some(2), "{stats}");
+    // SIGKILL one worker: it is restarted; the other's clients stay.
+    let before = worker_pids();
+    signal(before[0], libc::SIGKILL);
+    wait_until("the worker is replaced", || {
+        let now = worker_pids();
+        now.len() == 2 && !now.contains(&before[0])
+    });
+    assert!(h.stderr().contains("restarting"), "{}", h.stderr());
+    let mut t = h.text_client();
+    wait_until("the survivors are still online", || {
+        let n = t.online("many");
+        n > 0 && n < 16
+    });
+    let survivors = t.online("many");
+    let line = r#"{"uid":"many","after":"restart"}"#;
+    assert_eq!(h.push(line), "ok");
+    let mut got = 0;
+    for ws in &mut tabs {
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        if let Ok(tungstenite::Message::Text(m)) = ws.read() {
+            assert_eq!(m, line);
+            got += 1;
+        }
+    }
+    assert_eq!(got, survivors, "every surviving tab got it once");
+    // A graceful stop stops every worker.
+    h.terminate();
+    thread::sleep(Duration::from_millis(100));
+    wait_until("no workers left", || worker_pids().is_empty());
+}
+
+#[test]
+fn workers_need_redis() {
+    let r = run_herald(&["--workers", "2"]);
+    assert_eq!(r.code(), Some(2), "{r:?}");
+    assert!(r.stderr.contains("--workers 2 needs --redis"), "{r:?}");
+}
+
+#[test]
+fn dropped_by_redis_like_a_full_pubsub_buffer_then_resubscribed() {
+    let redis = Redis::start();
+    let p = prefix();
+    let (a, b) = (node(&redis, &p), node(&redis, &p));
+    let mut remote = bind_seen(&b, &a, "sub", 1);
+    // What Redis does to a subscriber past client-output-buffer-limit.
+    let out = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "CLIENT",
+            "KILL",
+            "TYPE",
+            "pubsub",
+        ])
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success(), "{out:?}");
+    wait_until("b resubscribed", || {
+        b.stats()["redis_reconnects"].as_u64().unwrap() >= 1
+    });
+    let mut t = a.text_client();
+    wait_until("cross-node delivery resumes", || {
+        t.request(r#"{"uid":"sub","probe":1}"#) == "ok"
+    });
+    assert_eq!(recv_text(&mut remote), r#"{"uid":"sub","probe":1}"#);
+}
+
+#[test]
+fn bytes_pending_to_redis_are_bounded() {
+    let redis = Redis::start();
+    let p = prefix();
+    let url = redis.url();
+    let h = Herald::start(&[
+        "--redis",
+        &url,
+        "--redis-prefix",
+        &p,
+        "--redis-max-pending",
+        "1",
+    ]);
+    wait_until("joined", || h.stderr().contains("redis: up"));
+    let mut t = h.text_client();
+    let reply = t.request(r#"{"uid":"elsewhere"}"#);
+    assert!(reply.starts_with("error redis backlog full"), "{reply}");
+    // Delivered here all the same, and said so.
+    let mut ws = ws_connect(h.ws_addr());
+    send_text(&mut ws, "here");
+    wait_until("bound", || t.request(r#"{"uid":"here"}"#) == "ok");
+    assert_eq!(recv_text(&mut ws), r#"{"uid":"here"}"#);
+    assert!(h.stats()["redis_backlog_refused"].as_u64().unwrap() >= 1);
+}
