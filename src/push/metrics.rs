@@ -117,6 +117,19 @@ const FIGURES: &[Figure] = &[
         |f| f.cx.stats().bytes_out,
     ),
     figure(
+        "writes",
+        Some((
+            "writes_total",
+            COUNTER,
+            "Socket writes that sent bytes (messages_out / writes = messages per write).",
+        )),
+        |f| f.cx.stats().writes,
+    ),
+    figure("messages_per_write_x100", None, |f| {
+        let s = f.cx.stats();
+        (s.messages_out * 100).checked_div(s.writes).unwrap_or(0)
+    }),
+    figure(
         "pushes_ok",
         Some((
             "pushes_ok_total",

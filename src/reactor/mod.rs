@@ -49,6 +49,9 @@ pub struct Stats {
     pub messages_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Socket writes (`write` calls that wrote bytes): `messages_out /
+    /// writes` is how many messages each write carried on average.
+    pub writes: u64,
     /// Sends refused because the connection was closing or over its queue cap.
     pub dropped: u64,
     pub slow_consumers_closed: u64,

@@ -131,7 +131,10 @@ impl Context {
         if let Some(out) = s.out.as_mut() {
             while written < out.len() {
                 match sys::write(fd, &out[written..]) {
-                    Ok(n) => written += n,
+                    Ok(n) => {
+                        written += n;
+                        self.stats.writes += 1;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {

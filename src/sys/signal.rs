@@ -19,16 +19,7 @@ pub struct Signals {
 /// thread and returns a non-blocking signalfd delivering them, so that they
 /// arrive as an ordinary readable descriptor in the event loop.
 pub(crate) fn stop_signal_fd() -> io::Result<RawFd> {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t for the sig* helpers below.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        libc::sigaddset(&mut set, libc::SIGUSR1);
-    }
+    let set = signal_set(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1]);
     // SAFETY: `set` is initialised; the old mask is not needed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     if rc != 0 {
@@ -109,16 +100,25 @@ pub(crate) struct SupervisorSignalFd {
 }
 
 fn supervisor_set() -> libc::sigset_t {
+    signal_set(&[
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGCHLD,
+    ])
+}
+
+/// A signal set holding exactly `signals`.
+fn signal_set(signals: &[i32]) -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t for the sig* helpers below.
     unsafe {
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGHUP);
-        libc::sigaddset(&mut set, libc::SIGUSR1);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
+        for &sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
     }
     set
 }

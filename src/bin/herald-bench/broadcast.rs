@@ -25,6 +25,7 @@ pub const FLAGS: &[Flag] = &[
     crate::cli::TIMEOUT,
     crate::cli::WINDOW,
     crate::cli::SOURCES,
+    crate::cli::SERVER_STATS,
 ];
 
 pub fn run(a: &mut Args) -> Result<(), String> {
@@ -33,6 +34,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     let messages: usize = a.num("--messages")?;
     let size: usize = a.num("--size")?;
     let runs: usize = a.num("--runs")?;
+    let api = a.opt_addr("--stats")?;
     if n == 0 || messages == 0 || runs == 0 || size < 2 {
         return Err("--conns, --messages and --runs must be at least 1, --size at least 2".into());
     }
@@ -77,6 +79,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
             last: Instant::now(),
             expected: n * messages,
         };
+        let writes_before = crate::cli::server_writes(api);
         let start = Instant::now();
         fleet.send_texts(sender, &frames);
         let _ = fleet.wait(start + common.timeout, &mut d)?;
@@ -116,7 +119,11 @@ pub fn run(a: &mut Args) -> Result<(), String> {
                 String::new()
             }
         );
+        let per_write = crate::cli::report_writes(writes_before, crate::cli::server_writes(api));
         let mut extra = Map::new();
+        if let Some(p) = per_write {
+            extra.insert("messages_per_write".into(), json!(p));
+        }
         extra.insert("elapsed_s".into(), json!(elapsed));
         extra.insert("deliveries".into(), json!(expected));
         extra.insert("malformed".into(), json!(malformed));

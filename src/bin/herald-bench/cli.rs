@@ -41,6 +41,39 @@ pub const SERVER_PID: Flag = flag(
     "server pid: also report the server's CPU use and its rate per CPU-second",
 );
 
+pub const SERVER_STATS: Flag = flag(
+    "--stats",
+    None,
+    "herald's HTTP API (IP:PORT): also report its socket writes and messages per write",
+);
+
+/// herald's `(writes, messages_out)` from its /stats, when `--stats` is given.
+pub fn server_writes(api: Option<SocketAddrV4>) -> Option<(u64, u64)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api?).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    s.write_all(b"GET /stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let body = resp.split_once("\r\n\r\n")?.1;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some((v["writes"].as_u64()?, v["messages_out"].as_u64()?))
+}
+
+/// Prints the server's writes over a run and the messages each carried.
+pub fn report_writes(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((w0, m0), (w1, m1)) = (before?, after?);
+    let (writes, messages) = (w1.saturating_sub(w0), m1.saturating_sub(m0));
+    let per = messages as f64 / writes.max(1) as f64;
+    println!(
+        "  server writes {writes} for {messages} messages = {per:.2} messages per write \
+         (/stats also counts its own reply and this query)"
+    );
+    Some(per)
+}
+
 /// Prints the server's CPU use over a run and the rate per server CPU-second:
 /// near 100% of a core the figure is the server's; well below, it is the
 /// load tool's.

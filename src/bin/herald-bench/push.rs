@@ -25,6 +25,7 @@ pub const FLAGS: &[Flag] = &[
     crate::cli::WINDOW,
     crate::cli::SOURCES,
     crate::cli::SERVER_PID,
+    crate::cli::SERVER_STATS,
 ];
 
 pub fn run(a: &mut Args) -> Result<(), String> {
@@ -34,6 +35,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     let lines: usize = a.num("--lines")?;
     let runs: usize = a.num("--runs")?;
     let server_pid: Option<u32> = a.opt_num("--pid")?;
+    let api = a.opt_addr("--stats")?;
     if n == 0 || lines == 0 || runs == 0 {
         return Err("--conns, --lines and --runs must be at least 1".into());
     }
@@ -65,6 +67,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
             last_msg: Instant::now(),
         };
         let cpu_before = server_pid.map(host::cpu_seconds).transpose()?;
+        let writes_before = crate::cli::server_writes(api);
         let start = Instant::now();
         fleet.text_send(batch.as_bytes());
         let _ = fleet.wait(start + common.timeout, &mut t)?;
@@ -98,7 +101,11 @@ pub fn run(a: &mut Args) -> Result<(), String> {
             fmt_num(rate)
         );
         crate::cli::report_server_cpu(server_pid, cpu_before, elapsed, delivered, "pushes");
+        let per_write = crate::cli::report_writes(writes_before, crate::cli::server_writes(api));
         let mut extra = Map::new();
+        if let Some(p) = per_write {
+            extra.insert("messages_per_write".into(), json!(p));
+        }
         extra.insert("elapsed_s".into(), json!(elapsed));
         extra.insert("delivered".into(), json!(delivered));
         extra.insert("fail_replies".into(), json!(fail));
