@@ -94,7 +94,7 @@ sed -e "s|^\( *\)listen 443 ssl;|\1listen 127.0.0.1:$tls_port ssl;|" \
 # other than the committed file says (or bind 443 on every interface).
 grep -q "^ *listen 127\.0\.0\.1:$tls_port ssl;" "$tmp/herald-site.conf" &&
   grep -q "proxy_pass http://127\.0\.0\.1:$ws_port;" "$tmp/herald-site.conf" &&
-  ! grep -v '^ *#' "$tmp/herald-site.conf" | grep -Eq '/etc/ssl/herald|listen .*443|127\.0\.0\.1:1234' ||
+  ! grep -v '^ *#' "$tmp/herald-site.conf" | grep -Eq '/etc/ssl/herald|listen (\[::\]:)?443 |127\.0\.0\.1:1234;' ||
   { echo "FAIL: deploy/nginx.conf no longer has the lines .ci/tls.sh substitutes" >&2; exit 1; }
 {
   # The master must run as root to read the key; workers then stay root
@@ -132,8 +132,26 @@ say "nginx $url -> herald ws 127.0.0.1:$ws_port, text port 127.0.0.1:$text_port"
 
 # --- the checks -----------------------------------------------------------
 client=(timeout 30 .venv/bin/python -B tests/tls/wss_push.py --url "$url" --text "$text_port" --ca "$tmp/fullchain.pem")
-"${client[@]}" push | tee -a "$tmp/passes"
-"${client[@]}" per-ip | tee -a "$tmp/passes"
+# A check whose client hangs (timeout's 124; seen once in CI, the Python
+# client stalled after its TLS handshake, before its upgrade request) is run
+# once more after printing where it hung; any other failure fails at once.
+check() {
+  local rc=0
+  "${client[@]}" "$1" >"$tmp/check.out" 2>&1 || rc=$?
+  if [ "$rc" -eq 124 ]; then
+    echo "tls: the $1 check's client hung for 30 s; its output:" >&2
+    cat "$tmp/check.out" >&2
+    echo "tls: running the $1 check once more" >&2
+    sleep 1 # the hung client's connections are gone first
+    rc=0
+    "${client[@]}" "$1" >"$tmp/check.out" 2>&1 || rc=$?
+  fi
+  cat "$tmp/check.out"
+  grep '^PASS' "$tmp/check.out" >>"$tmp/passes" || true
+  return "$rc"
+}
+check push
+check per-ip
 timeout 90 node tests/browser/wss.test.js "$url" "$text_port" 127.0.0.11 | tee -a "$tmp/passes"
 
 # The clients above went through nginx, not around it: it logs each

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Compares herald with the Node.js `ws` peer under herald-bench.
+# Compares herald with its peers under herald-bench: uWebSockets (the
+# strongest, deliveries through its topics; build it with
+# ../shared/peers/uws/build.sh, binary in $UWS) and Node.js `ws`.
 #
 # For each mode, the servers take turns (herald, node, herald, node, ...),
 # ROUNDS times each; every run gets a freshly started server on its own
@@ -7,6 +9,7 @@
 # keeps every line in target/bench-compare/<date>/.
 #
 #   benches/peers/run-compare.sh                      # the full comparison
+#   SERVERS="herald uws node" UWS=~/herald-peers/uws/seed_server benches/peers/run-compare.sh
 #   SERVERS="herald before" BEFORE=/tmp/old/herald benches/peers/run-compare.sh
 #                                  # herald against an older herald binary
 #   CONNS=500 IDLE_COUNTS=500,1000 LINES=5000 LAT_CONNS=200 RATE=1000 \
@@ -41,7 +44,7 @@ for m in $MODES; do
   case $m in idle | broadcast | push | latency | handshakes) ;; *) die "unknown mode $m" ;; esac
 done
 for s in $SERVERS; do
-  case $s in herald | node) ;; before) [ -x "${BEFORE:-}" ] || die "before: set BEFORE to a herald binary" ;; *) die "unknown server $s (herald, node or before)" ;; esac
+  case $s in herald | node) ;; uws) [ -x "${UWS:-}" ] || die "uws: set UWS to the seed_server binary (../shared/peers/uws/build.sh)" ;; before) [ -x "${BEFORE:-}" ] || die "before: set BEFORE to a herald binary" ;; *) die "unknown server $s (herald, uws, node or before)" ;; esac
 done
 
 echo "== building herald and herald-bench (release)"
@@ -97,10 +100,11 @@ echo "== $runs runs ($MODES) x ($SERVERS) x $ROUNDS rounds: about $((est / 60 + 
 port=$BASE_PORT
 port_free() { [ -z "$(ss -Htln "( sport = :$1 )" 2>/dev/null)" ]; }
 next_ports() {
-  while ! port_free "$port" || ! port_free $((port + 1)); do port=$((port + 2)); done
+  while ! port_free "$port" || ! port_free $((port + 1)) || ! port_free $((port + 2)); do port=$((port + 3)); done
   WS_PORT=$port
   TEXT_PORT=$((port + 1))
-  port=$((port + 2))
+  HTTP_PORT=$((port + 2))
+  port=$((port + 3))
 }
 
 SERVER_PID=
@@ -108,13 +112,15 @@ start_server() {
   local name=$1 slog=$OUT/server-$1-$WS_PORT.log
   case $name in
     before) "$BEFORE" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http off --routing >"$slog" 2>&1 & ;;
-    herald) "$HERALD" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http off --routing >"$slog" 2>&1 & ;;
+    herald) "$HERALD" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http 127.0.0.1:"$HTTP_PORT" --routing >"$slog" 2>&1 & ;;
+    uws) WS_PORT=$WS_PORT TCP_PORT=$TEXT_PORT "$UWS" >"$slog" 2>&1 & ;;
     node) node benches/peers/node-ws/server.js "$WS_PORT" "$TEXT_PORT" 127.0.0.1 >"$slog" 2>&1 & ;;
   esac
   SERVER_PID=$!
-  # Both servers print a "listening ws" and a "listening text" line once bound.
+  # Each server says when it is bound.
   for _ in $(seq 100); do
     if grep -q "listening ws" "$slog" && grep -q "listening text" "$slog"; then return 0; fi
+    if grep -q "uws seed server: ws on" "$slog"; then return 0; fi
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.1
   done
@@ -136,10 +142,13 @@ trap 'stop_server; exit 130' INT TERM
 bench_args() { # mode server
   local ws=127.0.0.1:$WS_PORT text=127.0.0.1:$TEXT_PORT
   local common=(--label "$2" --timeout "$PHASE_TIMEOUT")
+  # herald's own counters: its writes and messages per write.
+  local stats=()
+  [ "$2" = herald ] && stats=(--stats 127.0.0.1:"$HTTP_PORT")
   case $1 in
     idle) echo idle --ws "$ws" --text "$text" --pid "$SERVER_PID" --counts "$IDLE_COUNTS" "${common[@]}" ;;
-    broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" --size "$SIZE" --runs 1 "${common[@]}" ;;
-    push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" --runs 1 --pid "$SERVER_PID" "${common[@]}" ;;
+    broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" --size "$SIZE" --runs 1 "${stats[@]}" "${common[@]}" ;;
+    push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
     latency) echo latency --ws "$ws" --text "$text" --conns "$LAT_CONNS" --rate "$RATE" --seconds "$LAT_SECONDS" --runs 1 "${common[@]}" ;;
     handshakes) echo handshakes --ws "$ws" --total "$TOTAL" --concurrency "$CONCURRENCY" --runs 1 --pid "$SERVER_PID" "${common[@]}" ;;
   esac

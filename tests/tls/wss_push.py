@@ -19,6 +19,7 @@ Prints one PASS line per check; exits 1 on the first failure.
 """
 
 import argparse
+import faulthandler
 import contextlib
 import json
 import socket
@@ -180,6 +181,8 @@ def check_per_ip(env):
 
 
 def main():
+    # A hang prints every thread's stack before .ci/tls.sh's timeout (30 s).
+    faulthandler.dump_traceback_later(25, exit=False)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("check", choices=["push", "per-ip"])
     p.add_argument("--url", required=True, help="wss://127.0.0.1:PORT/ (nginx)")
