@@ -68,7 +68,7 @@ pub fn report_writes(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> O
     let (writes, messages) = (w1.saturating_sub(w0), m1.saturating_sub(m0));
     let per = messages as f64 / writes.max(1) as f64;
     println!(
-        "  server writes {writes} for {messages} messages = {per:.2} messages per write \
+        "  server writes {writes} for {messages} messages (deliveries and replies) = {per:.2} messages per write \
          (/stats also counts its own reply and this query)"
     );
     Some(per)
