@@ -381,3 +381,52 @@ fn bytes_pending_to_redis_are_bounded() {
     assert_eq!(recv_text(&mut ws), r#"{"uid":"here"}"#);
     assert!(h.stats()["redis_backlog_refused"].as_u64().unwrap() >= 1);
 }
+
+#[test]
+fn start_d_and_stop_with_workers() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let dir = std::env::temp_dir().join(format!("herald-dw-{}-{}", std::process::id(), unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid_file = dir.join("herald.pid");
+    let pid_path = pid_file.to_str().unwrap().to_string();
+    let p = prefix();
+    let r = run_herald(&[
+        "start",
+        "-d",
+        "--pid-file",
+        &pid_path,
+        "--ws",
+        "127.0.0.1:0",
+        "--text",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--redis",
+        &url,
+        "--redis-prefix",
+        &p,
+        "--workers",
+        "2",
+    ]);
+    assert_eq!(r.code(), Some(0), "{r:?}");
+    let master: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let log = || std::fs::read_to_string(dir.join("herald.log")).unwrap_or_default();
+    wait_until("both workers joined", || {
+        log().matches("redis: up").count() >= 2
+    });
+    // status finds the daemon and shows every worker.
+    let s = run_herald(&["status", "--pid-file", &pid_path]);
+    assert_eq!(s.code(), Some(0), "{s:?}");
+    assert!(s.stdout.contains("total (2 nodes"), "{s:?}");
+    let st = run_herald(&["stop", "--pid-file", &pid_path]);
+    assert_eq!(st.code(), Some(0), "{st:?}");
+    wait_until("master and workers gone", || {
+        !pid_alive(master) && !log().is_empty() && log().contains("all workers stopped")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
