@@ -474,10 +474,12 @@ fn run(mut cli: Cli) -> Result<(), String> {
     let workers = cli.workers > 1;
     let mut server = bind_server(&cli, &wanted, cli.reuse_port || workers, None)?;
     let listeners = server.listeners();
-    if workers {
-        drop(server);
-        server = bind_server(&cli, &[], false, None)?;
-    }
+    // What is left once herald's own descriptors (listeners, epoll, the
+    // spare one, standard streams; the signalfd comes next) are counted.
+    let (soft, hard) = server.context().nofile_limit();
+    let own = herald::sys::open_descriptors().unwrap_or(16) + 1;
+    // Under workers each binds its own listeners; this process serves none.
+    let server = (!workers).then_some(server);
     let warnings = security_warnings(&cli);
     let addr_file = beside(&cli.pid_file, "addr");
     if cli.daemon {
@@ -524,10 +526,6 @@ fn run(mut cli: Cli) -> Result<(), String> {
     for (proto, addr) in &listeners {
         herald::log_info!("listening {} {}", proto.name(), addr);
     }
-    // What is left once herald's own descriptors (listeners, epoll, the
-    // spare one, standard streams; the signalfd comes next) are counted.
-    let (soft, hard) = server.context().nofile_limit();
-    let own = herald::sys::open_descriptors().unwrap_or(16) + 1;
     let room = soft.saturating_sub(own);
     let max = cli.limits.max_connections as u64;
     let capped = if max == 0 || max > room {
@@ -538,8 +536,9 @@ fn run(mut cli: Cli) -> Result<(), String> {
     herald::log_info!(
         "open-file limit {soft} (hard {hard}): at most about {room} connections in this process{capped}"
     );
-    let res = if workers {
-        drop(server);
+    let res = if let Some(server) = server {
+        serve(server)
+    } else {
         let s = herald::supervisor::Supervision {
             workers: cli.workers,
             shutdown_grace_ms: cli.limits.shutdown_grace_ms,
@@ -563,8 +562,6 @@ fn run(mut cli: Cli) -> Result<(), String> {
             0 => Ok(()),
             c => Err(format!("the workers stopped with code {c}")),
         }
-    } else {
-        serve(server)
     };
     match &res {
         Ok(()) => herald::log_info!("stopped"),

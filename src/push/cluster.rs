@@ -16,7 +16,7 @@
 //! them; a node's heartbeat key (`PREFIX:alive:NODE`, 6 s) tells the live
 //! from the dead, whose entries any live node's heartbeat sweeps away.
 
-use crate::app::{ConnId, Deferred, Response, TimerId};
+use crate::app::{ConnId, Deferred, Response};
 use crate::reactor::Context;
 use crate::redis::resp::{self, Reply};
 use crate::redis::RedisUrl;
@@ -40,7 +40,6 @@ pub struct ClusterConfig {
 /// Redis figures for /stats and /metrics.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterStats {
-    pub up: bool,
     pub reconnects: u64,
     pub published: u64,
     pub received: u64,
@@ -180,7 +179,6 @@ struct Link {
     /// Bytes received and not yet decoded.
     input: Vec<u8>,
     backoff_ms: u64,
-    retry: Option<TimerId>,
     /// Failed attempts since it was last up (for a quiet log while Redis
     /// stays away).
     failures: u32,
@@ -226,6 +224,11 @@ impl Cluster {
         }
     }
 
+    /// Both Redis connections are up.
+    pub(super) fn up(&self) -> bool {
+        self.cmd.up && self.sub.up
+    }
+
     pub(super) fn node(&self) -> &str {
         &self.cfg.node
     }
@@ -254,12 +257,10 @@ impl Cluster {
     }
 
     fn connect_cmd(&mut self, cx: &mut Context) {
-        self.cmd.retry = None;
         self.cmd.conn = Some(cx.connect(self.cfg.redis.addr));
     }
 
     fn connect_sub(&mut self, cx: &mut Context) {
-        self.sub.retry = None;
         self.sub.conn = Some(cx.connect(self.cfg.redis.addr));
     }
 
@@ -351,8 +352,7 @@ impl Cluster {
                 self.send_sub(cx, &args);
             }
         }
-        self.stats.up = self.cmd.up && self.sub.up;
-        if self.stats.up {
+        if self.up() {
             crate::log_info!("redis: up ({:?}), node {}", self.cfg.redis, self.cfg.node);
         }
     }
@@ -370,7 +370,7 @@ impl Cluster {
             self.sub.conn = self.sub.conn.filter(|c| *c != conn);
             return;
         }
-        let was_up = self.stats.up;
+        let was_up = self.up();
         let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
         let had_been_up = link.up;
         link.failures += 1;
@@ -382,7 +382,7 @@ impl Cluster {
         // Jitter: up to a quarter either way, from the clock's low bits.
         let jitter = crate::sys::monotonic_ms() % (link.backoff_ms / 2 + 1);
         let delay = link.backoff_ms - link.backoff_ms / 4 + jitter;
-        link.retry = Some(cx.set_timer(delay, if is_cmd { T_CMD } else { T_SUB }));
+        cx.set_timer(delay, if is_cmd { T_CMD } else { T_SUB });
         if had_been_up {
             self.stats.reconnects += 1;
         }
@@ -391,7 +391,6 @@ impl Cluster {
         } else {
             self.leaving.clear();
         }
-        self.stats.up = false;
         // The first failure, then about once a minute while Redis stays away.
         if was_up || had_been_up || failures % 12 == 1 {
             crate::log_warn!(

@@ -163,7 +163,7 @@ const FIGURES: &[Figure] = &[
             GAUGE,
             "1 while both Redis connections are up (--redis).",
         )),
-        |f| f.redis().is_some_and(|r| r.up) as u64,
+        |f| f.cluster.is_some_and(|c| c.up()) as u64,
     ),
     figure(
         "redis_reconnects",

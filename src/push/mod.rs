@@ -238,20 +238,15 @@ impl PushApp {
         if cx.uid(conn).is_none() {
             if let Some(v) = &self.config.tokens {
                 // Proven uids: the first message is a token, not a uid.
-                match v.verify(text, unix_now()) {
-                    Ok(c) if c.sub.len() > cx.limits().max_uid => {
-                        let reason = format!("uid too long (max {} bytes)", cx.limits().max_uid);
-                        cx.close(conn, CloseCode::POLICY, &reason);
-                    }
-                    Ok(c) => {
-                        cx.bind_uid(conn, &c.sub);
+                match prove(v, text, cx.limits().max_uid) {
+                    Ok(uid) => {
+                        cx.bind_uid(conn, &uid);
                         if let Some(cl) = self.cluster.as_mut() {
-                            cl.bound(cx, &c.sub);
+                            cl.bound(cx, &uid);
                         }
                     }
-                    Err(e) => {
+                    Err(reason) => {
                         self.stats.auth_refused += 1;
-                        let reason = e.to_string();
                         cx.note_refusal(conn, Refusal::Close(CloseCode::POLICY.0), &reason);
                         cx.close(conn, CloseCode::POLICY, &reason);
                     }
@@ -488,6 +483,16 @@ fn json_error(status: u16, msg: &str) -> Response {
     )
 }
 
+/// The uid a token proves (its `sub`, within `max_uid`), or why not: the
+/// same for `?token=` and for a first message.
+fn prove(v: &Verifier, token: &str, max_uid: usize) -> Result<String, String> {
+    match v.verify(token, unix_now()) {
+        Ok(c) if c.sub.len() > max_uid => Err(format!("uid too long (max {max_uid} bytes)")),
+        Ok(c) => Ok(c.sub),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Seconds since the Unix epoch, for token expiry.
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -511,18 +516,11 @@ impl App for PushApp {
             // No token in the URL: with proven uids the first message is one.
             return Upgrade::Accept;
         };
-        match v.verify(&token, unix_now()) {
-            Ok(c) if c.sub.len() > cx.limits().max_uid => {
+        match prove(v, &token, cx.limits().max_uid) {
+            Ok(uid) => Upgrade::AcceptAs(uid),
+            Err(reason) => {
                 self.stats.auth_refused += 1;
-                Upgrade::Refuse(
-                    401,
-                    format!("uid too long (max {} bytes)", cx.limits().max_uid),
-                )
-            }
-            Ok(c) => Upgrade::AcceptAs(c.sub),
-            Err(e) => {
-                self.stats.auth_refused += 1;
-                Upgrade::Refuse(401, e.to_string())
+                Upgrade::Refuse(401, reason)
             }
         }
     }

@@ -119,11 +119,22 @@ pub fn status_text(v: &Value) -> String {
     }
     let nodes = v.get("nodes").and_then(Value::as_array);
     if let Some(nodes) = nodes.filter(|n| !n.is_empty()) {
-        let _ = writeln!(
-            out,
-            "\n  {:<36} {:>6} {:>12} {:>12} {:>12} {:>10}",
-            "NODE", "WORKER", "CONNECTIONS", "PUSHES OK", "PUSHES FAIL", "RSS"
-        );
+        out.push('\n');
+        let mut row = |cols: [&str; 6]| {
+            let _ = writeln!(
+                out,
+                "  {:<36} {:>6} {:>12} {:>12} {:>12} {:>10}",
+                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+            );
+        };
+        row([
+            "NODE",
+            "WORKER",
+            "CONNECTIONS",
+            "PUSHES OK",
+            "PUSHES FAIL",
+            "RSS",
+        ]);
         let mut total = [0u64; 4];
         for node in nodes {
             let f = [
@@ -135,27 +146,19 @@ pub fn status_text(v: &Value) -> String {
             for (t, x) in total.iter_mut().zip(f) {
                 *t += x;
             }
-            let _ = writeln!(
-                out,
-                "  {:<36} {:>6} {:>12} {:>12} {:>12} {:>10}",
-                node.get("node").and_then(Value::as_str).unwrap_or("?"),
-                num(node, "worker"),
-                grouped(f[0]),
-                grouped(f[1]),
-                grouped(f[2]),
-                bytes(f[3])
-            );
+            let name = node.get("node").and_then(Value::as_str).unwrap_or("?");
+            let worker = num(node, "worker").to_string();
+            let (c, ok, fail, rss) = (grouped(f[0]), grouped(f[1]), grouped(f[2]), bytes(f[3]));
+            row([name, &worker, &c, &ok, &fail, &rss]);
         }
-        let _ = writeln!(
-            out,
-            "  {:<36} {:>6} {:>12} {:>12} {:>12} {:>10}",
-            format!("total ({} nodes, as of their last heartbeat)", nodes.len()),
-            "",
+        let label = format!("total ({} nodes, as of their last heartbeat)", nodes.len());
+        let (c, ok, fail, rss) = (
             grouped(total[0]),
             grouped(total[1]),
             grouped(total[2]),
-            bytes(total[3])
+            bytes(total[3]),
         );
+        row([&label, "", &c, &ok, &fail, &rss]);
     }
     out
 }

@@ -29,25 +29,31 @@ pub(crate) fn stop_signal_fd() -> io::Result<RawFd> {
     syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))
 }
 
-/// Drains a signalfd; says which signals were read.
-pub(crate) fn drain_signal_fd(fd: RawFd) -> Signals {
-    let mut got = Signals::default();
+/// Reads every pending siginfo from a non-blocking signalfd, calling `on`
+/// with each signal number.
+fn read_signals(fd: RawFd, mut on: impl FnMut(i32)) {
     let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
     loop {
         let size = size_of::<libc::signalfd_siginfo>();
         // SAFETY: `info` has room for exactly one siginfo of `size` bytes.
         let n = unsafe { libc::read(fd, info.as_mut_ptr().cast(), size) };
         if n != size as isize {
-            return got;
+            return;
         }
         // SAFETY: the kernel wrote a whole siginfo (n == size).
-        let signo = unsafe { info.assume_init_ref() }.ssi_signo as i32;
-        match signo {
-            libc::SIGHUP => got.reload = true,
-            libc::SIGUSR1 => got.reopen = true,
-            other => got.stop = Some(other),
-        }
+        on(unsafe { info.assume_init_ref() }.ssi_signo as i32);
     }
+}
+
+/// Drains a signalfd; says which signals were read.
+pub(crate) fn drain_signal_fd(fd: RawFd) -> Signals {
+    let mut got = Signals::default();
+    read_signals(fd, |signo| match signo {
+        libc::SIGHUP => got.reload = true,
+        libc::SIGUSR1 => got.reopen = true,
+        other => got.stop = Some(other),
+    });
+    got
 }
 
 /// SIGPIPE is ignored process-wide as a second line of defence behind MSG_NOSIGNAL.
@@ -166,23 +172,13 @@ impl SupervisorSignalFd {
     /// Reads every pending signal; says which arrived.
     pub(crate) fn drain(&self) -> SupervisorSignals {
         let mut got = SupervisorSignals::default();
-        let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
-        loop {
-            let size = size_of::<libc::signalfd_siginfo>();
-            // SAFETY: `info` has room for exactly one siginfo of `size` bytes.
-            let n = unsafe { libc::read(self.fd, info.as_mut_ptr().cast(), size) };
-            if n != size as isize {
-                return got;
-            }
-            // SAFETY: the kernel wrote a whole siginfo (n == size).
-            let signo = unsafe { info.assume_init_ref() }.ssi_signo as i32;
-            match signo {
-                libc::SIGHUP => got.reload = true,
-                libc::SIGUSR1 => got.reopen = true,
-                libc::SIGCHLD => got.child = true,
-                other => got.stop = Some(other),
-            }
-        }
+        read_signals(self.fd, |signo| match signo {
+            libc::SIGHUP => got.reload = true,
+            libc::SIGUSR1 => got.reopen = true,
+            libc::SIGCHLD => got.child = true,
+            other => got.stop = Some(other),
+        });
+        got
     }
 
     /// In a forked worker, before it runs: closes the supervisor's signalfd
