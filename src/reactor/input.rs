@@ -93,16 +93,27 @@ impl Inputs {
 /// Full-buffer reads handled per readiness event before output is flushed.
 const MAX_READS_PER_EVENT: usize = 16;
 
-/// A text-port backend that keeps writing is read for longer before output
-/// is flushed (more messages per recipient write), bounded so that one busy
-/// backend cannot starve the others or hold its pushes' latency hostage:
-/// at most this many reads (4 MiB with the default read buffer), and no new
-/// read once this many ms have passed. Measured (BENCHMARKS.md): 16 reads
-/// gave 2.3 deliveries per write and 225 k pushes/s, 64 reads and 20 ms
-/// 3.7 and 367 k; a 2 ms bound cut batches below one message per
-/// recipient (130 k); p99 at 5,000 pushes/s stayed at 267 us.
-const TEXT_READS_PER_EVENT: usize = 64;
-const TEXT_READ_MS: u64 = 20;
+/// A text-port backend that keeps writing (pipelining faster than herald
+/// delivers) is read for longer before output is flushed, so that each
+/// recipient gets many messages per write: on loopback a write costs 5-10 us
+/// of kernel time whatever it carries, so a flood's throughput is set by how
+/// many flush rounds it takes. Bounded so that one busy backend cannot
+/// starve the others or hold latency hostage:
+/// - in bytes: at most this many reads per event (16 MiB with the default
+///   read buffer);
+/// - in time, per loop iteration (shared by every text connection read in
+///   it): no new read once the iteration has read for as long as its last
+///   flush took, at least `TEXT_READ_MIN_MS` and at most `TEXT_READ_MAX_MS`.
+///   Reading then takes at most about half of a flood's time, and other
+///   connections wait at most `TEXT_READ_MAX_MS` beyond the flush itself.
+///
+/// A backend that is not flooding is unaffected: its reads end at EAGAIN.
+/// Measured (BENCHMARKS.md, 10,000 recipients, 300,000 pipelined pushes):
+/// a fixed 20 ms gave 8-9 flush rounds and about 330 k pushes/s; this rule
+/// 2-3 rounds.
+const TEXT_READS_PER_EVENT: usize = 256;
+const TEXT_READ_MIN_MS: u64 = 20;
+const TEXT_READ_MAX_MS: u64 = 100;
 
 impl<A: App> Server<A> {
     /// Reads and handles input. A read that fills the whole buffer is
@@ -117,7 +128,7 @@ impl<A: App> Server<A> {
         } else {
             MAX_READS_PER_EVENT
         };
-        let started = if text { sys::monotonic_ms() } else { 0 };
+        let until = if text { self.text_read_until() } else { 0 };
         for _ in 0..reads {
             let n = match sys::read(fd, &mut self.rbuf) {
                 Ok(0) => {
@@ -170,10 +181,19 @@ impl<A: App> Server<A> {
             if !s.live() || (n < self.rbuf.len() && kind != Kind::Text) {
                 break;
             }
-            if text && sys::monotonic_ms().saturating_sub(started) >= TEXT_READ_MS {
+            if text && sys::monotonic_ms() >= until {
                 break;
             }
         }
+    }
+
+    /// When this iteration's text-port reading ends (see `TEXT_READ_MIN_MS`):
+    /// fixed at the first text read of the iteration.
+    fn text_read_until(&mut self) -> u64 {
+        *self.text_until.get_or_insert_with(|| {
+            let budget = self.last_flush_ms.clamp(TEXT_READ_MIN_MS, TEXT_READ_MAX_MS);
+            sys::monotonic_ms() + budget
+        })
     }
 
     fn peer_eof(&mut self, idx: u32) {

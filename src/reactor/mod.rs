@@ -93,6 +93,11 @@ pub struct Server<A: App> {
     /// The one read buffer, shared by every connection.
     rbuf: Vec<u8>,
     inputs: Inputs,
+    /// How long the last end-of-iteration flush took (ms): the text-port
+    /// read budget follows it.
+    last_flush_ms: u64,
+    /// When text-port reading stops in this iteration, once one began.
+    text_until: Option<u64>,
 }
 
 impl<A: App> Server<A> {
@@ -105,6 +110,8 @@ impl<A: App> Server<A> {
             events: Vec::with_capacity(256),
             rbuf,
             inputs: Inputs::default(),
+            last_flush_ms: 0,
+            text_until: None,
         })
     }
 
@@ -186,13 +193,16 @@ impl<A: App> Server<A> {
             self.cx.now_ms = sys::monotonic_ms() - self.cx.start_ms;
             self.cx.now = (self.cx.now_ms / TICK_MS) as u32;
             let events = std::mem::take(&mut self.events);
+            self.text_until = None;
             for ev in &events {
                 self.dispatch(*ev);
             }
             self.events = events;
             self.run_timers();
             self.start_connects();
+            let before = sys::monotonic_ms();
             self.cx.flush_dirty();
+            self.last_flush_ms = sys::monotonic_ms().saturating_sub(before);
             self.reap();
             self.report();
             if let Some(deadline) = self.cx.stopping {
