@@ -86,6 +86,36 @@ fn closing_an_old_tab_leaves_the_newer_one_bound() {
     assert_eq!(t.request(r#"{"uid":"u","after":"b closed"}"#), "fail");
 }
 
+/// RFC 6455 5.5.1: once both close frames are exchanged the server closes
+/// TCP at once; it does not hold the connection until the client's FIN.
+#[test]
+fn after_the_close_handshake_the_server_closes_without_waiting_for_the_client() {
+    let h = Herald::start(&["--close-timeout", "20000"]);
+    let mut raw = RawWs {
+        stream: tcp(h.ws_addr()),
+    };
+    raw.send(upgrade_request(h.ws_addr()).as_bytes());
+    assert!(read_head(&mut raw.stream).starts_with("HTTP/1.1 101 "));
+    let mut bytes = masked_frame(0x81, b"leaving");
+    bytes.extend_from_slice(&masked_frame(0x88, &1000u16.to_be_bytes()));
+    raw.send(&bytes);
+    let (got, closed) = read_to_close(&mut raw.stream, Duration::from_secs(5));
+    assert_eq!(
+        got,
+        [0x88, 2, 0x03, 0xE8],
+        "the close frame echoed, then nothing"
+    );
+    assert!(closed, "the server did not end the stream");
+    // Our socket stays open (no FIN from us), yet the server has let go:
+    // only the /stats request itself is still counted.
+    wait_until("the server to release the connection", || {
+        h.stats()["connections"].as_u64() == Some(1)
+    });
+    let mut t = h.text_client();
+    assert_eq!(t.request(r#"{"online":"leaving"}"#), "0");
+    drop(raw);
+}
+
 #[test]
 fn an_old_tab_vanishing_without_a_close_frame_leaves_the_newer_one_bound() {
     let h = Herald::start(&[]);

@@ -469,6 +469,7 @@ fn ws_frames<A: App>(
                 // `frames` answers control frames itself.
             }
             Some(Step::Closed) => {
+                cx.slots[idx as usize].flags.set(Flags::CLOSE_EXCHANGED);
                 cx.begin_close(idx);
                 break;
             }

@@ -128,9 +128,16 @@ impl Context {
         let fd = s.fd;
         let mut written = 0;
         let mut failed = false;
+        let last = s.flags.has(Flags::CLOSE_EXCHANGED);
         if let Some(out) = s.out.as_mut() {
             while written < out.len() {
-                match sys::write(fd, &out[written..]) {
+                let rest = &out[written..];
+                let sent = if last {
+                    sys::write_last(fd, rest)
+                } else {
+                    sys::write(fd, rest)
+                };
+                match sent {
                     Ok(n) => {
                         written += n;
                         self.stats.writes += 1;
@@ -176,7 +183,10 @@ impl Context {
         if s.flags.has(Flags::DEFERRED) {
             // Replies are still owed: the close waits for them (bounded by
             // the close timeout once closing).
-        } else if s.flags.has(Flags::PEER_EOF) {
+        } else if s.flags.has(Flags::PEER_EOF | Flags::CLOSE_EXCHANGED) {
+            // Unread input left in the socket would turn this close into a
+            // reset; after an exchanged close only a misbehaving peer can
+            // have sent more.
             self.kill(idx, false);
         } else if s.flags.has(Flags::CLOSING) && !s.flags.has(Flags::FIN_SENT) {
             // Half-close and wait for the peer's end of stream: closing with

@@ -61,6 +61,11 @@ impl Flags {
     pub const DEFERRED: Flags = Flags(1 << 10);
     /// Close once the outstanding deferred replies are written.
     pub const CLOSE_AFTER_REPLIES: Flags = Flags(1 << 11);
+    /// Both close frames are exchanged (the peer's read, ours queued): once
+    /// output drains the socket closes at once, with no half-close and no
+    /// wait for the peer's end of stream (RFC 6455 5.5.1: the endpoint then
+    /// "MUST close the underlying TCP connection").
+    pub const CLOSE_EXCHANGED: Flags = Flags(1 << 12);
 
     pub fn has(self, f: Flags) -> bool {
         self.0 & f.0 != 0
