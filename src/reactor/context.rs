@@ -289,7 +289,7 @@ impl Context {
     /// many accepted it into their queues.
     pub fn send_to_uid(&mut self, uid: &str, text: &str) -> usize {
         let h = FrameHead::new(OpCode::Text, text.len());
-        let mut at = self.hub.head(uid).unwrap_or(NIL);
+        let mut at = self.hub.head(&self.slots, uid).unwrap_or(NIL);
         let mut sent = 0;
         while at != NIL {
             let next = self.slots[at as usize].next;
@@ -323,7 +323,7 @@ impl Context {
 
     /// How many connections are bound to `uid`.
     pub fn connections_of(&self, uid: &str) -> usize {
-        let mut at = self.hub.head(uid).unwrap_or(NIL);
+        let mut at = self.hub.head(&self.slots, uid).unwrap_or(NIL);
         let mut n = 0;
         while at != NIL {
             n += 1;
