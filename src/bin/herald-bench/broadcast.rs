@@ -62,6 +62,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     sync(&mut fleet, n, sender, &common)?;
 
     let mut values = Vec::new();
+    let mut per_write_values = Vec::new();
     for run in 1..=runs {
         // The payload every client receives: a tag byte, the run, filler.
         let mut payload = format!("m{run}:").into_bytes();
@@ -123,6 +124,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
         let mut extra = Map::new();
         if let Some(p) = per_write {
             extra.insert("messages_per_write".into(), json!(p));
+            per_write_values.push(p);
         }
         extra.insert("elapsed_s".into(), json!(elapsed));
         extra.insert("deliveries".into(), json!(expected));
@@ -134,6 +136,12 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     }
     let mut extra = Map::new();
     extra.insert("runs".into(), json!(values));
+    if !per_write_values.is_empty() {
+        extra.insert(
+            "messages_per_write".into(),
+            json!(median(&per_write_values)),
+        );
+    }
     rep.result(&median_of(runs), median(&values), "deliveries/s", extra);
     Ok(())
 }

@@ -77,28 +77,31 @@ pub fn report_writes(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> O
 /// Prints the server's CPU use over a run and the rate per server CPU-second:
 /// near 100% of a core the figure is the server's; well below, it is the
 /// load tool's.
+/// Prints the server's CPU use over a run; returns `done` per server
+/// CPU-second (`None` without `--pid`, or below the kernel's 10 ms).
 pub fn report_server_cpu(
     pid: Option<u32>,
     before: Option<f64>,
     elapsed: f64,
     done: usize,
     what: &str,
-) {
+) -> Option<f64> {
     let (Some(pid), Some(before)) = (pid, before) else {
-        return;
+        return None;
     };
-    let Ok(after) = crate::host::cpu_seconds(pid) else {
-        return;
-    };
+    let after = crate::host::cpu_seconds(pid).ok()?;
     let cpu = after - before;
     let share = cpu / elapsed * 100.0;
     if cpu > 0.0 {
+        let per = done as f64 / cpu;
         println!(
             "  server CPU {cpu:.2} s = {share:.0}% of one core; {} {what} per server CPU-second",
-            crate::report::fmt_num(done as f64 / cpu)
+            crate::report::fmt_num(per)
         );
+        Some(per)
     } else {
         println!("  server CPU below the 10 ms the kernel counts");
+        None
     }
 }
 

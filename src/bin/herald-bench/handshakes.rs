@@ -50,6 +50,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
         fleet.add_client();
     }
     let mut values = Vec::new();
+    let mut per_cpu_values = Vec::new();
     for run in 1..=runs {
         let mut churn = Churn {
             run,
@@ -94,8 +95,13 @@ pub fn run(a: &mut Args) -> Result<(), String> {
                 None => String::new(),
             }
         );
-        crate::cli::report_server_cpu(server_pid, cpu_before, elapsed, completed, "handshakes");
+        let per_cpu =
+            crate::cli::report_server_cpu(server_pid, cpu_before, elapsed, completed, "handshakes");
         let mut extra = Map::new();
+        if let Some(p) = per_cpu {
+            extra.insert("per_cpu_second".into(), json!(p));
+            per_cpu_values.push(p);
+        }
         extra.insert("elapsed_s".into(), json!(elapsed));
         extra.insert("completed".into(), json!(completed));
         extra.insert("failed".into(), json!(failed));
@@ -106,6 +112,9 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     }
     let mut extra = Map::new();
     extra.insert("runs".into(), json!(values));
+    if !per_cpu_values.is_empty() {
+        extra.insert("per_cpu_second".into(), json!(median(&per_cpu_values)));
+    }
     rep.result(&median_of(runs), median(&values), "handshakes/s", extra);
     Ok(())
 }

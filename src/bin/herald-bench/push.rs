@@ -56,6 +56,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
         let _ = writeln!(batch, "{{\"uid\":\"u{}\",\"percent\":\"88%\"}}", j % n);
     }
     let mut values = Vec::new();
+    let (mut per_cpu_values, mut per_write_values) = (Vec::new(), Vec::new());
     for run in 1..=runs {
         let mut t = Pushes {
             lines,
@@ -100,11 +101,17 @@ pub fn run(a: &mut Args) -> Result<(), String> {
              in {elapsed:.3} s = {} pushes delivered/s",
             fmt_num(rate)
         );
-        crate::cli::report_server_cpu(server_pid, cpu_before, elapsed, delivered, "pushes");
+        let per_cpu =
+            crate::cli::report_server_cpu(server_pid, cpu_before, elapsed, delivered, "pushes");
         let per_write = crate::cli::report_writes(writes_before, crate::cli::server_writes(api));
         let mut extra = Map::new();
         if let Some(p) = per_write {
             extra.insert("messages_per_write".into(), json!(p));
+            per_write_values.push(p);
+        }
+        if let Some(p) = per_cpu {
+            extra.insert("per_cpu_second".into(), json!(p));
+            per_cpu_values.push(p);
         }
         extra.insert("elapsed_s".into(), json!(elapsed));
         extra.insert("delivered".into(), json!(delivered));
@@ -114,6 +121,15 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     }
     let mut extra = Map::new();
     extra.insert("runs".into(), json!(values));
+    if !per_cpu_values.is_empty() {
+        extra.insert("per_cpu_second".into(), json!(median(&per_cpu_values)));
+    }
+    if !per_write_values.is_empty() {
+        extra.insert(
+            "messages_per_write".into(),
+            json!(median(&per_write_values)),
+        );
+    }
     rep.result(
         &median_of(runs),
         median(&values),

@@ -121,6 +121,35 @@ fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
             ("max_us", "max latency, µs".into(), true),
         ],
         "idle" => vec![("value", unit.to_string(), true)],
+        "handshakes" => vec![
+            ("value", unit.to_string(), false),
+            (
+                "per_cpu_second",
+                "handshakes per server CPU-second".into(),
+                false,
+            ),
+        ],
+        "push" => vec![
+            ("value", unit.to_string(), false),
+            (
+                "per_cpu_second",
+                "pushes per server CPU-second".into(),
+                false,
+            ),
+            (
+                "messages_per_write",
+                "messages per socket write".into(),
+                false,
+            ),
+        ],
+        "broadcast" => vec![
+            ("value", unit.to_string(), false),
+            (
+                "messages_per_write",
+                "messages per socket write".into(),
+                false,
+            ),
+        ],
         _ => vec![("value", unit.to_string(), false)],
     }
 }
@@ -128,12 +157,23 @@ fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
 /// Reads JSON lines (the `result` lines of herald-bench runs, other lines
 /// are skipped) and prints a markdown table of medians per mode and server.
 pub fn table(paths: &[String]) -> Result<(), String> {
+    let mut lines = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))?;
+        lines.extend(text.lines().map(str::to_string));
+    }
+    print!("{}", table_of(&lines)?);
+    Ok(())
+}
+
+/// The markdown table of medians for JSON `lines` (see [`table`]).
+fn table_of(lines: &[String]) -> Result<String, String> {
+    let mut out = String::new();
     let mut rows: Vec<(String, String)> = Vec::new(); // (mode, params) in order seen
     let mut servers: Vec<String> = Vec::new();
     let mut seen: Vec<Value> = Vec::new();
-    for p in paths {
-        let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))?;
-        for l in text.lines().filter(|l| l.starts_with('{')) {
+    {
+        for l in lines.iter().filter(|l| l.starts_with('{')) {
             let Ok(v) = serde_json::from_str::<Value>(l) else {
                 continue;
             };
@@ -161,11 +201,12 @@ pub fn table(paths: &[String]) -> Result<(), String> {
         head.push_str(&format!(" {s} |"));
         rule.push_str(" ---: |");
     }
-    if servers.len() == 2 {
-        head.push_str(&format!(" {} / {} |", servers[0], servers[1]));
+    // The first server (herald in run-compare.sh) against each other one.
+    for s in servers.iter().skip(1) {
+        head.push_str(&format!(" {} / {s} |", servers[0]));
         rule.push_str(" ---: |");
     }
-    println!("{head}\n{rule}");
+    out.push_str(&format!("{head}\n{rule}\n"));
     for (mode, params) in &rows {
         let of_row: Vec<&Value> = seen
             .iter()
@@ -191,18 +232,19 @@ pub fn table(paths: &[String]) -> Result<(), String> {
                     line.push_str(&format!(" {} (n={n}) |", fmt_num(m)));
                 }
             }
-            if meds.len() == 2 {
-                let r = meds[0] / meds[1];
-                if r.is_finite() {
+            for m in meds.iter().skip(1) {
+                let r = meds[0] / m;
+                if r.is_finite() && r > 0.0 {
                     line.push_str(&format!(" {r:.2} |"));
                 } else {
                     line.push_str(" – |");
                 }
             }
-            println!("{line}");
+            out.push_str(&line);
+            out.push('\n');
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -221,5 +263,38 @@ mod tests {
         assert_eq!(fmt_num(1_234_567.8), "1,234,568");
         assert_eq!(fmt_num(999.0), "999");
         assert_eq!(fmt_num(12.34), "12.3");
+    }
+
+    #[test]
+    fn the_table_compares_the_first_server_with_each_other_one() {
+        let line = |server: &str, value: f64, cpu: Option<f64>| {
+            let mut v = serde_json::json!({"mode": "handshakes", "kind": "result",
+                "server": server, "params": "total=20000", "value": value,
+                "unit": "handshakes/s"});
+            if let Some(c) = cpu {
+                v["per_cpu_second"] = serde_json::json!(c);
+            }
+            v.to_string()
+        };
+        let lines = vec![
+            line("herald", 30_000.0, Some(40_000.0)),
+            "not json".to_string(),
+            line("uws", 20_000.0, Some(30_000.0)),
+            line("herald", 10_000.0, Some(60_000.0)),
+            line("node", 10_000.0, None),
+            line("herald", 20_000.0, Some(50_000.0)),
+        ];
+        let t = table_of(&lines).unwrap();
+        let rows: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            rows[0],
+            "| mode | parameters | figure | herald | uws | node | herald / uws | herald / node |"
+        );
+        assert!(rows[2].starts_with("| handshakes | total=20000 | handshakes/s (higher is better) | 20,000 (n=3) | 20,000 (n=1) | 10,000 (n=1) | 1.00 | 2.00 |"), "{}", rows[2]);
+        assert!(
+            rows[3].ends_with("| 50,000 (n=3) | 30,000 (n=1) | – | 1.67 | – |"),
+            "{}",
+            rows[3]
+        );
     }
 }
