@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::io::Write;
 use std::time::Duration;
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -89,7 +90,7 @@ fn closing_an_old_tab_leaves_the_newer_one_bound() {
 /// RFC 6455 5.5.1: once both close frames are exchanged the server closes
 /// TCP at once; it does not hold the connection until the client's FIN.
 #[test]
-fn after_the_close_handshake_the_server_closes_without_waiting_for_the_client() {
+fn after_the_close_handshake_the_server_ends_the_stream_and_late_bytes_get_no_reset() {
     let h = Herald::start(&["--close-timeout", "20000"]);
     let mut raw = RawWs {
         stream: tcp(h.ws_addr()),
@@ -97,8 +98,10 @@ fn after_the_close_handshake_the_server_closes_without_waiting_for_the_client() 
     raw.send(upgrade_request(h.ws_addr()).as_bytes());
     assert!(read_head(&mut raw.stream).starts_with("HTTP/1.1 101 "));
     let mut bytes = masked_frame(0x81, b"leaving");
+    bytes.extend_from_slice(&masked_frame(0x01, b"fragment1"));
     bytes.extend_from_slice(&masked_frame(0x88, &1000u16.to_be_bytes()));
     raw.send(&bytes);
+    // The server's end of stream comes at once, not after the close timeout.
     let (got, closed) = read_to_close(&mut raw.stream, Duration::from_secs(5));
     assert_eq!(
         got,
@@ -106,14 +109,22 @@ fn after_the_close_handshake_the_server_closes_without_waiting_for_the_client() 
         "the close frame echoed, then nothing"
     );
     assert!(closed, "the server did not end the stream");
-    // Our socket stays open (no FIN from us), yet the server has let go:
-    // only the /stats request itself is still counted.
+    // A misbehaving client writes on after its close frame (Autobahn
+    // 7.1.5). Had the server closed its socket, those bytes would be
+    // answered with RST and the next write would fail.
+    raw.send(&masked_frame(0x80, b"fragment2"));
+    std::thread::sleep(Duration::from_millis(200));
+    let late = raw.stream.write(&masked_frame(0x89, b""));
+    assert!(late.is_ok(), "the server reset the connection: {late:?}");
+    assert!(raw.stream.take_error().unwrap().is_none());
+    // Our FIN lets the server release the connection well before the close
+    // timeout: only the /stats request itself is still counted.
+    raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
     wait_until("the server to release the connection", || {
         h.stats()["connections"].as_u64() == Some(1)
     });
     let mut t = h.text_client();
     assert_eq!(t.request(r#"{"online":"leaving"}"#), "0");
-    drop(raw);
 }
 
 #[test]

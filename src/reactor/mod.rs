@@ -309,7 +309,16 @@ impl<A: App> Server<A> {
                 if ev.events & EV_OUT != 0 {
                     self.cx.flush(idx);
                 }
-                if ev.events & (EV_IN | EV_CLOSED) != 0 && self.cx.slots[idx as usize].live() {
+                let f = self.cx.slots[idx as usize].flags;
+                if ev.events & EV_CLOSED != 0
+                    && f.has(Flags::CLOSE_EXCHANGED)
+                    && f.has(Flags::FIN_SENT)
+                {
+                    // Both ends have closed the WebSocket and sent FIN:
+                    // nothing left to read that matters.
+                    self.cx.kill(idx, false);
+                } else if ev.events & (EV_IN | EV_CLOSED) != 0 && self.cx.slots[idx as usize].live()
+                {
                     self.readable(idx);
                 }
             }

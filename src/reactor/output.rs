@@ -183,14 +183,17 @@ impl Context {
         if s.flags.has(Flags::DEFERRED) {
             // Replies are still owed: the close waits for them (bounded by
             // the close timeout once closing).
-        } else if s.flags.has(Flags::PEER_EOF | Flags::CLOSE_EXCHANGED) {
-            // Unread input left in the socket would turn this close into a
-            // reset; after an exchanged close only a misbehaving peer can
-            // have sent more.
+        } else if s.flags.has(Flags::PEER_EOF) {
             self.kill(idx, false);
         } else if s.flags.has(Flags::CLOSING) && !s.flags.has(Flags::FIN_SENT) {
             // Half-close and wait for the peer's end of stream: closing with
             // unread input would send RST and could destroy our last bytes.
+            // That holds after an exchanged WebSocket close too: a peer may
+            // still send bytes after its close frame (Autobahn 7.1.3-7.1.5),
+            // and any arriving after `close` would be answered with RST, so
+            // the peer would see a reset instead of a clean end. Our FIN
+            // leaves at once (in the close frame's segment, see
+            // `write_last`); the slot goes when the peer's FIN comes.
             s.flags.set(Flags::FIN_SENT);
             sys::shutdown_write(s.fd);
         }

@@ -61,10 +61,10 @@ impl Flags {
     pub const DEFERRED: Flags = Flags(1 << 10);
     /// Close once the outstanding deferred replies are written.
     pub const CLOSE_AFTER_REPLIES: Flags = Flags(1 << 11);
-    /// Both close frames are exchanged (the peer's read, ours queued): once
-    /// output drains the socket closes at once, with no half-close and no
-    /// wait for the peer's end of stream (RFC 6455 5.5.1: the endpoint then
-    /// "MUST close the underlying TCP connection").
+    /// Both close frames are exchanged (the peer's read, ours queued): our
+    /// close frame leaves with the FIN in one segment, and the peer's end of
+    /// stream (EPOLLRDHUP) closes the socket without a read, since only a
+    /// misbehaving peer has sent anything after its close frame.
     pub const CLOSE_EXCHANGED: Flags = Flags(1 << 12);
 
     pub fn has(self, f: Flags) -> bool {

@@ -171,8 +171,8 @@ pub(crate) fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     send(fd, buf, libc::MSG_NOSIGNAL)
 }
 
-/// Like [`write`], for the last bytes before `close`: MSG_MORE holds back a
-/// short final segment, so that the FIN `close` sends rides in it (one
+/// Like [`write`], for the last bytes before [`shutdown_write`]: MSG_MORE
+/// holds back a short final segment, so that the FIN rides in it (one
 /// segment, and one ACK, fewer per connection).
 pub(crate) fn write_last(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     send(fd, buf, libc::MSG_NOSIGNAL | libc::MSG_MORE)
