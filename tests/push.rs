@@ -87,8 +87,9 @@ fn closing_an_old_tab_leaves_the_newer_one_bound() {
     assert_eq!(t.request(r#"{"uid":"u","after":"b closed"}"#), "fail");
 }
 
-/// RFC 6455 5.5.1: once both close frames are exchanged the server closes
-/// TCP at once; it does not hold the connection until the client's FIN.
+/// RFC 6455 5.5.1: once both close frames are exchanged the server ends
+/// the TCP stream at once (its FIN), and keeps the socket until the client's
+/// FIN, so that bytes a client still sends do not draw a reset.
 #[test]
 fn after_the_close_handshake_the_server_ends_the_stream_and_late_bytes_get_no_reset() {
     let h = Herald::start(&["--close-timeout", "20000"]);
