@@ -171,26 +171,25 @@ impl Hub {
         if (self.uids + 1) * 4 > self.table.len() * 3 {
             self.grow(slots);
         }
-        let uid = Self::key_of(slots, idx);
+        self.place(slots, idx);
+        self.uids += 1;
+    }
+
+    /// Puts `idx` in the first empty bucket from its uid's home on.
+    fn place<M: Member>(&mut self, slots: &[M], idx: u32) {
         let mask = self.table.len() - 1;
-        let mut b = self.home(uid);
+        let mut b = self.home(Self::key_of(slots, idx));
         while self.table[b] != NIL {
             b = (b + 1) & mask;
         }
         self.table[b] = idx;
-        self.uids += 1;
     }
 
     fn grow<M: Member>(&mut self, slots: &[M]) {
         let size = (self.table.len() * 2).max(FIRST_TABLE);
         let old = std::mem::replace(&mut self.table, vec![NIL; size]);
-        let mask = size - 1;
         for at in old.into_iter().filter(|&at| at != NIL) {
-            let mut b = self.home(Self::key_of(slots, at));
-            while self.table[b] != NIL {
-                b = (b + 1) & mask;
-            }
-            self.table[b] = at;
+            self.place(slots, at);
         }
     }
 
@@ -345,12 +344,7 @@ mod tests {
         let mut hub = Hub::default();
         let mut model: Vec<Option<String>> = vec![None; n];
         let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = move || crate::xorshift::next(&mut rng);
         for step in 0..60_000 {
             let idx = (next() % n as u64) as u32;
             if next() % 3 == 0 {

@@ -47,6 +47,7 @@ pub mod sansio;
 pub mod supervisor;
 pub mod sys;
 pub mod ws;
+mod xorshift;
 
 pub use app::{
     App, ConnId, Deferred, Message, Protocol, Request, Response, TimerId, Upgrade, UpgradeRequest,

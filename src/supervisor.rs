@@ -216,12 +216,7 @@ impl Pool {
     }
 
     fn random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
+        crate::xorshift::next(&mut self.rng)
     }
 
     /// No more restarts; returns the pids still running.

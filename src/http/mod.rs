@@ -256,14 +256,9 @@ fn header_line(head: &mut Head<'_>, buf: &[u8], start: usize, end: usize) -> Res
         }
         _ => return Err(HttpError::Malformed("header line without a colon")),
     };
-    let mut v = colon + 1;
-    let mut e = line.len();
-    while v < e && line[v].is_ascii_whitespace() {
-        v += 1;
-    }
-    while e > v && line[e - 1].is_ascii_whitespace() {
-        e -= 1;
-    }
+    let rest = &line[colon + 1..];
+    let v = line.len() - rest.trim_ascii_start().len();
+    let e = v + line[v..].trim_ascii_end().len();
     if memchr::memchr2(0, b'\r', &line[v..e]).is_some() {
         return Err(HttpError::Malformed("bad header value"));
     }
@@ -677,12 +672,7 @@ mod tests {
         ];
         let alphabet = b" \t\r\n:/,aZ0-\x00\x7f\xc3HTTP";
         let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = move || crate::xorshift::next(&mut rng);
         let mut cases = 0;
         for seed in seeds {
             for max in [8, 40, 64, 8192] {

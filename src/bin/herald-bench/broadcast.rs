@@ -3,7 +3,7 @@
 
 use crate::cli::{flag, Args, Flag};
 use crate::fleet::{Event, Fleet};
-use crate::report::{fmt_num, median, median_of, Reporter};
+use crate::report::{fmt_num, median, median_of, put_median, put_run, Reporter};
 use crate::wait::Phase;
 use crate::{check_fd_budget, label_of, params, Common};
 use serde_json::{json, Map};
@@ -122,10 +122,12 @@ pub fn run(a: &mut Args) -> Result<(), String> {
         );
         let per_write = crate::cli::report_writes(writes_before, crate::cli::server_writes(api));
         let mut extra = Map::new();
-        if let Some(p) = per_write {
-            extra.insert("messages_per_write".into(), json!(p));
-            per_write_values.push(p);
-        }
+        put_run(
+            &mut extra,
+            "messages_per_write",
+            per_write,
+            &mut per_write_values,
+        );
         extra.insert("elapsed_s".into(), json!(elapsed));
         extra.insert("deliveries".into(), json!(expected));
         extra.insert("malformed".into(), json!(malformed));
@@ -136,12 +138,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     }
     let mut extra = Map::new();
     extra.insert("runs".into(), json!(values));
-    if !per_write_values.is_empty() {
-        extra.insert(
-            "messages_per_write".into(),
-            json!(median(&per_write_values)),
-        );
-    }
+    put_median(&mut extra, "messages_per_write", &per_write_values);
     rep.result(&median_of(runs), median(&values), "deliveries/s", extra);
     Ok(())
 }

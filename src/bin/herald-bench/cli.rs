@@ -74,11 +74,10 @@ pub fn report_writes(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> O
     Some(per)
 }
 
-/// Prints the server's CPU use over a run and the rate per server CPU-second:
-/// near 100% of a core the figure is the server's; well below, it is the
-/// load tool's.
-/// Prints the server's CPU use over a run; returns `done` per server
-/// CPU-second (`None` without `--pid`, or below the kernel's 10 ms).
+/// Prints the server's CPU use over a run and the rate per server CPU-second
+/// (near 100% of a core the rate is the server's; well below, it is the
+/// load tool's), and returns that rate (`None` without `--pid`, or below
+/// the kernel's 10 ms).
 pub fn report_server_cpu(
     pid: Option<u32>,
     before: Option<f64>,

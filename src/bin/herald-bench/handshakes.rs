@@ -4,7 +4,7 @@
 
 use crate::cli::{flag, Args, Flag};
 use crate::fleet::{End, Event, Fleet};
-use crate::report::{fmt_num, median, median_of, Reporter};
+use crate::report::{fmt_num, median, median_of, put_median, put_run, Reporter};
 use crate::wait::{Phase, Waited};
 use crate::{check_fd_budget, host, label_of, params, Common};
 use serde_json::{json, Map};
@@ -98,10 +98,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
         let per_cpu =
             crate::cli::report_server_cpu(server_pid, cpu_before, elapsed, completed, "handshakes");
         let mut extra = Map::new();
-        if let Some(p) = per_cpu {
-            extra.insert("per_cpu_second".into(), json!(p));
-            per_cpu_values.push(p);
-        }
+        put_run(&mut extra, "per_cpu_second", per_cpu, &mut per_cpu_values);
         extra.insert("elapsed_s".into(), json!(elapsed));
         extra.insert("completed".into(), json!(completed));
         extra.insert("failed".into(), json!(failed));
@@ -112,9 +109,7 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     }
     let mut extra = Map::new();
     extra.insert("runs".into(), json!(values));
-    if !per_cpu_values.is_empty() {
-        extra.insert("per_cpu_second".into(), json!(median(&per_cpu_values)));
-    }
+    put_median(&mut extra, "per_cpu_second", &per_cpu_values);
     rep.result(&median_of(runs), median(&values), "handshakes/s", extra);
     Ok(())
 }

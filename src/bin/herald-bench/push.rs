@@ -4,7 +4,7 @@
 
 use crate::cli::{flag, Args, Flag};
 use crate::fleet::{Event, Fleet};
-use crate::report::{fmt_num, median, median_of, Reporter};
+use crate::report::{fmt_num, median, median_of, put_median, put_run, Reporter};
 use crate::wait::{Phase, Waited};
 use crate::{check_fd_budget, host, label_of, params, Common};
 use serde_json::{json, Map};
@@ -105,14 +105,13 @@ pub fn run(a: &mut Args) -> Result<(), String> {
             crate::cli::report_server_cpu(server_pid, cpu_before, elapsed, delivered, "pushes");
         let per_write = crate::cli::report_writes(writes_before, crate::cli::server_writes(api));
         let mut extra = Map::new();
-        if let Some(p) = per_write {
-            extra.insert("messages_per_write".into(), json!(p));
-            per_write_values.push(p);
-        }
-        if let Some(p) = per_cpu {
-            extra.insert("per_cpu_second".into(), json!(p));
-            per_cpu_values.push(p);
-        }
+        put_run(
+            &mut extra,
+            "messages_per_write",
+            per_write,
+            &mut per_write_values,
+        );
+        put_run(&mut extra, "per_cpu_second", per_cpu, &mut per_cpu_values);
         extra.insert("elapsed_s".into(), json!(elapsed));
         extra.insert("delivered".into(), json!(delivered));
         extra.insert("fail_replies".into(), json!(fail));
@@ -121,15 +120,8 @@ pub fn run(a: &mut Args) -> Result<(), String> {
     }
     let mut extra = Map::new();
     extra.insert("runs".into(), json!(values));
-    if !per_cpu_values.is_empty() {
-        extra.insert("per_cpu_second".into(), json!(median(&per_cpu_values)));
-    }
-    if !per_write_values.is_empty() {
-        extra.insert(
-            "messages_per_write".into(),
-            json!(median(&per_write_values)),
-        );
-    }
+    put_median(&mut extra, "per_cpu_second", &per_cpu_values);
+    put_median(&mut extra, "messages_per_write", &per_write_values);
     rep.result(
         &median_of(runs),
         median(&values),

@@ -66,6 +66,22 @@ pub fn median_of(runs: usize) -> String {
 }
 
 /// The median; the mean of the two middle values for an even count.
+/// Keeps one run's optional figure: in that run's `extra` under `key`, and
+/// in `all` for the median (see [`put_median`]).
+pub fn put_run(extra: &mut Map<String, Value>, key: &str, v: Option<f64>, all: &mut Vec<f64>) {
+    if let Some(v) = v {
+        extra.insert(key.into(), json!(v));
+        all.push(v);
+    }
+}
+
+/// The median of the figures [`put_run`] kept, under `key`, if any were.
+pub fn put_median(extra: &mut Map<String, Value>, key: &str, all: &[f64]) {
+    if !all.is_empty() {
+        extra.insert(key.into(), json!(median(all)));
+    }
+}
+
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
@@ -172,25 +188,23 @@ fn table_of(lines: &[String]) -> Result<String, String> {
     let mut rows: Vec<(String, String)> = Vec::new(); // (mode, params) in order seen
     let mut servers: Vec<String> = Vec::new();
     let mut seen: Vec<Value> = Vec::new();
-    {
-        for l in lines.iter().filter(|l| l.starts_with('{')) {
-            let Ok(v) = serde_json::from_str::<Value>(l) else {
-                continue;
-            };
-            if v.get("kind").and_then(Value::as_str) != Some("result") {
-                continue;
-            }
-            let mode = v["mode"].as_str().unwrap_or("?").to_string();
-            let params = v["params"].as_str().unwrap_or("").to_string();
-            let server = v["server"].as_str().unwrap_or("?").to_string();
-            if !rows.contains(&(mode.clone(), params.clone())) {
-                rows.push((mode, params));
-            }
-            if !servers.contains(&server) {
-                servers.push(server);
-            }
-            seen.push(v);
+    for l in lines.iter().filter(|l| l.starts_with('{')) {
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
+        if v.get("kind").and_then(Value::as_str) != Some("result") {
+            continue;
         }
+        let mode = v["mode"].as_str().unwrap_or("?").to_string();
+        let params = v["params"].as_str().unwrap_or("").to_string();
+        let server = v["server"].as_str().unwrap_or("?").to_string();
+        if !rows.contains(&(mode.clone(), params.clone())) {
+            rows.push((mode, params));
+        }
+        if !servers.contains(&server) {
+            servers.push(server);
+        }
+        seen.push(v);
     }
     if seen.is_empty() {
         return Err("no result lines found".into());
