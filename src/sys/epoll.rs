@@ -1,6 +1,6 @@
 //! epoll: the readiness source of the event loop.
 
-use super::close;
+use super::fd::close;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;

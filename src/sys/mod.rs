@@ -20,32 +20,16 @@ macro_rules! syscall {
     }};
 }
 
+mod clock;
 mod epoll;
+mod fd;
 mod net;
 mod process;
 mod signal;
 
+pub use clock::*;
 pub use epoll::*;
+pub(crate) use fd::*;
 pub use net::*;
 pub use process::*;
 pub use signal::*;
-
-use std::os::fd::RawFd;
-
-/// Closes a descriptor, ignoring errors (there is nothing useful to do with
-/// them: Linux releases the descriptor even when close reports EINTR).
-pub(crate) fn close(fd: RawFd) {
-    // SAFETY: the caller owns `fd` and never uses it again.
-    unsafe { libc::close(fd) };
-}
-
-/// Monotonic time in milliseconds (vDSO: no kernel entry).
-pub fn monotonic_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}

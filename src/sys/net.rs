@@ -1,7 +1,7 @@
 //! Sockets: listening, accepting, non-blocking connect, reads and writes,
 //! options and addresses.
 
-use super::close;
+use super::fd::close;
 use std::io;
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};

@@ -1,7 +1,7 @@
 //! The process: descriptor limits, the spare descriptor, daemonizing,
 //! memory, signalling another process.
 
-use super::close;
+use super::fd::close;
 use std::io;
 use std::os::fd::RawFd;
 

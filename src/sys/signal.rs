@@ -186,7 +186,7 @@ impl SupervisorSignalFd {
     /// signal and puts SIGCHLD's disposition back, so the worker starts with
     /// the signal state of a process that was never a supervisor.
     pub(crate) fn undo_in_worker(self) {
-        super::close(self.fd);
+        super::fd::close(self.fd);
         // SAFETY: sigset_t is plain data; sigemptyset initialises it.
         let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: `empty` is a valid sigset_t.
@@ -207,6 +207,6 @@ impl Drop for SupervisorSignalFd {
     /// about to exit, and a late SIGTERM must not kill it before it can
     /// report its exit code.
     fn drop(&mut self) {
-        super::close(self.fd);
+        super::fd::close(self.fd);
     }
 }

@@ -6,9 +6,9 @@
 //! state lives in a [`Held`] only while input is incomplete.
 
 use super::decode::{self, Partial};
+use super::event::{CloseCode, Event, Failure};
 use super::frame::{self, OpCode};
 use super::handshake::{self, HandshakeError};
-use super::{CloseCode, Event, Failure};
 use crate::http::{self, Head};
 use crate::sansio::{Held, Output};
 

@@ -4,9 +4,9 @@
 //! (unmasked in place); a [`Partial`] exists only while a frame or a
 //! fragmented message is incomplete, so an idle connection holds nothing.
 
+use super::event::{CloseCode, Event, Failure};
 use super::frame::{self, Header, OpCode, MAX_HEADER};
 use super::utf8::Utf8Validator;
-use super::{CloseCode, Event, Failure};
 use crate::sansio::Held;
 
 #[derive(Clone, Copy, Debug)]

@@ -1,6 +1,6 @@
 //! RFC 6455 frame headers: decoding (checked once), unmasking, encoding.
 
-use super::CloseCode;
+use super::event::CloseCode;
 
 /// Frame opcodes (RFC 6455 section 5.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
