@@ -48,7 +48,7 @@ for s in $SERVERS; do
 done
 
 echo "== building herald and herald-bench (release)"
-cargo build --release -j "$JOBS" --bin herald --bin herald-bench || die "cargo build failed"
+cargo build --release -j "$JOBS" -p herald -p herald-bench || die "cargo build failed"
 HERALD=target/release/herald
 BENCH=target/release/herald-bench
 
