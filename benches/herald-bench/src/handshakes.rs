@@ -2,116 +2,108 @@
 //! opening handshake, sends a uid, then closes: close frame, the server's
 //! close frame, the server's end of stream (at most 2 s); C are in flight.
 
-use crate::cli::{flag, Args, Flag};
-use crate::fleet::{End, Event, Fleet};
-use crate::report::{fmt_num, median, median_of, put_median, put_run, Reporter};
+use crate::cli::{self, flag, Args, Common, Mode};
+use crate::event::{End, Event};
+use crate::fleet::Fleet;
+use crate::host::check_fd_budget;
+use crate::report::fmt_num;
+use crate::series::{Measured, Series};
 use crate::wait::{Phase, Waited};
-use crate::{check_fd_budget, host, label_of, params, Common};
-use serde_json::{json, Map};
 use std::time::{Duration, Instant};
 
-pub const ABOUT: &str = "connect + handshake + uid + close, C in flight (handshakes/s)";
-
-pub const FLAGS: &[Flag] = &[
-    flag("--ws", None, "WebSocket address of the server (required)"),
-    flag("--total", Some("20000"), "connections per run"),
-    flag("--concurrency", Some("64"), "connections in flight"),
-    crate::cli::RUNS,
-    crate::cli::LABEL,
-    flag("--timeout", Some("120"), "seconds allowed for any one run"),
-    crate::cli::SOURCES,
-    crate::cli::SERVER_PID,
-];
+pub const MODE: Mode = Mode {
+    name: "handshakes",
+    about: "connect + handshake + uid + close, C in flight (handshakes/s)",
+    flags: &[
+        cli::WS,
+        flag("--total", Some("20000"), "connections per run"),
+        flag("--concurrency", Some("64"), "connections in flight"),
+        cli::RUNS,
+        cli::LABEL,
+        flag("--timeout", Some("120"), "seconds allowed for any one run"),
+        cli::SOURCES,
+        cli::SERVER_PID,
+    ],
+    run,
+};
 
 /// Time a server gets to finish the closing handshake and close TCP.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-pub fn run(a: &mut Args) -> Result<(), String> {
+fn run(a: &mut Args) -> Result<(), String> {
     let ws = a.addr("--ws")?;
-    let total: usize = a.num("--total")?;
-    let conc: usize = a.num("--concurrency")?;
-    let runs: usize = a.num("--runs")?;
-    let server_pid: Option<u32> = a.opt_num("--pid")?;
-    if total == 0 || conc == 0 || runs == 0 {
-        return Err("--total, --concurrency and --runs must be at least 1".into());
-    }
+    let [total, conc, runs] = a.positive(["--total", "--concurrency", "--runs"])?;
     let conc = conc.min(total);
     check_fd_budget(conc)?;
     let common = Common::from_args(a, conc, ws)?;
-    let rep = Reporter {
-        mode: "handshakes",
-        label: label_of(a, None),
-        command: a.command_line(),
-        params: params(a, &["--total", "--concurrency"]),
-    };
-    rep.start();
-    let mut fleet = Fleet::new(ws, common.sources.clone()).map_err(|e| e.to_string())?;
+    let table_params = ["--total", "--concurrency"];
+    let mut series = Series::start(a, &table_params, "handshakes/s", "handshakes")?;
+    let mut fleet = Fleet::new(ws, &common.sources)?;
     for _ in 0..conc {
         fleet.add_client();
     }
-    let mut values = Vec::new();
-    let mut per_cpu_values = Vec::new();
     for run in 1..=runs {
-        let mut churn = Churn {
-            run,
-            total,
-            started: 0,
-            completed: 0,
-            failed: 0,
-            first_failure: None,
-            opened: Vec::new(),
-            freed: Vec::new(),
-        };
-        let cpu_before = server_pid.map(host::cpu_seconds).transpose()?;
-        let start = Instant::now();
-        let deadline = start + common.timeout;
-        for slot in 0..conc {
-            fleet.connect(slot)?;
-            churn.started += 1;
-        }
-        let waited = fleet.wait(deadline, &mut churn)?;
-        let elapsed = start.elapsed().as_secs_f64();
-        let Churn {
-            completed,
-            failed,
-            first_failure,
-            ..
-        } = churn;
-        if waited == Waited::Deadline {
-            for slot in 0..conc {
-                fleet.abort(slot);
-            }
-            return Err(format!(
-                "run {run}: timed out after {} s: {completed} completed, {failed} failed of {total}",
-                common.timeout.as_secs()
-            ));
-        }
-        let rate = completed as f64 / elapsed;
-        println!(
-            "run {run}: {completed} handshakes ({conc} in flight) in {elapsed:.3} s = {} handshakes/s{}",
-            fmt_num(rate),
-            match &first_failure {
-                Some(why) => format!(" ({failed} FAILED, first: {why})"),
-                None => String::new(),
-            }
-        );
-        let per_cpu =
-            crate::cli::report_server_cpu(server_pid, cpu_before, elapsed, completed, "handshakes");
-        let mut extra = Map::new();
-        put_run(&mut extra, "per_cpu_second", per_cpu, &mut per_cpu_values);
-        extra.insert("elapsed_s".into(), json!(elapsed));
-        extra.insert("completed".into(), json!(completed));
-        extra.insert("failed".into(), json!(failed));
-        rep.run(run, rate, "handshakes/s", extra);
-        values.push(rate);
+        let before = series.before()?;
+        let m = churn(&mut fleet, run, total, conc, common.timeout)?;
+        series.record(run, before, m);
         // Let the server finish closing before the next run.
         fleet.pump(Duration::from_millis(200), &mut |_| {})?;
     }
-    let mut extra = Map::new();
-    extra.insert("runs".into(), json!(values));
-    put_median(&mut extra, "per_cpu_second", &per_cpu_values);
-    rep.result(&median_of(runs), median(&values), "handshakes/s", extra);
+    series.finish();
     Ok(())
+}
+
+/// Run `run`: `total` connections through the fleet's `conc` slots.
+fn churn(
+    fleet: &mut Fleet,
+    run: usize,
+    total: usize,
+    conc: usize,
+    timeout: Duration,
+) -> Result<Measured, String> {
+    let mut churn = Churn {
+        run,
+        total,
+        started: 0,
+        completed: 0,
+        failed: 0,
+        first_failure: None,
+        opened: Vec::new(),
+        freed: Vec::new(),
+    };
+    let start = Instant::now();
+    for slot in 0..conc {
+        fleet.connect(slot)?;
+        churn.started += 1;
+    }
+    let waited = fleet.wait(start + timeout, &mut churn)?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let Churn {
+        completed,
+        failed,
+        first_failure,
+        ..
+    } = churn;
+    if waited == Waited::Deadline {
+        for slot in 0..conc {
+            fleet.abort(slot);
+        }
+        return Err(format!(
+            "run {run}: timed out after {} s: {completed} completed, {failed} failed of {total}",
+            timeout.as_secs()
+        ));
+    }
+    let counts = [("completed", completed), ("failed", failed)];
+    let m = Measured::new(elapsed, completed, &counts);
+    println!(
+        "run {run}: {completed} handshakes ({conc} in flight) in {elapsed:.3} s = {} handshakes/s{}",
+        fmt_num(m.rate()),
+        match &first_failure {
+            Some(why) => format!(" ({failed} FAILED, first: {why})"),
+            None => String::new(),
+        }
+    );
+    Ok(m)
 }
 
 /// One run: `total` connections through `conc` slots, each slot reused as

@@ -8,121 +8,30 @@
 mod broadcast;
 mod cli;
 mod client;
+mod event;
 mod fleet;
 mod handshakes;
 mod host;
 mod idle;
 mod latency;
 mod net;
+mod open;
 mod push;
 mod report;
+mod series;
+mod textport;
 mod wait;
 
-use cli::{Args, Flag};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use cli::Mode;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
-
-struct Mode {
-    name: &'static str,
-    about: &'static str,
-    flags: &'static [Flag],
-    run: fn(&mut Args) -> Result<(), String>,
-}
 
 const MODES: &[Mode] = &[
-    Mode {
-        name: "idle",
-        about: idle::ABOUT,
-        flags: idle::FLAGS,
-        run: idle::run,
-    },
-    Mode {
-        name: "broadcast",
-        about: broadcast::ABOUT,
-        flags: broadcast::FLAGS,
-        run: broadcast::run,
-    },
-    Mode {
-        name: "push",
-        about: push::ABOUT,
-        flags: push::FLAGS,
-        run: push::run,
-    },
-    Mode {
-        name: "latency",
-        about: latency::ABOUT,
-        flags: latency::FLAGS,
-        run: latency::run,
-    },
-    Mode {
-        name: "handshakes",
-        about: handshakes::ABOUT,
-        flags: handshakes::FLAGS,
-        run: handshakes::run,
-    },
+    idle::MODE,
+    broadcast::MODE,
+    push::MODE,
+    latency::MODE,
+    handshakes::MODE,
 ];
-
-/// Settings every mode shares.
-pub struct Common {
-    /// Longest any one phase (opening, checking, one run) may take.
-    pub timeout: Duration,
-    /// Handshakes in flight while opening connections.
-    pub window: usize,
-    /// Source addresses to connect from (empty: the kernel's choice).
-    pub sources: Vec<Ipv4Addr>,
-}
-
-impl Common {
-    /// `conns`: simultaneous connections to `dst`, to plan source addresses.
-    pub fn from_args(a: &Args, conns: usize, dst: SocketAddrV4) -> Result<Common, String> {
-        let timeout = Duration::from_secs(a.num("--timeout")?);
-        let window = a.opt_num("--window")?.unwrap_or(256);
-        let sources = host::plan_sources(conns, dst, a.opt_num("--sources")?)?;
-        Ok(Common {
-            timeout,
-            window,
-            sources,
-        })
-    }
-
-    pub fn deadline(&self) -> Instant {
-        Instant::now() + self.timeout
-    }
-}
-
-/// `--label`, else the server's command name, else "server".
-pub fn label_of(a: &Args, pid: Option<u32>) -> String {
-    a.get("--label")
-        .map(String::from)
-        .or_else(|| pid.and_then(host::comm))
-        .unwrap_or_else(|| "server".into())
-}
-
-/// "conns=10000 messages=100" from the named flags, for tables.
-pub fn params(a: &Args, names: &[&str]) -> String {
-    names
-        .iter()
-        .filter_map(|n| {
-            a.get(n)
-                .map(|v| format!("{}={v}", n.trim_start_matches("--")))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Raises the open-file limit and refuses counts this process cannot hold.
-pub fn check_fd_budget(conns: usize) -> Result<(), String> {
-    let soft = host::raise_nofile();
-    let cap = soft.saturating_sub(32) as usize;
-    if conns > cap {
-        return Err(format!(
-            "{conns} connections need more descriptors than this process may open \
-             ({soft}, the hard open-file limit, less 32 for its own use): at most {cap}"
-        ));
-    }
-    Ok(())
-}
 
 fn help() -> String {
     let mut s = String::from(
