@@ -28,6 +28,7 @@ pub const MODE: Mode = Mode {
         cli::TIMEOUT,
         cli::WINDOW,
         cli::SOURCES,
+        cli::SERVER_PID,
         cli::SERVER_STATS,
     ],
     run,

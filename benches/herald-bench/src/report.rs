@@ -156,6 +156,11 @@ fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
         "broadcast" => vec![
             ("value", unit.to_string(), false),
             (
+                "per_cpu_second",
+                "deliveries per server CPU-second".into(),
+                false,
+            ),
+            (
                 "messages_per_write",
                 "messages per socket write".into(),
                 false,
