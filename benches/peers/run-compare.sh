@@ -48,7 +48,7 @@ for s in $SERVERS; do
 done
 
 echo "== building herald and herald-bench (release)"
-cargo build --release -j "$JOBS" --bin herald --bin herald-bench || die "cargo build failed"
+cargo build --release -j "$JOBS" -p herald -p herald-bench || die "cargo build failed"
 HERALD=target/release/herald
 BENCH=target/release/herald-bench
 
@@ -147,7 +147,7 @@ bench_args() { # mode server
   [ "$2" = herald ] && stats=(--stats 127.0.0.1:"$HTTP_PORT")
   case $1 in
     idle) echo idle --ws "$ws" --text "$text" --pid "$SERVER_PID" --counts "$IDLE_COUNTS" "${common[@]}" ;;
-    broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" --size "$SIZE" --runs 1 "${stats[@]}" "${common[@]}" ;;
+    broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" --size "$SIZE" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
     push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
     latency) echo latency --ws "$ws" --text "$text" --conns "$LAT_CONNS" --rate "$RATE" --seconds "$LAT_SECONDS" --runs 1 "${common[@]}" ;;
     handshakes) echo handshakes --ws "$ws" --total "$TOTAL" --concurrency "$CONCURRENCY" --runs 1 --pid "$SERVER_PID" "${common[@]}" ;;

@@ -2,7 +2,8 @@
 //! the phase under way, until the phase has what it waits for or its deadline
 //! has passed.
 
-use crate::fleet::{Event, Fleet};
+use crate::event::Event;
+use crate::fleet::Fleet;
 use std::time::{Duration, Instant};
 
 /// The longest one poll blocks by default: `done` and the deadline are

@@ -1,21 +1,32 @@
 //! Figures out: human lines, one JSON line per run and per result, medians
 //! and percentiles, and the markdown table built from saved JSON lines.
 
+use crate::cli::{label_of, params, Args};
 use serde_json::{json, Map, Value};
 
 /// Prints the figures of one mode against one server.
 pub struct Reporter {
-    pub mode: &'static str,
-    pub label: String,
-    pub command: String,
+    mode: &'static str,
+    label: String,
+    command: String,
     /// Parameters shown in tables, e.g. "conns=10000 messages=100".
-    pub params: String,
+    params: String,
 }
 
 impl Reporter {
-    pub fn start(&self) {
-        println!("herald-bench {} against {}", self.mode, self.label);
-        println!("reproduce: {}", self.command);
+    /// The reporter of the mode `a` runs, against the server `--label` names
+    /// (see [`label_of`]), with `table_params` as its table parameters;
+    /// prints what runs against what and the command line that reproduces it.
+    pub fn start(a: &Args, table_params: &[&str]) -> Reporter {
+        let rep = Reporter {
+            mode: a.mode,
+            label: label_of(a, None),
+            command: a.command_line(),
+            params: params(a, table_params),
+        };
+        println!("herald-bench {} against {}", rep.mode, rep.label);
+        println!("reproduce: {}", rep.command);
+        rep
     }
 
     /// One JSON object on one line: the identifying fields first (in this
@@ -66,22 +77,6 @@ pub fn median_of(runs: usize) -> String {
 }
 
 /// The median; the mean of the two middle values for an even count.
-/// Keeps one run's optional figure: in that run's `extra` under `key`, and
-/// in `all` for the median (see [`put_median`]).
-pub fn put_run(extra: &mut Map<String, Value>, key: &str, v: Option<f64>, all: &mut Vec<f64>) {
-    if let Some(v) = v {
-        extra.insert(key.into(), json!(v));
-        all.push(v);
-    }
-}
-
-/// The median of the figures [`put_run`] kept, under `key`, if any were.
-pub fn put_median(extra: &mut Map<String, Value>, key: &str, all: &[f64]) {
-    if !all.is_empty() {
-        extra.insert(key.into(), json!(median(all)));
-    }
-}
-
 pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
@@ -160,6 +155,11 @@ fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
         ],
         "broadcast" => vec![
             ("value", unit.to_string(), false),
+            (
+                "per_cpu_second",
+                "deliveries per server CPU-second".into(),
+                false,
+            ),
             (
                 "messages_per_write",
                 "messages per socket write".into(),

@@ -2,7 +2,7 @@
 //! opening handshake it sends, and the parser for what the server sends it
 //! (the 101 response, unmasked frames), answering pings and closes.
 
-use crate::fleet::Event;
+use crate::event::{End, Event};
 use base64::Engine as _;
 use herald::ws::frame::{self, Header, OpCode};
 use herald::ws::handshake;
@@ -29,16 +29,8 @@ pub enum State {
     Closing,
 }
 
-/// How a connection ended.
-#[derive(Debug)]
-pub struct End {
-    /// True when we asked for the close (a completed close handshake).
-    pub requested: bool,
-    pub why: Cow<'static, str>,
-}
-
-/// One client slot: its socket (owned by the [`Fleet`](crate::fleet::Fleet)
-/// that drives it) and its protocol state.
+/// One client slot: its socket (owned by the fleet that drives it) and its
+/// protocol state.
 pub struct Client {
     /// The socket, or -1 while Idle.
     pub fd: RawFd,

@@ -1,78 +1,115 @@
 //! `broadcast`: one client sends `all:<payload>` M times back-to-back; the
 //! time until each of the N bound clients has all M gives deliveries/s.
 
-use crate::cli::{flag, Args, Flag};
-use crate::fleet::{Event, Fleet};
-use crate::report::{fmt_num, median, median_of, put_median, put_run, Reporter};
+use crate::cli::{self, flag, Args, Common, Mode};
+use crate::event::Event;
+use crate::fleet::Fleet;
+use crate::host::check_fd_budget;
+use crate::open::{open_bound, uid};
+use crate::report::fmt_num;
+use crate::series::{Measured, Series};
 use crate::wait::Phase;
-use crate::{check_fd_budget, label_of, params, Common};
-use serde_json::{json, Map};
 use std::time::{Duration, Instant};
 
-pub const ABOUT: &str = "client-routed `all:` fan-out to N bound clients (deliveries/s)";
+pub const MODE: Mode = Mode {
+    name: "broadcast",
+    about: "client-routed `all:` fan-out to N bound clients (deliveries/s)",
+    flags: &[
+        cli::WS,
+        flag("--conns", Some("10000"), "bound receiving clients"),
+        flag(
+            "--messages",
+            Some("100"),
+            "broadcasts per run, sent back-to-back",
+        ),
+        flag("--size", Some("64"), "payload bytes each client receives"),
+        cli::RUNS,
+        cli::LABEL,
+        cli::TIMEOUT,
+        cli::WINDOW,
+        cli::SOURCES,
+        cli::SERVER_PID,
+        cli::SERVER_STATS,
+    ],
+    run,
+};
 
-pub const FLAGS: &[Flag] = &[
-    flag("--ws", None, "WebSocket address of the server (required)"),
-    flag("--conns", Some("10000"), "bound receiving clients"),
-    flag(
-        "--messages",
-        Some("100"),
-        "broadcasts per run, sent back-to-back",
-    ),
-    flag("--size", Some("64"), "payload bytes each client receives"),
-    crate::cli::RUNS,
-    crate::cli::LABEL,
-    crate::cli::TIMEOUT,
-    crate::cli::WINDOW,
-    crate::cli::SOURCES,
-    crate::cli::SERVER_STATS,
-];
+/// What every run does: `messages` broadcasts of `size` bytes from client
+/// `sender` to clients 0..n.
+struct Fanout {
+    n: usize,
+    messages: usize,
+    size: usize,
+    sender: usize,
+    timeout: Duration,
+}
 
-pub fn run(a: &mut Args) -> Result<(), String> {
+fn run(a: &mut Args) -> Result<(), String> {
     let ws = a.addr("--ws")?;
-    let n: usize = a.num("--conns")?;
-    let messages: usize = a.num("--messages")?;
+    let [n, messages, runs] = a.positive(["--conns", "--messages", "--runs"])?;
     let size: usize = a.num("--size")?;
-    let runs: usize = a.num("--runs")?;
-    let api = a.opt_addr("--stats")?;
-    if n == 0 || messages == 0 || runs == 0 || size < 2 {
-        return Err("--conns, --messages and --runs must be at least 1, --size at least 2".into());
+    if size < 2 {
+        return Err("--size must be at least 2 (a tag byte and the run)".into());
     }
     check_fd_budget(n + 1)?;
     let common = Common::from_args(a, n + 1, ws)?;
-    let label = label_of(a, None);
-    let rep = Reporter {
-        mode: "broadcast",
-        label,
-        command: a.command_line(),
-        params: params(a, &["--conns", "--messages", "--size"]),
-    };
-    rep.start();
+    let table_params = ["--conns", "--messages", "--size"];
+    let mut series = Series::start(a, &table_params, "deliveries/s", "deliveries")?;
 
-    let mut fleet = Fleet::new(ws, common.sources.clone()).map_err(|e| e.to_string())?;
+    let mut fleet = Fleet::new(ws, &common.sources)?;
     let t0 = Instant::now();
     // Slots 0..n are the receivers u0..; slot n is the sender.
-    fleet.open_bound(0, n, &|i| format!("u{i}"), common.window, common.deadline())?;
+    open_bound(&mut fleet, 0, n, &uid, &common)?;
     let sender = fleet.len();
-    fleet.open_bound(sender, 1, &|_| "sender".to_string(), 1, common.deadline())?;
+    open_bound(&mut fleet, sender, 1, &|_| "sender".to_string(), &common)?;
     println!(
         "{n} receivers and 1 sender open in {:.2} s",
         t0.elapsed().as_secs_f64()
     );
     sync(&mut fleet, n, sender, &common)?;
-
-    let mut values = Vec::new();
-    let mut per_write_values = Vec::new();
+    let fanout = Fanout {
+        n,
+        messages,
+        size,
+        sender,
+        timeout: common.timeout,
+    };
     for run in 1..=runs {
-        // The payload every client receives: a tag byte, the run, filler.
+        let (payload, frames) = fanout.frames(run);
+        let before = series.before()?;
+        let m = fanout.deliver(&mut fleet, run, &payload, &frames)?;
+        series.record(run, before, m);
+        // Let the sender's own copies drain before the next run.
+        fleet.pump(Duration::from_millis(200), &mut |_| {})?;
+    }
+    series.finish();
+    Ok(())
+}
+
+impl Fanout {
+    /// The payload every client receives in run `run` (a tag byte, the run,
+    /// filler) and the frames the sender sends.
+    fn frames(&self, run: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
         let mut payload = format!("m{run}:").into_bytes();
-        payload.resize(size, b'x');
+        payload.resize(self.size, b'x');
         let mut frame = b"all:".to_vec();
         frame.extend_from_slice(&payload);
-        let frames = vec![frame; messages];
+        (payload, vec![frame; self.messages])
+    }
+
+    /// Sends `frames` and waits until every receiver has every copy of
+    /// `payload`.
+    fn deliver(
+        &self,
+        fleet: &mut Fleet,
+        run: usize,
+        payload: &[u8],
+        frames: &[Vec<u8>],
+    ) -> Result<Measured, String> {
+        let (n, messages) = (self.n, self.messages);
         let mut d = Deliveries {
             n,
-            payload: &payload,
+            payload,
             got: vec![0u32; n],
             delivered: 0,
             malformed: 0,
@@ -80,10 +117,9 @@ pub fn run(a: &mut Args) -> Result<(), String> {
             last: Instant::now(),
             expected: n * messages,
         };
-        let writes_before = crate::cli::server_writes(api);
         let start = Instant::now();
-        fleet.send_texts(sender, &frames);
-        let _ = fleet.wait(start + common.timeout, &mut d)?;
+        fleet.send_texts(self.sender, frames);
+        let _ = fleet.wait(start + self.timeout, &mut d)?;
         let Deliveries {
             got,
             delivered,
@@ -93,54 +129,35 @@ pub fn run(a: &mut Args) -> Result<(), String> {
             expected,
             ..
         } = d;
-        let done = delivered >= expected;
         if let Some(why) = closed {
             return Err(format!(
                 "run {run}: the server closed a client after {delivered} of {expected} deliveries: {why}"
             ));
         }
-        if !done {
+        if delivered < expected {
             let short = got.iter().filter(|&&g| (g as usize) < messages).count();
             return Err(format!(
                 "run {run}: timed out after {} s with {delivered} of {expected} deliveries \
                  ({short} clients short, {malformed} malformed)",
-                common.timeout.as_secs()
+                self.timeout.as_secs()
             ));
         }
-        let elapsed = (last - start).as_secs_f64();
-        let rate = expected as f64 / elapsed;
+        let counts = [("deliveries", expected), ("malformed", malformed)];
+        let m = Measured::new((last - start).as_secs_f64(), expected, &counts);
         println!(
-            "run {run}: {expected} deliveries ({n} clients x {messages} messages of {size} B) \
+            "run {run}: {expected} deliveries ({n} clients x {messages} messages of {} B) \
              in {:.3} s = {} deliveries/s{}",
-            elapsed,
-            fmt_num(rate),
+            self.size,
+            m.elapsed,
+            fmt_num(m.rate()),
             if malformed > 0 {
                 format!(" ({malformed} MALFORMED)")
             } else {
                 String::new()
             }
         );
-        let per_write = crate::cli::report_writes(writes_before, crate::cli::server_writes(api));
-        let mut extra = Map::new();
-        put_run(
-            &mut extra,
-            "messages_per_write",
-            per_write,
-            &mut per_write_values,
-        );
-        extra.insert("elapsed_s".into(), json!(elapsed));
-        extra.insert("deliveries".into(), json!(expected));
-        extra.insert("malformed".into(), json!(malformed));
-        rep.run(run, rate, "deliveries/s", extra);
-        values.push(rate);
-        // Let the sender's own copies drain before the next run.
-        fleet.pump(Duration::from_millis(200), &mut |_| {})?;
+        Ok(m)
     }
-    let mut extra = Map::new();
-    extra.insert("runs".into(), json!(values));
-    put_median(&mut extra, "messages_per_write", &per_write_values);
-    rep.result(&median_of(runs), median(&values), "deliveries/s", extra);
-    Ok(())
 }
 
 /// Broadcasts `s<k>` from the sender until every receiver got one: then all
@@ -203,11 +220,7 @@ impl Phase for Deliveries<'_> {
                     self.malformed += 1;
                 }
             }
-            Event::Closed(i, end) => {
-                self.closed
-                    .get_or_insert_with(|| format!("connection {i}: {}", end.why));
-            }
-            _ => {}
+            ev => ev.note_end(&mut self.closed),
         }
     }
 
@@ -234,11 +247,7 @@ impl Phase for Sync {
                 self.count += 1;
                 self.last_new = Instant::now();
             }
-            Event::Closed(i, end) => {
-                self.closed
-                    .get_or_insert_with(|| format!("connection {i}: {}", end.why));
-            }
-            _ => {}
+            ev => ev.note_end(&mut self.closed),
         }
     }
 

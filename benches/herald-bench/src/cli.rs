@@ -1,8 +1,19 @@
 //! Command-line flags of each mode: declared once, parsed, and printed back
-//! with every value explicit so that a run can be reproduced exactly.
+//! with every value explicit so that a run can be reproduced exactly; the
+//! settings every mode reads from them.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use crate::host;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// One mode of the tool: `herald-bench NAME [FLAGS]`.
+pub struct Mode {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub flags: &'static [Flag],
+    pub run: fn(&mut Args) -> Result<(), String>,
+}
 
 /// One `--name VALUE` flag of a mode.
 pub struct Flag {
@@ -13,6 +24,8 @@ pub struct Flag {
 }
 
 // Flags most modes share.
+pub const WS: Flag = flag("--ws", None, "WebSocket address of the server (required)");
+pub const TEXT: Flag = flag("--text", None, "text port address of the server (required)");
 pub const RUNS: Flag = flag(
     "--runs",
     Some("3"),
@@ -46,63 +59,6 @@ pub const SERVER_STATS: Flag = flag(
     None,
     "herald's HTTP API (IP:PORT): also report its socket writes and messages per write",
 );
-
-/// herald's `(writes, messages_out)` from its /stats, when `--stats` is given.
-pub fn server_writes(api: Option<SocketAddrV4>) -> Option<(u64, u64)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(api?).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    s.write_all(b"GET /stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let body = resp.split_once("\r\n\r\n")?.1;
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    Some((v["writes"].as_u64()?, v["messages_out"].as_u64()?))
-}
-
-/// Prints the server's writes over a run and the messages each carried.
-pub fn report_writes(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
-    let ((w0, m0), (w1, m1)) = (before?, after?);
-    let (writes, messages) = (w1.saturating_sub(w0), m1.saturating_sub(m0));
-    let per = messages as f64 / writes.max(1) as f64;
-    println!(
-        "  server writes {writes} for {messages} messages (deliveries and replies) = {per:.2} messages per write \
-         (/stats also counts its own reply and this query)"
-    );
-    Some(per)
-}
-
-/// Prints the server's CPU use over a run and the rate per server CPU-second
-/// (near 100% of a core the rate is the server's; well below, it is the
-/// load tool's), and returns that rate (`None` without `--pid`, or below
-/// the kernel's 10 ms).
-pub fn report_server_cpu(
-    pid: Option<u32>,
-    before: Option<f64>,
-    elapsed: f64,
-    done: usize,
-    what: &str,
-) -> Option<f64> {
-    let (Some(pid), Some(before)) = (pid, before) else {
-        return None;
-    };
-    let after = crate::host::cpu_seconds(pid).ok()?;
-    let cpu = after - before;
-    let share = cpu / elapsed * 100.0;
-    if cpu > 0.0 {
-        let per = done as f64 / cpu;
-        println!(
-            "  server CPU {cpu:.2} s = {share:.0}% of one core; {} {what} per server CPU-second",
-            crate::report::fmt_num(per)
-        );
-        Some(per)
-    } else {
-        println!("  server CPU below the 10 ms the kernel counts");
-        None
-    }
-}
 
 pub const fn flag(name: &'static str, default: Option<&'static str>, help: &'static str) -> Flag {
     Flag {
@@ -173,6 +129,23 @@ impl Args {
             .map_err(|_| format!("{name}: expected a number, got {v:?}"))
     }
 
+    /// The values of `names`, each a whole number of at least 1.
+    pub fn positive<const N: usize>(&self, names: [&str; N]) -> Result<[usize; N], String> {
+        let mut values = [0; N];
+        for (v, name) in values.iter_mut().zip(names) {
+            *v = self.num(name)?;
+        }
+        if values.contains(&0) {
+            let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+            let list = match rest {
+                [] => last.to_string(),
+                _ => format!("{} and {last}", rest.join(", ")),
+            };
+            return Err(format!("{list} must be at least 1"));
+        }
+        Ok(values)
+    }
+
     pub fn opt_num<T: FromStr>(&self, name: &str) -> Result<Option<T>, String> {
         self.get(name).map(|_| self.num(name)).transpose()
     }
@@ -214,6 +187,54 @@ impl Args {
         }
         s
     }
+}
+
+/// Settings every mode shares.
+pub struct Common {
+    /// Longest any one phase (opening, checking, one run) may take.
+    pub timeout: Duration,
+    /// Handshakes in flight while opening connections.
+    pub window: usize,
+    /// Source addresses to connect from (empty: the kernel's choice).
+    pub sources: Vec<Ipv4Addr>,
+}
+
+impl Common {
+    /// `conns`: simultaneous connections to `dst`, to plan source addresses.
+    pub fn from_args(a: &Args, conns: usize, dst: SocketAddrV4) -> Result<Common, String> {
+        let timeout = Duration::from_secs(a.num("--timeout")?);
+        let window = a.opt_num("--window")?.unwrap_or(256);
+        let sources = host::plan_sources(conns, dst, a.opt_num("--sources")?)?;
+        Ok(Common {
+            timeout,
+            window,
+            sources,
+        })
+    }
+
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout
+    }
+}
+
+/// `--label`, else the server's command name, else "server".
+pub fn label_of(a: &Args, pid: Option<u32>) -> String {
+    a.get("--label")
+        .map(String::from)
+        .or_else(|| pid.and_then(host::comm))
+        .unwrap_or_else(|| "server".into())
+}
+
+/// "conns=10000 messages=100" from the named flags, for tables.
+pub fn params(a: &Args, names: &[&str]) -> String {
+    names
+        .iter()
+        .filter_map(|n| {
+            a.get(n)
+                .map(|v| format!("{}={v}", n.trim_start_matches("--")))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn parse_v4(name: &str, v: &str) -> Result<SocketAddrV4, String> {

@@ -2,13 +2,12 @@
 //! load side of every mode.
 //!
 //! The server's bytes are parsed with herald's own frame and line code (the
-//! WebSocket side in [`crate::client`]); the modes only see [`Event`]s and
-//! decide what to send next. They wait for them with [`Fleet::wait`].
+//! WebSocket side in `client.rs`); the modes only see events and decide what
+//! to send next. They wait for them with `Fleet::wait` (`wait.rs`).
 
-pub use crate::client::End;
 use crate::client::{self, Client, State};
+use crate::event::{End, Event};
 use crate::net;
-use crate::wait::{Phase, Waited};
 use herald::line::{self, Line, LineState};
 use herald::sys::{self, Epoll, Ready, EV_CLOSED, EV_IN, EV_OUT};
 use herald::ws::frame::OpCode;
@@ -24,20 +23,6 @@ const READ_BUF: usize = 128 * 1024;
 /// Reads per readiness report before moving on to the next connection.
 const READS_PER_EVENT: usize = 4;
 const MAX_REPLY_LINE: usize = 1 << 20;
-
-/// What the server sent, as seen by the modes.
-pub enum Event<'a> {
-    /// Client `idx` finished its opening handshake.
-    Open(usize),
-    /// A complete text or binary message for client `idx`.
-    Message(usize, &'a [u8]),
-    /// Client `idx` is gone (its socket is closed; the slot is Idle again).
-    Closed(usize, End),
-    /// One reply line from the text port (without its newline).
-    Line(&'a [u8]),
-    /// The text port connection ended.
-    TextClosed(Cow<'static, str>),
-}
 
 struct TextPort {
     fd: RawFd,
@@ -66,13 +51,13 @@ pub struct Fleet {
 
 impl Fleet {
     /// `sources` empty: the kernel picks the source address of each connect.
-    pub fn new(dst: SocketAddrV4, sources: Vec<Ipv4Addr>) -> io::Result<Fleet> {
+    pub fn new(dst: SocketAddrV4, sources: &[Ipv4Addr]) -> Result<Fleet, String> {
         Ok(Fleet {
-            ep: Epoll::new()?,
+            ep: Epoll::new().map_err(|e| format!("epoll: {e}"))?,
             ready: Vec::with_capacity(256),
             clients: Vec::new(),
             dst,
-            sources,
+            sources: sources.to_vec(),
             next_source: 0,
             request_head: format!(
                 "GET / HTTP/1.1\r\nHost: {dst}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -137,23 +122,18 @@ impl Fleet {
 
     /// Sends a text message from client `idx` (queued if the socket is full).
     pub fn send_text(&mut self, idx: usize, payload: &[u8]) {
-        let c = &mut self.clients[idx];
-        if c.state != State::Open {
-            return;
-        }
-        c.push_frame(OpCode::Text, payload);
-        self.flush_client(idx);
+        self.send_texts(idx, &[payload]);
     }
 
     /// Sends `payloads` as text messages from client `idx` in as few writes
     /// as the kernel allows (back-to-back, as a fast sender would).
-    pub fn send_texts(&mut self, idx: usize, payloads: &[Vec<u8>]) {
+    pub fn send_texts(&mut self, idx: usize, payloads: &[impl AsRef<[u8]>]) {
         let c = &mut self.clients[idx];
         if c.state != State::Open {
             return;
         }
         for p in payloads {
-            c.push_frame(OpCode::Text, p);
+            c.push_frame(OpCode::Text, p.as_ref());
         }
         self.flush_client(idx);
     }
@@ -263,41 +243,6 @@ impl Fleet {
         }
         self.ready = ready;
         Ok(())
-    }
-
-    /// Opens clients `first..first + count` with at most `window` handshakes
-    /// in flight, and sends each its uid as soon as it is open. Returns when
-    /// all are open and their uids written, or on the first failure.
-    pub fn open_bound(
-        &mut self,
-        first: usize,
-        count: usize,
-        uid: &dyn Fn(usize) -> String,
-        window: usize,
-        deadline: Instant,
-    ) -> Result<(), String> {
-        while self.clients.len() < first + count {
-            self.add_client();
-        }
-        let mut opening = Opening {
-            end: first + count,
-            count,
-            uid,
-            window: window.max(1),
-            next: first,
-            in_flight: 0,
-            done: 0,
-            opened: Vec::new(),
-            failure: None,
-        };
-        opening.connect_more(self)?;
-        match self.wait(deadline, &mut opening)? {
-            Waited::Done => Ok(()),
-            Waited::Deadline => Err(format!(
-                "timed out opening connections: {} of {count} open, {} in progress",
-                opening.done, opening.in_flight
-            )),
-        }
     }
 
     fn set_interest(&mut self, idx: usize) {
@@ -494,70 +439,6 @@ impl Fleet {
                 return;
             }
         }
-    }
-}
-
-/// [`Fleet::open_bound`] under way: slots `next..end` still to connect.
-struct Opening<'u> {
-    end: usize,
-    count: usize,
-    uid: &'u dyn Fn(usize) -> String,
-    window: usize,
-    next: usize,
-    in_flight: usize,
-    done: usize,
-    /// Opened since the last poll, waiting for their uid.
-    opened: Vec<usize>,
-    failure: Option<String>,
-}
-
-impl Opening<'_> {
-    /// Starts connects until `window` handshakes are in flight.
-    fn connect_more(&mut self, fleet: &mut Fleet) -> Result<(), String> {
-        while self.in_flight < self.window && self.next < self.end {
-            fleet.connect(self.next)?;
-            self.next += 1;
-            self.in_flight += 1;
-        }
-        Ok(())
-    }
-}
-
-impl Phase for Opening<'_> {
-    fn on(&mut self, ev: Event<'_>) {
-        match ev {
-            Event::Open(i) => self.opened.push(i),
-            Event::Closed(i, end) if self.failure.is_none() => {
-                self.failure = Some(format!(
-                    "connection {i} ended while opening {} connections \
-                     ({} open so far): {}",
-                    self.count, self.done, end.why
-                ))
-            }
-            _ => {}
-        }
-    }
-
-    fn done(&self) -> bool {
-        self.done >= self.count
-    }
-
-    /// Handshakes are answered as soon as they are ready; the 5 ms only bound
-    /// how often the deadline is looked at.
-    fn before_poll(&mut self, _fleet: &mut Fleet, _left: Duration) -> Result<i32, String> {
-        Ok(5)
-    }
-
-    fn after_poll(&mut self, fleet: &mut Fleet) -> Result<(), String> {
-        if let Some(f) = self.failure.take() {
-            return Err(f);
-        }
-        for i in self.opened.drain(..) {
-            fleet.send_text(i, (self.uid)(i).as_bytes());
-            self.in_flight -= 1;
-            self.done += 1;
-        }
-        self.connect_more(fleet)
     }
 }
 

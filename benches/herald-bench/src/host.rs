@@ -94,6 +94,19 @@ pub fn raise_nofile() -> u64 {
     }
 }
 
+/// Raises the open-file limit and refuses counts this process cannot hold.
+pub fn check_fd_budget(conns: usize) -> Result<(), String> {
+    let soft = raise_nofile();
+    let cap = soft.saturating_sub(32) as usize;
+    if conns > cap {
+        return Err(format!(
+            "{conns} connections need more descriptors than this process may open \
+             ({soft}, the hard open-file limit, less 32 for its own use): at most {cap}"
+        ));
+    }
+    Ok(())
+}
+
 /// CPU time (user + system) a process has used so far, in seconds, from
 /// /proc/PID/stat. Used to tell a server-bound figure from a tool-bound one.
 pub fn cpu_seconds(pid: u32) -> Result<f64, String> {
