@@ -60,6 +60,30 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The smallest [`Limits::max_head`]: room for a request line and a
+    /// `Host` header.
+    pub const MIN_HEAD: usize = 64;
+
+    /// Refuses limits under which herald could accept nothing: a size of 0
+    /// for messages, lines, send queues or uids, or a request head too small
+    /// for any request. Every other value, 0 included where documented as
+    /// "off" or "unlimited", is allowed.
+    pub fn validate(&self) -> Result<(), LimitError> {
+        let sizes = [
+            ("max_message", self.max_message),
+            ("max_line", self.max_line),
+            ("max_queued", self.max_queued),
+            ("max_uid", self.max_uid),
+        ];
+        if let Some(&(field, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return Err(LimitError::Zero(field));
+        }
+        if self.max_head < Limits::MIN_HEAD {
+            return Err(LimitError::HeadTooSmall);
+        }
+        Ok(())
+    }
+
     /// True when `ip` is one of [`Limits::trusted_proxies`] (IPv4-mapped
     /// IPv6 addresses, as a dual-stack listener reports them, included).
     pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
@@ -68,6 +92,29 @@ impl Limits {
             .any(|t| t.to_canonical() == ip.to_canonical())
     }
 }
+
+/// Why [`Limits::validate`] refused a set of limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitError {
+    /// The field named (`max_message`, `max_line`, `max_queued` or
+    /// `max_uid`) is 0: no message, line, push or uid would ever fit.
+    Zero(&'static str),
+    /// `max_head` is under [`Limits::MIN_HEAD`]: no request head would fit.
+    HeadTooSmall,
+}
+
+impl std::fmt::Display for LimitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitError::Zero(field) => write!(f, "{field} must be at least 1"),
+            LimitError::HeadTooSmall => {
+                write!(f, "max_head must be at least {}", Limits::MIN_HEAD)
+            }
+        }
+    }
+}
+
+impl std::error::Error for LimitError {}
 
 /// Fixed by the parsers' no-allocation design rather than configurable:
 /// the most headers a request head may carry (more gets 431).
@@ -95,5 +142,57 @@ impl Default for Limits {
             read_buffer: 64 * 1024,
             send_pool: 128,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(Limits::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn sizes_nothing_fits_in_are_refused() {
+        let zero = |set: fn(&mut Limits)| {
+            let mut l = Limits::default();
+            set(&mut l);
+            l.validate()
+        };
+        assert_eq!(
+            zero(|l| l.max_message = 0),
+            Err(LimitError::Zero("max_message"))
+        );
+        assert_eq!(zero(|l| l.max_line = 0), Err(LimitError::Zero("max_line")));
+        assert_eq!(
+            zero(|l| l.max_queued = 0),
+            Err(LimitError::Zero("max_queued"))
+        );
+        assert_eq!(zero(|l| l.max_uid = 0), Err(LimitError::Zero("max_uid")));
+        assert_eq!(zero(|l| l.max_head = 63), Err(LimitError::HeadTooSmall));
+        assert_eq!(zero(|l| l.max_head = 64), Ok(()));
+        assert_eq!(
+            LimitError::Zero("max_uid").to_string(),
+            "max_uid must be at least 1"
+        );
+        assert_eq!(
+            LimitError::HeadTooSmall.to_string(),
+            "max_head must be at least 64"
+        );
+    }
+
+    #[test]
+    fn zero_where_it_means_off_or_unlimited_is_allowed() {
+        let l = Limits {
+            max_connections: 0,
+            max_per_ip: 0,
+            max_handshakes_per_ip: 0,
+            ping_interval_s: 0,
+            idle_timeout_s: 0,
+            ..Limits::default()
+        };
+        assert_eq!(l.validate(), Ok(()));
     }
 }

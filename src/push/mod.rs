@@ -4,7 +4,6 @@
 pub mod cluster;
 pub mod command;
 mod metrics;
-pub mod status;
 
 use crate::app::{App, ConnId, Message, Request, Response, TimerId, Upgrade, UpgradeRequest};
 use crate::auth::{ApiTokens, Verifier};

@@ -52,115 +52,115 @@ fn duration(s: u64) -> String {
     }
 }
 
+/// The lines of the summary under their labels: each `{key}` is that
+/// figure of /stats as a count, each `{key:bytes}` as a size.
+const SUMMARY: &[(&str, &str)] = &[
+    (
+        "connections",
+        "{connections} open, {bound_connections} bound to {uids} uids; \
+         {accepted} accepted, {refused} refused by limits",
+    ),
+    (
+        "memory",
+        "RSS {rss_bytes:bytes}, {rss_per_connection:bytes} per connection; \
+         open-file limit {nofile_soft} (hard {nofile_hard})",
+    ),
+    (
+        "pushes",
+        "{pushes_ok} ok, {pushes_fail} fail, {bad_requests} bad requests",
+    ),
+    (
+        "delivery",
+        "{messages_in} messages in, {messages_out} out \
+         ({bytes_in:bytes} in, {bytes_out:bytes} out); \
+         {dropped} dropped, {slow_consumers_closed} slow consumers closed",
+    ),
+    (
+        "refusals",
+        "{handshake_failures} handshakes, {protocol_errors} protocol errors, \
+         {timeouts} timeouts, {auth_refused} uid tokens, {origin_refused} origins, \
+         {unauthorized} without API token",
+    ),
+];
+
+/// The Redis line of a node in a cluster, after `up` or `DOWN`.
+const REDIS: &str = "{redis_published} published, {redis_received} received, \
+     {redis_reconnects} reconnects, {redis_pending_bytes:bytes} pending";
+
+/// `template` with its `{key}` and `{key:bytes}` filled from `v`.
+fn fill(template: &str, v: &Value) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some((before, after)) = rest.split_once('{') {
+        let (field, after) = after.split_once('}').unwrap_or((after, ""));
+        out.push_str(before);
+        out.push_str(&match field.split_once(':') {
+            Some((key, "bytes")) => bytes(num(v, key)),
+            _ => grouped(num(v, field)),
+        });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The summary `herald status` prints from /stats.
 pub fn status_text(v: &Value) -> String {
-    let n = |k: &str| grouped(num(v, k));
-    let mut out = String::new();
-    let _ = writeln!(out, "herald, up {}", duration(num(v, "uptime_seconds")));
-    let _ = writeln!(
-        out,
-        "  connections  {} open, {} bound to {} uids; {} accepted, {} refused by limits",
-        n("connections"),
-        n("bound_connections"),
-        n("uids"),
-        n("accepted"),
-        n("refused")
-    );
-    let _ = writeln!(
-        out,
-        "  memory       RSS {}, {} per connection; open-file limit {} (hard {})",
-        bytes(num(v, "rss_bytes")),
-        bytes(num(v, "rss_per_connection")),
-        n("nofile_soft"),
-        n("nofile_hard")
-    );
-    let _ = writeln!(
-        out,
-        "  pushes       {} ok, {} fail, {} bad requests",
-        n("pushes_ok"),
-        n("pushes_fail"),
-        n("bad_requests")
-    );
-    let _ = writeln!(
-        out,
-        "  delivery     {} messages in, {} out ({} in, {} out); {} dropped, {} slow consumers closed",
-        n("messages_in"),
-        n("messages_out"),
-        bytes(num(v, "bytes_in")),
-        bytes(num(v, "bytes_out")),
-        n("dropped"),
-        n("slow_consumers_closed")
-    );
-    let _ = writeln!(
-        out,
-        "  refusals     {} handshakes, {} protocol errors, {} timeouts, {} uid tokens, {} origins, {} without API token",
-        n("handshake_failures"),
-        n("protocol_errors"),
-        n("timeouts"),
-        n("auth_refused"),
-        n("origin_refused"),
-        n("unauthorized")
-    );
+    let mut rows: Vec<(&str, String)> = SUMMARY.iter().map(|&(l, t)| (l, fill(t, v))).collect();
     if let Some(node) = v.get("node").and_then(Value::as_str) {
-        let _ = writeln!(
-            out,
-            "  redis        {}; {} published, {} received, {} reconnects, {} pending",
-            if num(v, "redis_up") == 1 {
-                "up"
-            } else {
-                "DOWN"
-            },
-            n("redis_published"),
-            n("redis_received"),
-            n("redis_reconnects"),
-            bytes(num(v, "redis_pending_bytes"))
-        );
-        let _ = writeln!(out, "  this node    {node} (worker {})", num(v, "worker"));
+        let up = if num(v, "redis_up") == 1 {
+            "up"
+        } else {
+            "DOWN"
+        };
+        rows.push(("redis", format!("{up}; {}", fill(REDIS, v))));
+        rows.push(("this node", format!("{node} (worker {})", num(v, "worker"))));
+    }
+    let mut out = format!("herald, up {}\n", duration(num(v, "uptime_seconds")));
+    for (label, text) in rows {
+        let _ = writeln!(out, "  {label:<12} {text}");
     }
     let nodes = v.get("nodes").and_then(Value::as_array);
     if let Some(nodes) = nodes.filter(|n| !n.is_empty()) {
         out.push('\n');
-        let mut row = |cols: [&str; 6]| {
-            let _ = writeln!(
-                out,
-                "  {:<36} {:>6} {:>12} {:>12} {:>12} {:>10}",
-                cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
-            );
-        };
-        row([
-            "NODE",
-            "WORKER",
-            "CONNECTIONS",
-            "PUSHES OK",
-            "PUSHES FAIL",
-            "RSS",
-        ]);
-        let mut total = [0u64; 4];
-        for node in nodes {
-            let f = [
-                num(node, "connections"),
-                num(node, "pushes_ok"),
-                num(node, "pushes_fail"),
-                num(node, "rss_bytes"),
-            ];
-            for (t, x) in total.iter_mut().zip(f) {
-                *t += x;
-            }
-            let name = node.get("node").and_then(Value::as_str).unwrap_or("?");
-            let worker = num(node, "worker").to_string();
-            let (c, ok, fail, rss) = (grouped(f[0]), grouped(f[1]), grouped(f[2]), bytes(f[3]));
-            row([name, &worker, &c, &ok, &fail, &rss]);
-        }
-        let label = format!("total ({} nodes, as of their last heartbeat)", nodes.len());
-        let (c, ok, fail, rss) = (
-            grouped(total[0]),
-            grouped(total[1]),
-            grouped(total[2]),
-            bytes(total[3]),
-        );
-        row([&label, "", &c, &ok, &fail, &rss]);
+        nodes_table(nodes, &mut out);
     }
     out
+}
+
+/// One row per node of the cluster, as of its last heartbeat, and a total.
+fn nodes_table(nodes: &[Value], out: &mut String) {
+    let mut row = |cols: [&str; 6]| {
+        let _ = writeln!(
+            out,
+            "  {:<36} {:>6} {:>12} {:>12} {:>12} {:>10}",
+            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+        );
+    };
+    row([
+        "NODE",
+        "WORKER",
+        "CONNECTIONS",
+        "PUSHES OK",
+        "PUSHES FAIL",
+        "RSS",
+    ]);
+    // Connections, pushes ok, pushes failed, RSS.
+    let figures = |f: [u64; 4]| [grouped(f[0]), grouped(f[1]), grouped(f[2]), bytes(f[3])];
+    let mut total = [0u64; 4];
+    for node in nodes {
+        let f = ["connections", "pushes_ok", "pushes_fail", "rss_bytes"].map(|k| num(node, k));
+        for (t, x) in total.iter_mut().zip(f) {
+            *t += x;
+        }
+        let name = node.get("node").and_then(Value::as_str).unwrap_or("?");
+        let worker = num(node, "worker").to_string();
+        let [c, ok, fail, rss] = figures(f);
+        row([name, &worker, &c, &ok, &fail, &rss]);
+    }
+    let label = format!("total ({} nodes, as of their last heartbeat)", nodes.len());
+    let [c, ok, fail, rss] = figures(total);
+    row([&label, "", &c, &ok, &fail, &rss]);
 }
 
 /// The table `herald connections` prints from /connections.

@@ -1,0 +1,50 @@
+//! The `herald` command line: run the push server, or stop / query a
+//! running one. `flags` is the table, `args` reads it into a `Cli`; the
+//! commands are `serve` (start), `daemon` (start -d, stop, reload) and
+//! `query` (status, connections, rendered by `status`).
+
+mod args;
+mod daemon;
+mod flags;
+mod query;
+mod secrets;
+mod serve;
+mod status;
+
+use std::process::ExitCode;
+
+/// Reads the command line and the environment, and does what they ask:
+/// exit code 2 for a usage error, 1 for a failure.
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli =
+        match args::with_env(&args, |k| std::env::var(k).ok()).and_then(|a| args::parse_args(&a)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("herald: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let res = match cli.command.as_str() {
+        "help" => {
+            print!("{}", flags::help());
+            Ok(())
+        }
+        "version" => {
+            println!("herald {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        "stop" => daemon::stop(&cli),
+        "reload" => daemon::reload(&cli),
+        "status" => query::status(&cli),
+        "connections" => query::connections(&cli),
+        _ => serve::run(cli),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! `herald start`: the secrets loaded, the push server built and bound, what
+//! an operator should know logged, then one server run here or one per
+//! worker under the supervisor.
+
+use super::args::Cli;
+use super::{daemon, secrets};
+use herald::auth::{self, ApiTokens, Verifier};
+use herald::push::cluster::ClusterConfig;
+use herald::push::PushApp;
+use herald::{Protocol, Server};
+use std::net::SocketAddr;
+
+/// Runs the server the command line describes until it stops.
+pub fn run(mut cli: Cli) -> Result<(), String> {
+    load_security(&mut cli)?;
+    if let Some(url) = &cli.redis_url {
+        cli.redis = Some(herald::redis::RedisUrl::parse(url)?);
+    }
+    herald::log::set_level(cli.log_level);
+    // Before anything is bound: a live daemon keeps its pid file.
+    let _pid_lock = daemon::lock_pid_file(&cli)?;
+    let log_file = daemon::log_file(&cli);
+    if let Some(path) = &log_file {
+        herald::log::to_file(path)
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    }
+    // With workers: bound here once (a port in use fails now, port 0 is
+    // resolved), closed, then bound by every worker with SO_REUSEPORT.
+    let workers = cli.workers > 1;
+    let mut server = bind_server(&cli, &wanted(&cli), cli.reuse_port || workers, None)?;
+    let listeners = server.listeners();
+    let room = Descriptors::left_by(&mut server);
+    // Under workers each binds its own listeners; this process serves none.
+    let server = (!workers).then_some(server);
+    let warnings = security_warnings(&cli);
+    if cli.daemon {
+        daemon::detach(&cli, &warnings, &listeners, log_file.as_deref())?;
+    }
+    log_start(&cli, &warnings, &listeners, &room);
+    let res = match server {
+        Some(server) => serve(server),
+        None => supervise(&cli, &listeners),
+    };
+    match &res {
+        Ok(()) => herald::log_info!("stopped"),
+        Err(e) => herald::log_error!("{e}"),
+    }
+    if cli.daemon {
+        daemon::remove_files(&cli);
+    }
+    res
+}
+
+/// The uid-token keys and API tokens, read before anything is bound.
+fn load_security(cli: &mut Cli) -> Result<(), String> {
+    let keys = secrets::load(
+        cli.push.auth_secret_file.as_deref(),
+        "HERALD_AUTH_SECRET",
+        auth::MIN_KEY,
+    )?;
+    cli.push.tokens = keys.map(|k| Verifier::new(k, cli.rules.clone()));
+    let api = secrets::load(
+        cli.push.api_token_file.as_deref(),
+        "HERALD_API_TOKEN",
+        auth::MIN_API_TOKEN,
+    )?;
+    cli.push.api_tokens = api.map(|t| ApiTokens::new(&t));
+    Ok(())
+}
+
+/// What an operator should know about the security settings at start.
+fn security_warnings(cli: &Cli) -> Vec<String> {
+    let mut w = Vec::new();
+    if cli.ws.is_some() && cli.push.tokens.is_none() {
+        w.push("demo mode: no --auth-secret-file (or HERALD_AUTH_SECRET), so any client can claim any uid and read its pushes".to_string());
+    }
+    if cli.push.api_tokens.is_none() {
+        for (name, addr) in [("text port", cli.text), ("HTTP API", cli.http)] {
+            if let Some(a) = addr.filter(|a| !a.ip().is_loopback()) {
+                w.push(format!("the {name} on {a} is reachable beyond this machine and has no --api-token-file: anyone who reaches it can push"));
+            }
+        }
+    }
+    w
+}
+
+/// The listeners that are not `off`.
+fn wanted(cli: &Cli) -> Vec<(Protocol, SocketAddr)> {
+    [
+        (Protocol::WebSocket, cli.ws),
+        (Protocol::Text, cli.text),
+        (Protocol::Http, cli.http),
+    ]
+    .into_iter()
+    .filter_map(|(p, a)| Some((p, a?)))
+    .collect()
+}
+
+/// The open-file limit, and the connections it leaves room for.
+struct Descriptors {
+    soft: u64,
+    hard: u64,
+    room: u64,
+}
+
+impl Descriptors {
+    /// What is left once herald's own descriptors (listeners, epoll, the
+    /// spare one, standard streams; the signalfd comes next) are counted.
+    fn left_by(server: &mut Server<PushApp>) -> Descriptors {
+        let (soft, hard) = server.context().nofile_limit();
+        let own = herald::sys::open_descriptors().unwrap_or(16) + 1;
+        Descriptors {
+            soft,
+            hard,
+            room: soft.saturating_sub(own),
+        }
+    }
+}
+
+/// The start, the warnings, the limits, the listeners and the descriptor
+/// room, in the log.
+fn log_start(
+    cli: &Cli,
+    warnings: &[String],
+    listeners: &[(Protocol, SocketAddr)],
+    d: &Descriptors,
+) {
+    herald::log_info!(
+        "herald {} starting, pid {}{}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        if cli.workers > 1 {
+            format!(", {} workers", cli.workers)
+        } else {
+            String::new()
+        }
+    );
+    for w in warnings {
+        herald::log_warn!("{w}");
+    }
+    let l = &cli.limits;
+    herald::log_info!(
+        "limits: max-connections {}, max-per-ip {}, max-handshakes-per-ip {}, max-queued {} B, max-message {} B, idle-timeout {} s",
+        l.max_connections,
+        l.max_per_ip,
+        l.max_handshakes_per_ip,
+        l.max_queued,
+        l.max_message,
+        l.idle_timeout_s
+    );
+    for (proto, addr) in listeners {
+        herald::log_info!("listening {} {}", proto.name(), addr);
+    }
+    let max = l.max_connections as u64;
+    let capped = if max == 0 || max > d.room {
+        " (the cap: raise the hard limit, e.g. LimitNOFILE, for more)"
+    } else {
+        ""
+    };
+    let (soft, hard, room) = (d.soft, d.hard, d.room);
+    herald::log_info!(
+        "open-file limit {soft} (hard {hard}): at most about {room} connections in this process{capped}"
+    );
+}
+
+/// `--workers N`: the supervisor forks the workers, each binding
+/// `listeners` itself, and restarts them until told to stop.
+fn supervise(cli: &Cli, listeners: &[(Protocol, SocketAddr)]) -> Result<(), String> {
+    let s = herald::supervisor::Supervision {
+        workers: cli.workers,
+        shutdown_grace_ms: cli.limits.shutdown_grace_ms,
+        ..herald::supervisor::Supervision::default()
+    };
+    let code =
+        herald::supervisor::supervise(
+            &s,
+            &mut |i| match bind_server(cli, listeners, true, Some(i)).and_then(serve) {
+                Ok(()) => 0,
+                Err(e) => {
+                    herald::log_error!("worker {i}: {e}");
+                    1
+                }
+            },
+        );
+    match code {
+        0 => Ok(()),
+        c => Err(format!("the workers stopped with code {c}")),
+    }
+}
+
+/// A server with `listeners` bound (`worker`: its index under --workers).
+fn bind_server(
+    cli: &Cli,
+    listeners: &[(Protocol, SocketAddr)],
+    reuse_port: bool,
+    worker: Option<usize>,
+) -> Result<Server<PushApp>, String> {
+    let mut push = cli.push.clone();
+    if let Some(redis) = &cli.redis {
+        push.cluster = Some(ClusterConfig {
+            redis: redis.clone(),
+            prefix: cli.redis_prefix.clone(),
+            max_pending: cli.redis_max_pending,
+            node: node_id(worker),
+            worker: worker.unwrap_or(0),
+        });
+    }
+    let mut server = Server::new(cli.limits.clone(), PushApp::new(push))
+        .map_err(|e| format!("cannot start the reactor: {e}"))?;
+    for &(proto, addr) in listeners {
+        server.listen(proto, addr, reuse_port).map_err(|e| {
+            let msg = format!("cannot listen on {addr} ({}): {e}", proto.name());
+            // The terminal hears it from main; a log file needs it too.
+            if herald::log::file_path().is_some() {
+                herald::log_error!("{msg}");
+            }
+            msg
+        })?;
+    }
+    Ok(server)
+}
+
+/// Runs a bound server until it stops.
+fn serve(mut server: Server<PushApp>) -> Result<(), String> {
+    // After daemonizing and forking: a signalfd registered with epoll before
+    // a fork keeps reporting the parent's signals, not the child's.
+    server
+        .stop_on_signals()
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let rss = server.context().rss_bytes();
+    server.app().set_baseline_rss(rss);
+    server.run().map_err(|e| format!("event loop failed: {e}"))
+}
+
+/// This process's name in a cluster: host, pid and start time, so that a
+/// restarted worker is a new node.
+fn node_id(worker: Option<usize>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let w = worker.map_or(String::new(), |i| format!("-w{i}"));
+    format!("{}-{}{w}-{started:x}", host.trim(), std::process::id())
+}
