@@ -2,7 +2,7 @@
 //! complete request (head and body) per call, or the error to answer with.
 //! Bytes are held only while a request is incomplete.
 
-use super::{parse_head, Head};
+use super::head::{parse_head, Head};
 use crate::sansio::Held;
 
 /// Bytes of incomplete requests kept between reads.
