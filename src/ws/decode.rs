@@ -125,60 +125,30 @@ fn lost_state() -> Failure {
     Failure::new(CloseCode::INTERNAL, "decoder state lost")
 }
 
+/// Where a step of [`scan`] left the read.
+enum Step {
+    /// Stop here: consumed bytes and the event, if one is complete.
+    Return(usize, Option<Found>),
+    /// Go on from this position.
+    Continue(usize),
+}
+
+/// Finds the next event in `data`. Split in three steps (a body under way,
+/// the next header, the new frame) so that each reads on its own; all are
+/// inlined back into this loop.
 fn scan<H: Held<Partial>>(
     held: &mut H,
     data: &mut [u8],
     max_message: usize,
 ) -> Result<(usize, Option<Found>), Failure> {
-    let max_frame = max_message as u64;
     let mut pos = 0;
     loop {
         // A frame body under way swallows input first.
         if let Some(p) = held.get() {
-            if let Some(mut f) = p.frame {
-                let n = (f.remaining.min((data.len() - pos) as u64)) as usize;
-                let chunk = &mut data[pos..pos + n];
-                frame::unmask(chunk, f.mask, f.offset);
-                pos += n;
-                f.remaining -= n as u64;
-                f.offset += n;
-                if f.opcode.is_control() {
-                    let at = p.control_len as usize;
-                    p.control[at..at + n].copy_from_slice(chunk);
-                    p.control_len += n as u8;
-                } else {
-                    if p.message == Some(OpCode::Text) && p.utf8.feed(chunk).is_err() {
-                        return Err(Failure::new(CloseCode::INVALID_DATA, "text is not UTF-8"));
-                    }
-                    let need = p.body.len() + n;
-                    if need > p.body.capacity() {
-                        // Grow by doubling but never past the message cap
-                        // (plain doubling could reserve twice the cap).
-                        let target = (p.body.capacity() * 2).max(need).min(max_message.max(need));
-                        p.body.reserve_exact(target - p.body.len());
-                    }
-                    p.body.extend_from_slice(chunk);
-                }
-                if f.remaining > 0 {
-                    p.frame = Some(f);
-                    return Ok((pos, None));
-                }
-                p.frame = None;
-                if f.opcode.is_control() {
-                    let len = p.control_len as usize;
-                    p.control_len = 0;
-                    return Ok((pos, Some(Found::HeldControl(f.opcode, len))));
-                }
-                if f.fin {
-                    let kind = p.message.take().unwrap_or(OpCode::Binary);
-                    if kind == OpCode::Text && !p.utf8.is_complete() {
-                        return Err(Failure::new(
-                            CloseCode::INVALID_DATA,
-                            "text ends inside a character",
-                        ));
-                    }
-                    p.utf8 = Utf8Validator::default();
-                    return Ok((pos, Some(Found::Body(kind))));
+            if let Some(f) = p.frame {
+                match feed_body(p, f, data, pos, max_message)? {
+                    Step::Return(used, found) => return Ok((used, found)),
+                    Step::Continue(at) => pos = at,
                 }
                 continue;
             }
@@ -186,75 +156,164 @@ fn scan<H: Held<Partial>>(
         if pos == data.len() {
             return Ok((pos, None));
         }
+        let (h, header_bytes) = match next_header(held, data, pos, max_message as u64)? {
+            Ok(found) => found,
+            Err(used) => return Ok((used, None)),
+        };
+        pos += header_bytes;
+        match start_frame(held, h, data, pos, max_message)? {
+            Step::Return(used, found) => return Ok((used, found)),
+            Step::Continue(at) => pos = at,
+        }
+    }
+}
 
-        // Parse the next header, completing a cut one from the state first.
-        let cut = held.get().map_or(0, |p| p.header_len as usize);
-        let (h, header_bytes_from_data) = if cut > 0 {
-            let p = held.get_or_insert();
-            let take = (MAX_HEADER - cut).min(data.len() - pos);
-            p.header[cut..cut + take].copy_from_slice(&data[pos..pos + take]);
-            match Header::parse(&p.header[..cut + take], true, max_frame).map_err(frame_failure)? {
-                None => {
-                    p.header_len = (cut + take) as u8;
-                    return Ok((pos + take, None));
-                }
-                Some((h, n)) => {
-                    p.header_len = 0;
-                    (h, n - cut)
-                }
+/// Feeds the body of the frame under way (`f`, from `p.frame`) with what
+/// `data` holds from `pos`.
+#[inline(always)]
+fn feed_body(
+    p: &mut Partial,
+    mut f: FrameProgress,
+    data: &mut [u8],
+    mut pos: usize,
+    max_message: usize,
+) -> Result<Step, Failure> {
+    let n = (f.remaining.min((data.len() - pos) as u64)) as usize;
+    let chunk = &mut data[pos..pos + n];
+    frame::unmask(chunk, f.mask, f.offset);
+    pos += n;
+    f.remaining -= n as u64;
+    f.offset += n;
+    if f.opcode.is_control() {
+        let at = p.control_len as usize;
+        p.control[at..at + n].copy_from_slice(chunk);
+        p.control_len += n as u8;
+    } else {
+        if p.message == Some(OpCode::Text) && p.utf8.feed(chunk).is_err() {
+            return Err(Failure::new(CloseCode::INVALID_DATA, "text is not UTF-8"));
+        }
+        let need = p.body.len() + n;
+        if need > p.body.capacity() {
+            // Grow by doubling but never past the message cap
+            // (plain doubling could reserve twice the cap).
+            let target = (p.body.capacity() * 2).max(need).min(max_message.max(need));
+            p.body.reserve_exact(target - p.body.len());
+        }
+        p.body.extend_from_slice(chunk);
+    }
+    if f.remaining > 0 {
+        p.frame = Some(f);
+        return Ok(Step::Return(pos, None));
+    }
+    p.frame = None;
+    if f.opcode.is_control() {
+        let len = p.control_len as usize;
+        p.control_len = 0;
+        return Ok(Step::Return(pos, Some(Found::HeldControl(f.opcode, len))));
+    }
+    if f.fin {
+        let kind = p.message.take().unwrap_or(OpCode::Binary);
+        if kind == OpCode::Text && !p.utf8.is_complete() {
+            return Err(Failure::new(
+                CloseCode::INVALID_DATA,
+                "text ends inside a character",
+            ));
+        }
+        p.utf8 = Utf8Validator::default();
+        return Ok(Step::Return(pos, Some(Found::Body(kind))));
+    }
+    Ok(Step::Continue(pos))
+}
+
+/// Parses the next header at `pos`, completing a cut one from the state
+/// first. `Ok(Ok((header, bytes of data it took)))`, or `Ok(Err(used))` when
+/// the header is still incomplete (its bytes are kept in the state).
+#[inline(always)]
+fn next_header<H: Held<Partial>>(
+    held: &mut H,
+    data: &[u8],
+    pos: usize,
+    max_frame: u64,
+) -> Result<Result<(Header, usize), usize>, Failure> {
+    let cut = held.get().map_or(0, |p| p.header_len as usize);
+    if cut > 0 {
+        let p = held.get_or_insert();
+        let take = (MAX_HEADER - cut).min(data.len() - pos);
+        p.header[cut..cut + take].copy_from_slice(&data[pos..pos + take]);
+        return match Header::parse(&p.header[..cut + take], true, max_frame)
+            .map_err(frame_failure)?
+        {
+            None => {
+                p.header_len = (cut + take) as u8;
+                Ok(Err(pos + take))
             }
-        } else {
-            match Header::parse(&data[pos..], true, max_frame).map_err(frame_failure)? {
-                None => {
-                    let rest = &data[pos..];
-                    let p = held.get_or_insert();
-                    p.header[..rest.len()].copy_from_slice(rest);
-                    p.header_len = rest.len() as u8;
-                    return Ok((data.len(), None));
-                }
-                Some((h, n)) => (h, n),
+            Some((h, n)) => {
+                p.header_len = 0;
+                Ok(Ok((h, n - cut)))
             }
         };
-        pos += header_bytes_from_data;
-        let (in_message, so_far) = held.get().map_or((None, 0), |p| (p.message, p.body.len()));
-        check_sequence(&h, in_message, so_far, max_message)?;
-        let mask = h.mask.unwrap_or([0; 4]);
-        let avail = data.len() - pos;
-
-        // Fast path: a whole frame in this read, not part of a fragmented message.
-        if (h.len as usize) <= avail && (h.opcode.is_control() || (h.fin && in_message.is_none())) {
-            let len = h.len as usize;
-            frame::unmask(&mut data[pos..pos + len], mask, 0);
-            let (start, end) = (pos, pos + len);
-            let found = if h.opcode.is_control() {
-                Found::Control(h.opcode, start, end)
-            } else {
-                Found::Data(h.opcode, start, end)
-            };
-            return Ok((end, Some(found)));
-        }
-
-        // Slow path: the frame continues past this read, or is a fragment.
-        let p = held.get_or_insert();
-        if !h.opcode.is_control() && h.opcode != OpCode::Continuation {
-            p.message = Some(h.opcode);
-        }
-        if !h.opcode.is_control() {
-            // Reserve what is announced, but never more than arrives soon:
-            // a length alone must not make us allocate.
-            // `reserve_exact`, capped: plain `reserve` may double past the cap.
-            let want = (h.len as usize).min(avail.max(4096));
-            let room = max_message.saturating_sub(p.body.len());
-            p.body.reserve_exact(want.min(room));
-        }
-        p.frame = Some(FrameProgress {
-            opcode: h.opcode,
-            fin: h.fin,
-            remaining: h.len,
-            mask,
-            offset: 0,
-        });
     }
+    match Header::parse(&data[pos..], true, max_frame).map_err(frame_failure)? {
+        None => {
+            let rest = &data[pos..];
+            let p = held.get_or_insert();
+            p.header[..rest.len()].copy_from_slice(rest);
+            p.header_len = rest.len() as u8;
+            Ok(Err(data.len()))
+        }
+        Some((h, n)) => Ok(Ok((h, n))),
+    }
+}
+
+/// A new frame whose body starts at `pos`: delivered in place when it is
+/// whole in this read and not a fragment, else recorded in the state.
+#[inline(always)]
+fn start_frame<H: Held<Partial>>(
+    held: &mut H,
+    h: Header,
+    data: &mut [u8],
+    pos: usize,
+    max_message: usize,
+) -> Result<Step, Failure> {
+    let (in_message, so_far) = held.get().map_or((None, 0), |p| (p.message, p.body.len()));
+    check_sequence(&h, in_message, so_far, max_message)?;
+    let mask = h.mask.unwrap_or([0; 4]);
+    let avail = data.len() - pos;
+
+    // Fast path: a whole frame in this read, not part of a fragmented message.
+    if (h.len as usize) <= avail && (h.opcode.is_control() || (h.fin && in_message.is_none())) {
+        let len = h.len as usize;
+        frame::unmask(&mut data[pos..pos + len], mask, 0);
+        let (start, end) = (pos, pos + len);
+        let found = if h.opcode.is_control() {
+            Found::Control(h.opcode, start, end)
+        } else {
+            Found::Data(h.opcode, start, end)
+        };
+        return Ok(Step::Return(end, Some(found)));
+    }
+
+    // Slow path: the frame continues past this read, or is a fragment.
+    let p = held.get_or_insert();
+    if !h.opcode.is_control() && h.opcode != OpCode::Continuation {
+        p.message = Some(h.opcode);
+    }
+    if !h.opcode.is_control() {
+        // Reserve what is announced, but never more than arrives soon:
+        // a length alone must not make us allocate.
+        // `reserve_exact`, capped: plain `reserve` may double past the cap.
+        let want = (h.len as usize).min(avail.max(4096));
+        let room = max_message.saturating_sub(p.body.len());
+        p.body.reserve_exact(want.min(room));
+    }
+    p.frame = Some(FrameProgress {
+        opcode: h.opcode,
+        fin: h.fin,
+        remaining: h.len,
+        mask,
+        offset: 0,
+    });
+    Ok(Step::Continue(pos))
 }
 
 fn check_sequence(
