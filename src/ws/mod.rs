@@ -9,6 +9,7 @@ pub mod decode;
 mod event;
 pub mod frame;
 pub mod handshake;
+mod rules;
 pub mod utf8;
 
 pub use decode::Partial;
