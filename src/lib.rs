@@ -35,6 +35,7 @@
 
 pub mod app;
 pub mod auth;
+mod backoff;
 pub mod http;
 pub mod hub;
 pub mod limits;

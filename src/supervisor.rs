@@ -18,6 +18,7 @@
 //! `Pool` is the table of workers and their restart times, with the clock
 //! passed in; [`supervise`] is the shell that forks, reaps and signals.
 
+use crate::backoff::Backoff;
 use crate::sys::{self, Fork, SupervisorSignalFd};
 use std::io::Write;
 
@@ -82,8 +83,8 @@ enum State {
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     state: State,
-    /// The delay before its next restart, before jitter.
-    next_delay_ms: u64,
+    /// Its restart delays.
+    backoff: Backoff,
     /// Exits in a row within `QUICK_EXIT_MS` of starting.
     quick_exits: u32,
 }
@@ -102,32 +103,31 @@ struct Exit {
 /// processes and no clock: the shell passes both in.
 struct Pool {
     slots: Vec<Slot>,
-    min_ms: u64,
-    max_ms: u64,
     reset_ms: u64,
     stopping: bool,
-    /// xorshift64 state for the jitter (never 0).
-    rng: u64,
 }
+
+/// Restart delays are their base ± this many percent.
+const JITTER_PERCENT: u64 = 10;
 
 impl Pool {
     /// Every worker due at time 0 (started at once).
     fn new(s: &Supervision, seed: u64) -> Pool {
-        let min_ms = s.backoff_min_ms.max(1);
+        let slot = |i: usize| Slot {
+            state: State::Waiting { at_ms: 0 },
+            // One seed per worker, so that their jitters differ.
+            backoff: Backoff::new(
+                s.backoff_min_ms,
+                s.backoff_max_ms,
+                JITTER_PERCENT,
+                seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ),
+            quick_exits: 0,
+        };
         Pool {
-            slots: vec![
-                Slot {
-                    state: State::Waiting { at_ms: 0 },
-                    next_delay_ms: min_ms,
-                    quick_exits: 0,
-                };
-                s.workers
-            ],
-            min_ms,
-            max_ms: s.backoff_max_ms.max(min_ms),
+            slots: (0..s.workers).map(slot).collect(),
             reset_ms: s.backoff_reset_ms,
             stopping: false,
-            rng: seed | 1,
         }
     }
 
@@ -205,18 +205,16 @@ impl Pool {
     /// The next restart delay of worker `index`, which ran `ran_ms`; doubles
     /// the one after.
     fn backoff(&mut self, index: usize, ran_ms: u64) -> u64 {
-        let slot = &mut self.slots[index];
+        let backoff = &mut self.slots[index].backoff;
         if ran_ms >= self.reset_ms {
-            slot.next_delay_ms = self.min_ms;
+            backoff.reset();
         }
-        let base = slot.next_delay_ms;
-        slot.next_delay_ms = base.saturating_mul(2).min(self.max_ms);
-        let r = self.random();
-        jittered(base, r).min(self.max_ms)
+        backoff.next_delay()
     }
 
-    fn random(&mut self) -> u64 {
-        crate::xorshift::next(&mut self.rng)
+    /// The longest restart delay.
+    fn max_delay_ms(&self) -> u64 {
+        self.slots.first().map_or(0, |s| s.backoff.max_ms())
     }
 
     /// No more restarts; returns the pids still running.
@@ -239,12 +237,6 @@ impl Pool {
             })
             .collect()
     }
-}
-
-/// `base` ±10 %, by `r`.
-fn jittered(base: u64, r: u64) -> u64 {
-    let spread = base / 5;
-    base - base / 10 + r % (spread + 1)
 }
 
 fn signal_name(sig: i32) -> &'static str {
@@ -373,7 +365,7 @@ pub fn supervise(s: &Supervision, run_worker: &mut dyn FnMut(usize) -> i32) -> i
             if exit.restart_in_ms.is_some() && exit.quick_exits == QUICK_EXITS_REPORTED {
                 crate::log_error!(
                     "worker {i} exited within {QUICK_EXIT_MS} ms of starting {QUICK_EXITS_REPORTED} times in a row; still restarting it, at most every {} ms",
-                    pool.max_ms
+                    pool.max_delay_ms()
                 );
             }
         }
@@ -522,11 +514,13 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_ten_percent() {
-        for r in [0, 1, 7, 20, 21, u64::MAX] {
-            assert!(within_jitter(jittered(100, r), 100));
-            assert!(within_jitter(jittered(10_000, r), 10_000));
-        }
-        assert_eq!(jittered(1, 5), 1);
+    fn workers_jitter_apart() {
+        let mut p = pool(2);
+        p.started(0, 1, 0);
+        p.started(1, 2, 0);
+        let a: Vec<u64> = (0..8).map(|i| p.start_failed(0, i)).collect();
+        let b: Vec<u64> = (0..8).map(|i| p.start_failed(1, i)).collect();
+        assert_ne!(a, b);
+        assert!(a.iter().chain(&b).all(|&d| d <= 10_000));
     }
 }

@@ -1,14 +1,20 @@
-//! RESP2, the Redis wire protocol: commands out ([`encode`]), replies in ([`decode`]).
+//! RESP2, the Redis wire protocol: commands out ([`encode`]), replies in
+//! ([`Frame::decode`], and [`decode`] for a tree).
 //!
-//! Sans-IO like herald's other parsers: the caller owns the buffer, [`decode`]
-//! borrows replies from it and says how many bytes it used, or that the
-//! reply is not all there yet. Nothing is allocated for a length the server
-//! has only announced: bulk strings are slices of the buffer, and an array
-//! grows one parsed element at a time.
+//! Sans-IO like herald's other parsers: the caller owns the buffer, and a
+//! decoder borrows replies from it and says how many bytes it used, or that
+//! the reply is not all there yet. A reply is checked whole before anything
+//! is built: a [`Frame`] then reads its parts in place (no heap for a
+//! pub/sub message or a `PUBLISH` count), and a [`Reply`] tree is built only
+//! from bytes received. Nothing is allocated for a length the server has
+//! only announced.
 //!
 //! Only what Redis 7 sends a RESP2 client is accepted; RESP3 types (`_`,
 //! `%`, `>`, ...) are [`RespError::BadType`], since herald never sends `HELLO 3`.
 
+mod encode;
+
+pub use encode::{encode, encode_command, encoded_len};
 use std::fmt;
 
 /// A decoded reply, borrowing from the input buffer.
@@ -60,11 +66,150 @@ impl<'a> Reply<'a> {
     }
 }
 
+/// One reply, checked whole and read in place: taking it apart cannot fail
+/// and allocates nothing, so the replies herald reads most (a `PUBLISH`
+/// count, a pub/sub message) cost no heap. Made by [`Frame::decode`];
+/// [`Frame::to_reply`] builds the [`Reply`] tree when one is wanted.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Frame<'a> {
+    /// `+OK\r\n`: a status line.
+    Simple(&'a [u8]),
+    /// `-ERR unknown command\r\n`: the server refused the command.
+    Error(&'a [u8]),
+    /// `:3\r\n`.
+    Integer(i64),
+    /// `$3\r\nfoo\r\n`; `$-1\r\n` is `None`.
+    Bulk(Option<&'a [u8]>),
+    /// `*2\r\n...`: its elements, decoded as they are read; `*-1\r\n` is
+    /// `None`.
+    Array(Option<Items<'a>>),
+}
+
+/// The elements of an array [`Frame`], each decoded when it is reached.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct Items<'a> {
+    /// The elements' bytes, checked with their frame.
+    bytes: &'a [u8],
+    /// Elements not yet read.
+    left: usize,
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Frame<'a>;
+
+    fn next(&mut self) -> Option<Frame<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        // The bytes were checked with the frame, so every element decodes;
+        // ending early is only the answer to an impossible failure.
+        let Ok(Some((frame, used))) = Frame::decode(self.bytes, &Limits::CHECKED) else {
+            self.left = 0;
+            return None;
+        };
+        self.bytes = &self.bytes[used..];
+        self.left -= 1;
+        Some(frame)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Items<'_> {}
+
+impl<'a> Frame<'a> {
+    /// Decodes the first complete reply of `buf`:
+    /// `Ok(Some((frame, consumed)))`, `Ok(None)` if `buf` holds only part
+    /// of one (the caller keeps the bytes and calls again with more
+    /// appended), `Err` on bytes that can never be a valid reply (the
+    /// caller drops the connection).
+    ///
+    /// Never panics, and allocates only for arrays nested deeper than 8. A
+    /// call on a partial reply starts over from its first byte: the cost
+    /// is the headers and lines received so far, as bulk data is skipped by
+    /// its length, never scanned. That is nothing for the replies herald
+    /// reads, and for a huge array arriving over many reads it is bounded
+    /// by [`Limits::max_elements`] per call.
+    pub fn decode(buf: &'a [u8], limits: &Limits) -> Result<Option<(Frame<'a>, usize)>, RespError> {
+        let Some((first, header_end, end)) = scan(buf, limits)? else {
+            return Ok(None);
+        };
+        let frame = match first {
+            Head::Value(frame) => frame,
+            Head::Array(n) => Frame::Array(Some(Items {
+                bytes: &buf[header_end..end],
+                left: n,
+            })),
+        };
+        Ok(Some((frame, end)))
+    }
+
+    /// The bytes of a status line or a non-null bulk string; `None` for an
+    /// error reply too, so that an error can never pass for data.
+    pub fn as_bytes(&self) -> Option<&'a [u8]> {
+        self.to_scalar().as_bytes()
+    }
+
+    /// The value of an integer reply.
+    pub fn as_int(&self) -> Option<i64> {
+        self.to_scalar().as_int()
+    }
+
+    /// The elements of a non-null array.
+    pub fn items(&self) -> Option<Items<'a>> {
+        match *self {
+            Frame::Array(Some(items)) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The frame as a [`Reply`] tree. Built without recursion; the checked
+    /// bytes say how many elements each array has, so each array's `Vec`
+    /// is allocated once, for elements received.
+    pub fn to_reply(self) -> Reply<'a> {
+        let mut open: Vec<(Vec<Reply<'a>>, Items<'a>)> = Vec::new();
+        let mut next = Some(self);
+        loop {
+            // `next` is a value to place, or `None` when the innermost
+            // array has no element left (so it closes).
+            let done = match next {
+                Some(Frame::Array(Some(items))) => {
+                    open.push((Vec::with_capacity(items.len()), items));
+                    None
+                }
+                Some(frame) => Some(frame.to_scalar()),
+                None => open.pop().map(|(items, _)| Reply::Array(Some(items))),
+            };
+            if let Some(reply) = done {
+                match open.last_mut() {
+                    Some((items, _)) => items.push(reply),
+                    None => return reply,
+                }
+            }
+            next = open.last_mut().and_then(|(_, items)| items.next());
+        }
+    }
+
+    /// The reply of anything but a non-null array (whose elements are
+    /// left out).
+    fn to_scalar(self) -> Reply<'a> {
+        match self {
+            Frame::Simple(s) => Reply::Simple(s),
+            Frame::Error(s) => Reply::Error(s),
+            Frame::Integer(i) => Reply::Integer(i),
+            Frame::Bulk(b) => Reply::Bulk(b),
+            Frame::Array(a) => Reply::Array(a.map(|_| Vec::new())),
+        }
+    }
+}
+
 /// Limits that bound what a (possibly broken or hostile) server can make
 /// herald hold.
 ///
 /// None of them bounds a whole reply's bytes: those sit in the caller's
-/// buffer, which grows while [`decode`] says `Ok(None)`. The connection that
+/// buffer, which grows while [`Frame::decode`] says `Ok(None)`. The connection that
 /// owns the buffer caps it and drops the server when a reply is still
 /// incomplete at the cap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,12 +226,23 @@ pub struct Limits {
     /// Arrays nested inside each other (a pub/sub message needs 1, a
     /// transaction's `EXEC` of `XREAD`s 4). Default 8. Decoding does not
     /// recurse, but dropping, comparing or printing a [`Reply`] does, so this
-    /// is also what keeps those off the end of the stack.
+    /// is also what keeps those off the end of the stack. Checking a reply
+    /// up to 8 deep takes no heap.
     pub max_depth: usize,
     /// Longest status or error line. Such lines are short in practice; the
     /// bound makes a server that never sends `\r\n` an error instead of a
     /// buffer that grows forever. Default 64 KiB.
     pub max_line: usize,
+}
+
+impl Limits {
+    /// No bounds at all: for bytes already checked under real ones.
+    const CHECKED: Limits = Limits {
+        max_bulk: usize::MAX,
+        max_elements: usize::MAX,
+        max_depth: usize::MAX,
+        max_line: usize::MAX,
+    };
 }
 
 impl Default for Limits {
@@ -145,128 +301,152 @@ impl fmt::Display for RespError {
 
 impl std::error::Error for RespError {}
 
-/// Appends one command as a RESP array of bulk strings:
-/// `*N\r\n$len\r\narg\r\n...`. Arguments are binary-safe.
-pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    // Each header is a type byte, at most 20 digits and CRLF.
-    let size = args
-        .iter()
-        .fold(23, |n: usize, a| n.saturating_add(a.len() + 25));
-    out.reserve(size);
-    header(out, b'*', args.len());
-    for arg in args {
-        header(out, b'$', arg.len());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-fn header(out: &mut Vec<u8>, kind: u8, mut n: usize) {
-    // A u64 has at most 20 decimal digits.
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push(kind);
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
-}
-
 type Step<T> = Result<Option<T>, RespError>;
 
-/// Decodes the first complete reply of `buf`: `Ok(Some((reply, consumed)))`,
-/// `Ok(None)` if `buf` holds only part of one (the caller keeps the bytes
-/// and calls again with more appended), `Err` on bytes that can never be a
-/// valid reply (the caller drops the connection).
-///
-/// Never panics. A call on a partial reply starts over from its first
-/// byte: the cost is the headers and lines received so far, as bulk data
-/// is skipped by its length, never scanned. That is nothing for the
-/// replies herald reads (pub/sub messages are three bulks), and for a huge
-/// array arriving over many reads it is bounded by
-/// [`Limits::max_elements`] per call.
+/// Decodes the first complete reply of `buf` into a tree, as
+/// [`Frame::decode`] does into a frame (with the same answers and errors).
 pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(Reply<'a>, usize)>, RespError> {
-    // Arrays under way: elements so far and how many are still to come.
-    // Iterative, so a deep reply costs heap (one entry per level, each
-    // from a header received), not stack.
-    let mut open: Vec<(Vec<Reply<'a>>, usize)> = Vec::new();
+    Ok(Frame::decode(buf, limits)?.map(|(frame, used)| (frame.to_reply(), used)))
+}
+
+/// How a reply starts: a whole value, or the header of an array whose
+/// elements (at least one) follow.
+#[derive(Clone, Copy)]
+enum Head<'a> {
+    Value(Frame<'a>),
+    Array(usize),
+}
+
+/// Checks the first reply of `buf` whole without building it: how it
+/// starts, where that start ends and where the reply ends.
+fn scan<'a>(buf: &'a [u8], limits: &Limits) -> Step<(Head<'a>, usize, usize)> {
+    let mut open = Open::default();
     let mut elements = 0usize;
+    let mut first = None;
     let mut pos = 0;
     loop {
-        let Some(&kind) = buf.get(pos) else {
+        let Some((head, next)) = head(buf, pos, limits, open.depth)? else {
             return Ok(None);
         };
-        let mut reply = match kind {
-            b'+' | b'-' => {
-                let Some((line, next)) = line(buf, pos + 1, limits.max_line)? else {
-                    return Ok(None);
-                };
-                pos = next;
-                if kind == b'+' {
-                    Reply::Simple(line)
-                } else {
-                    Reply::Error(line)
+        let (start, start_end) = *first.get_or_insert((head, next));
+        pos = next;
+        let whole = match head {
+            Head::Array(n) => {
+                // Counted as announced, so that the limit is hit at the
+                // header; nothing is reserved from it.
+                if n > limits.max_elements.saturating_sub(elements) {
+                    return Err(RespError::TooManyElements);
                 }
+                elements += n;
+                open.push(n);
+                false
             }
-            b':' => {
-                let Some((n, next)) = integer(buf, pos + 1)? else {
-                    return Ok(None);
-                };
-                pos = next;
-                Reply::Integer(n)
-            }
-            b'$' => {
-                let Some((data, next)) = bulk(buf, pos + 1, limits.max_bulk)? else {
-                    return Ok(None);
-                };
-                pos = next;
-                Reply::Bulk(data)
-            }
-            b'*' => {
-                if open.len() >= limits.max_depth {
-                    return Err(RespError::TooDeep);
-                }
-                let Some((n, next)) = integer(buf, pos + 1)? else {
-                    return Ok(None);
-                };
-                pos = next;
-                match n {
-                    -1 => Reply::Array(None),
-                    ..=-2 => return Err(RespError::BadLength),
-                    0 => Reply::Array(Some(Vec::new())),
-                    n => {
-                        // Counted as announced, so that the limit is hit at
-                        // the header; but the Vec grows only as elements
-                        // parse, never reserved from `n`.
-                        if n as u64 > limits.max_elements.saturating_sub(elements) as u64 {
-                            return Err(RespError::TooManyElements);
-                        }
-                        elements += n as usize;
-                        open.push((Vec::new(), n as usize));
-                        continue;
-                    }
-                }
-            }
-            other => return Err(RespError::BadType(other)),
+            Head::Value(_) => open.complete_one(),
         };
-        // Hand the value to its array, closing every array it completes.
-        loop {
-            let Some((mut items, left)) = open.pop() else {
-                return Ok(Some((reply, pos)));
-            };
-            items.push(reply);
-            if left > 1 {
-                open.push((items, left - 1));
-                break;
-            }
-            reply = Reply::Array(Some(items));
+        if whole {
+            return Ok(Some((start, start_end, pos)));
         }
+    }
+}
+
+/// The value or array header at `pos`, inside `depth` open arrays.
+fn head<'a>(buf: &'a [u8], pos: usize, limits: &Limits, depth: usize) -> Step<(Head<'a>, usize)> {
+    let Some(&kind) = buf.get(pos) else {
+        return Ok(None);
+    };
+    let (frame, next) = match kind {
+        b'+' | b'-' => {
+            let Some((line, next)) = line(buf, pos + 1, limits.max_line)? else {
+                return Ok(None);
+            };
+            let frame = if kind == b'+' {
+                Frame::Simple(line)
+            } else {
+                Frame::Error(line)
+            };
+            (frame, next)
+        }
+        b':' => {
+            let Some((n, next)) = integer(buf, pos + 1)? else {
+                return Ok(None);
+            };
+            (Frame::Integer(n), next)
+        }
+        b'$' => {
+            let Some((data, next)) = bulk(buf, pos + 1, limits.max_bulk)? else {
+                return Ok(None);
+            };
+            (Frame::Bulk(data), next)
+        }
+        b'*' => {
+            if depth >= limits.max_depth {
+                return Err(RespError::TooDeep);
+            }
+            let Some((n, next)) = integer(buf, pos + 1)? else {
+                return Ok(None);
+            };
+            let empty = Items {
+                bytes: &[],
+                left: 0,
+            };
+            match n {
+                -1 => (Frame::Array(None), next),
+                ..=-2 => return Err(RespError::BadLength),
+                0 => (Frame::Array(Some(empty)), next),
+                // Past usize (a 32-bit target) is past every element limit.
+                n => {
+                    return Ok(Some((
+                        Head::Array(n.try_into().unwrap_or(usize::MAX)),
+                        next,
+                    )))
+                }
+            }
+        }
+        other => return Err(RespError::BadType(other)),
+    };
+    Ok(Some((Head::Value(frame), next)))
+}
+
+/// The arrays under way while a reply is checked, innermost last: how many
+/// elements each still expects. The first levels are held inline, so a
+/// reply of ordinary depth is checked without the heap.
+#[derive(Default)]
+struct Open {
+    inline: [usize; INLINE_DEPTH],
+    deeper: Vec<usize>,
+    depth: usize,
+}
+
+const INLINE_DEPTH: usize = 8;
+
+impl Open {
+    fn push(&mut self, elements: usize) {
+        match self.inline.get_mut(self.depth) {
+            Some(slot) => *slot = elements,
+            None => self.deeper.push(elements),
+        }
+        self.depth += 1;
+    }
+
+    /// A value is complete: closes every array it completes. True when no
+    /// array is left open, i.e. the reply is whole.
+    fn complete_one(&mut self) -> bool {
+        while self.depth > 0 {
+            let i = self.depth - 1;
+            let left = match self.inline.get_mut(i) {
+                Some(left) => left,
+                None => &mut self.deeper[i - INLINE_DEPTH],
+            };
+            *left -= 1;
+            if *left > 0 {
+                return false;
+            }
+            self.depth = i;
+            if i >= INLINE_DEPTH {
+                self.deeper.pop();
+            }
+        }
+        true
     }
 }
 
@@ -368,380 +548,4 @@ fn bulk(buf: &[u8], start: usize, max_bulk: usize) -> Step<(Option<&[u8]>, usize
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dec(buf: &[u8]) -> Step<(Reply<'_>, usize)> {
-        decode(buf, &Limits::default())
-    }
-
-    /// The reply of a buffer holding exactly one.
-    fn one(buf: &[u8]) -> Reply<'_> {
-        match dec(buf) {
-            Ok(Some((r, n))) if n == buf.len() => r,
-            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(buf)),
-        }
-    }
-
-    fn err(buf: &[u8], limits: &Limits) -> RespError {
-        match decode(buf, limits) {
-            Err(e) => e,
-            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(buf)),
-        }
-    }
-
-    fn bulk(b: &[u8]) -> Reply<'_> {
-        Reply::Bulk(Some(b))
-    }
-
-    const PUBSUB: &[u8] = b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$12\r\nhello\r\nworld\r\n";
-
-    #[test]
-    fn encode_writes_arrays_of_bulk_strings() {
-        let mut out = Vec::new();
-        encode(&mut out, &[b"SUBSCRIBE", b"news"]);
-        assert_eq!(out, b"*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nnews\r\n");
-        out.clear();
-        encode(&mut out, &[]);
-        assert_eq!(out, b"*0\r\n");
-        out.clear();
-        encode(&mut out, &[b"", &[b'x'; 12345]]);
-        assert!(out.starts_with(b"*2\r\n$0\r\n\r\n$12345\r\nxxx"));
-        // Appends: a pipeline is several calls on one buffer.
-        encode(&mut out, &[b"PING"]);
-        assert!(out.ends_with(b"xxx\r\n*1\r\n$4\r\nPING\r\n"));
-    }
-
-    #[test]
-    fn a_command_decodes_back_to_its_arguments() {
-        let cases: &[&[&[u8]]] = &[
-            &[b"PUBLISH", b"news", b"{\"uid\":\"1\"}"],
-            &[b"SET", b"k", b"\r\n*1\r\n$-1\r\n\x00\xff"],
-            &[b""],
-            &[],
-        ];
-        for args in cases {
-            let mut out = Vec::new();
-            encode(&mut out, args);
-            let want = Reply::Array(Some(args.iter().map(|a| bulk(a)).collect()));
-            assert_eq!(one(&out), want);
-        }
-    }
-
-    #[test]
-    fn every_type() {
-        assert_eq!(one(b"+OK\r\n"), Reply::Simple(b"OK"));
-        assert_eq!(one(b"+\r\n"), Reply::Simple(b""));
-        assert_eq!(
-            one(b"-ERR unknown command 'x'\r\n"),
-            Reply::Error(b"ERR unknown command 'x'")
-        );
-        assert_eq!(one(b":0\r\n"), Reply::Integer(0));
-        assert_eq!(one(b":-5\r\n"), Reply::Integer(-5));
-        assert_eq!(one(b":9223372036854775807\r\n"), Reply::Integer(i64::MAX));
-        assert_eq!(one(b":-9223372036854775808\r\n"), Reply::Integer(i64::MIN));
-        assert_eq!(one(b"$3\r\nfoo\r\n"), bulk(b"foo"));
-        assert_eq!(one(b"$0\r\n\r\n"), bulk(b""));
-        assert_eq!(one(b"$4\r\n\r\n\r\n\r\n"), bulk(b"\r\n\r\n"));
-        assert_eq!(one(b"*0\r\n"), Reply::Array(Some(vec![])));
-    }
-
-    #[test]
-    fn nulls() {
-        assert_eq!(one(b"$-1\r\n"), Reply::Bulk(None));
-        assert_eq!(one(b"*-1\r\n"), Reply::Array(None));
-        assert_eq!(
-            one(b"*2\r\n$-1\r\n*-1\r\n"),
-            Reply::Array(Some(vec![Reply::Bulk(None), Reply::Array(None)]))
-        );
-    }
-
-    #[test]
-    fn nested_arrays() {
-        let r = one(b"*3\r\n*2\r\n:1\r\n*1\r\n+a\r\n*0\r\n$1\r\nz\r\n");
-        assert_eq!(
-            r,
-            Reply::Array(Some(vec![
-                Reply::Array(Some(vec![
-                    Reply::Integer(1),
-                    Reply::Array(Some(vec![Reply::Simple(b"a")])),
-                ])),
-                Reply::Array(Some(vec![])),
-                bulk(b"z"),
-            ]))
-        );
-    }
-
-    #[test]
-    fn a_pubsub_message_is_three_bulks() {
-        let r = one(PUBSUB);
-        let items = r.as_array().unwrap();
-        let parts: Vec<_> = items.iter().map(|i| i.as_bytes().unwrap()).collect();
-        assert_eq!(parts, [&b"message"[..], b"news", b"hello\r\nworld"]);
-    }
-
-    #[test]
-    fn pipelined_replies_come_one_per_call() {
-        let mut buf = b"+OK\r\n*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n".to_vec();
-        buf.extend_from_slice(PUBSUB);
-        buf.extend_from_slice(b"-ERR wrong\r\n$-1\r\n:4");
-        let mut got = Vec::new();
-        let mut pos = 0;
-        while let Some((r, n)) = dec(&buf[pos..]).unwrap() {
-            got.push(r);
-            pos += n;
-        }
-        assert_eq!(&buf[pos..], b":4", "an unfinished reply is left");
-        assert_eq!(got.len(), 5);
-        assert_eq!(got[0], Reply::Simple(b"OK"));
-        assert_eq!(
-            got[1],
-            Reply::Array(Some(vec![
-                bulk(b"subscribe"),
-                bulk(b"news"),
-                Reply::Integer(1)
-            ]))
-        );
-        assert_eq!(got[2].as_array().unwrap()[2], bulk(b"hello\r\nworld"));
-        assert!(got[3].is_error());
-        assert_eq!(got[4], Reply::Bulk(None));
-    }
-
-    #[test]
-    fn every_cut_point_is_partial() {
-        let replies: &[&[u8]] = &[
-            b"+OK\r\n",
-            b"-ERR x\r\n",
-            b":-9223372036854775808\r\n",
-            b"$5\r\nhe\r\no\r\n",
-            b"$-1\r\n",
-            b"*-1\r\n",
-            b"*0\r\n",
-            PUBSUB,
-            b"*2\r\n*2\r\n:1\r\n$0\r\n\r\n*1\r\n+\r\n",
-        ];
-        for reply in replies {
-            let whole = one(reply);
-            for k in 0..reply.len() {
-                assert_eq!(dec(&reply[..k]), Ok(None), "{reply:?} cut at {k}");
-            }
-            let mut more = reply.to_vec();
-            more.extend_from_slice(b"+next\r\n");
-            assert_eq!(dec(&more), Ok(Some((whole, reply.len()))));
-        }
-    }
-
-    #[test]
-    fn bad_type_bytes() {
-        let d = Limits::default();
-        for b in [b'?', b' ', b'\r', b'\n', b'0', b'_', b'>', b'%', b'#', b'~'] {
-            assert_eq!(err(&[b, b'\r', b'\n'], &d), RespError::BadType(b));
-        }
-        assert_eq!(err(b"*2\r\n:1\r\n!x\r\n", &d), RespError::BadType(b'!'));
-        assert_eq!(err(b"x", &d), RespError::BadType(b'x'), "decided at once");
-    }
-
-    #[test]
-    fn integers_are_written_as_redis_writes_them() {
-        let d = Limits::default();
-        for bad in [
-            &b":\r\n"[..],
-            b":-\r\n",
-            b":01\r\n",
-            b":00\r\n",
-            b":-0\r\n",
-            b":+1\r\n",
-            b": 1\r\n",
-            b":1 \r\n",
-            b":1x\r\n",
-            b":9223372036854775808\r\n",
-            b":-9223372036854775809\r\n",
-            b":99999999999999999999999\r\n",
-            b"$01\r\nx\r\n",
-            b"*x\r\n",
-            b"$\r\n",
-        ] {
-            assert_eq!(err(bad, &d), RespError::BadInteger, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn negative_lengths_other_than_minus_one() {
-        let d = Limits::default();
-        for bad in [
-            &b"$-2\r\n"[..],
-            b"*-2\r\n",
-            b"$-9223372036854775808\r\n",
-            b"*-100\r\n",
-        ] {
-            assert_eq!(err(bad, &d), RespError::BadLength, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn lines_end_in_crlf() {
-        let d = Limits::default();
-        for bad in [
-            &b"+OK\n"[..],
-            b"+OK\rx",
-            b"-ERR\n",
-            b":1\n",
-            b":1\rx",
-            b"$3\n",
-            b"$3\r\nfooX",
-            b"$3\r\nfoo\rX",
-            b"$3\r\nfoo\n\r",
-            b"*1\r\n$1\r\nab\r\n",
-        ] {
-            assert_eq!(err(bad, &d), RespError::MissingCrlf, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn huge_declared_lengths_are_refused_at_the_header() {
-        let d = Limits::default();
-        assert_eq!(err(b"$8388609\r\n", &d), RespError::TooLong);
-        assert_eq!(err(b"$9223372036854775807\r\n", &d), RespError::TooLong);
-        assert_eq!(err(b"*1048577\r\n", &d), RespError::TooManyElements);
-        assert_eq!(
-            err(b"*9223372036854775807\r\n", &d),
-            RespError::TooManyElements
-        );
-        // Within the limits, an announced length only waits for its bytes.
-        assert_eq!(dec(b"$8388608\r\nabc"), Ok(None));
-        let mut many = b"*1000000\r\n".to_vec();
-        for _ in 0..1000 {
-            many.extend_from_slice(b":1\r\n");
-        }
-        assert_eq!(dec(&many), Ok(None));
-
-        let small = Limits {
-            max_bulk: 3,
-            max_elements: 3,
-            ..Limits::default()
-        };
-        assert_eq!(
-            decode(b"$3\r\nabc\r\n", &small),
-            Ok(Some((bulk(b"abc"), 9)))
-        );
-        assert_eq!(err(b"$4\r\n", &small), RespError::TooLong);
-        assert!(decode(b"*3\r\n:1\r\n:2\r\n:3\r\n", &small)
-            .unwrap()
-            .is_some());
-        // Counted across the nested arrays of one reply.
-        assert_eq!(
-            err(b"*2\r\n*2\r\n:1\r\n:2\r\n:3\r\n", &small),
-            RespError::TooManyElements
-        );
-        // Each reply has its own count.
-        let two = b"*3\r\n:1\r\n:2\r\n:3\r\n*3\r\n:1\r\n:2\r\n:3\r\n";
-        let (_, n) = decode(two, &small).unwrap().unwrap();
-        assert!(decode(&two[n..], &small).unwrap().is_some());
-    }
-
-    #[test]
-    fn depth_past_the_limit() {
-        let nested = |levels: usize| {
-            let mut b = b"*1\r\n".repeat(levels);
-            b.extend_from_slice(b":1\r\n");
-            b
-        };
-        let d = Limits::default();
-        assert!(dec(&nested(8)).unwrap().is_some());
-        assert_eq!(err(&nested(9), &d), RespError::TooDeep);
-        let flat = Limits {
-            max_depth: 1,
-            ..Limits::default()
-        };
-        assert!(decode(PUBSUB, &flat).unwrap().is_some());
-        assert_eq!(err(b"*1\r\n*-1\r\n", &flat), RespError::TooDeep);
-        let none = Limits {
-            max_depth: 0,
-            ..Limits::default()
-        };
-        assert_eq!(err(b"*0\r\n", &none), RespError::TooDeep);
-        assert_eq!(decode(b":1\r\n", &none), Ok(Some((Reply::Integer(1), 4))));
-        // Without a depth limit, decoding still does not recurse.
-        let unbounded = Limits {
-            max_depth: usize::MAX,
-            ..Limits::default()
-        };
-        assert_eq!(decode(&b"*1\r\n".repeat(200_000), &unbounded), Ok(None));
-    }
-
-    #[test]
-    fn a_line_without_crlf_is_not_buffered_forever() {
-        let d = Limits::default();
-        let mut long = vec![b'+'];
-        long.extend_from_slice(&[b'x'; 64 << 10]);
-        assert_eq!(dec(&long), Ok(None), "exactly max_line: may still end");
-        long.push(b'x');
-        assert_eq!(err(&long, &d), RespError::LineTooLong);
-        long.extend_from_slice(b"\r\n");
-        assert_eq!(err(&long, &d), RespError::LineTooLong, "also with its CRLF");
-
-        let four = Limits {
-            max_line: 4,
-            ..Limits::default()
-        };
-        assert_eq!(
-            decode(b"-abcd\r\n", &four),
-            Ok(Some((Reply::Error(b"abcd"), 7)))
-        );
-        assert_eq!(decode(b"-abcd\r", &four), Ok(None));
-        assert_eq!(err(b"-abcde", &four), RespError::LineTooLong);
-        // Integer lines are bounded by their 20 digits instead.
-        assert_eq!(
-            decode(b":-9223372036854775808\r\n", &four),
-            Ok(Some((Reply::Integer(i64::MIN), 23)))
-        );
-    }
-
-    #[test]
-    fn an_error_is_the_same_from_every_prefix_that_finds_it() {
-        let d = Limits::default();
-        for bad in [
-            &b"*3\r\n$7\r\nmessage\r\n$4\r\nnewsX\r\n"[..],
-            b"*2\r\n:1\r\n:01\r\n",
-            b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n",
-            b"$-2\r\n",
-        ] {
-            let e = err(bad, &d);
-            for k in 0..bad.len() {
-                let got = dec(&bad[..k]);
-                assert!(got == Ok(None) || got == Err(e), "{bad:?} at {k}: {got:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn helpers() {
-        assert_eq!(Reply::Simple(b"OK").as_bytes(), Some(&b"OK"[..]));
-        assert_eq!(bulk(b"x").as_bytes(), Some(&b"x"[..]));
-        assert_eq!(Reply::Bulk(None).as_bytes(), None);
-        assert_eq!(Reply::Error(b"ERR").as_bytes(), None);
-        assert!(Reply::Error(b"ERR").is_error());
-        assert!(!Reply::Simple(b"ERR").is_error());
-        assert_eq!(Reply::Integer(7).as_int(), Some(7));
-        assert_eq!(bulk(b"7").as_int(), None);
-        assert_eq!(Reply::Array(None).as_array(), None);
-        assert_eq!(Reply::Integer(1).as_array(), None);
-    }
-
-    #[test]
-    fn errors_read_well() {
-        let all = [
-            RespError::BadType(b'>'),
-            RespError::BadInteger,
-            RespError::BadLength,
-            RespError::TooLong,
-            RespError::LineTooLong,
-            RespError::TooManyElements,
-            RespError::TooDeep,
-            RespError::MissingCrlf,
-        ];
-        let texts: std::collections::HashSet<String> = all.iter().map(|e| e.to_string()).collect();
-        assert_eq!(texts.len(), all.len());
-        assert_eq!(all[0].to_string(), "unknown RESP type byte 0x3e");
-    }
-}
+mod tests;
