@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 seconds=${FUZZ_SECONDS:-30}
-targets=(${FUZZ_TARGETS:-frame_header message handshake line command connection token resp})
+targets=(${FUZZ_TARGETS:-frame_header message handshake line command connection token resp} redis_link)
 started=$(date +%s)
 step() { echo; echo "=== $* ($(date +%T))"; }
 
