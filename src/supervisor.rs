@@ -289,10 +289,7 @@ pub fn supervise(s: &Supervision, run_worker: &mut dyn FnMut(usize) -> i32) -> i
     let seed = (u64::from(std::process::id()) << 32)
         ^ sys::monotonic_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut pool = Pool::new(s, seed);
-    // When the master gives up waiting: the SIGKILL time, then (`killed`)
-    // the time it stops waiting for the killed ones.
-    let mut deadline: Option<u64> = None;
-    let mut killed = false;
+    let mut stop = Stopping::default();
     loop {
         let now = sys::monotonic_ms();
         for index in pool.due(now) {
@@ -314,30 +311,11 @@ pub fn supervise(s: &Supervision, run_worker: &mut dyn FnMut(usize) -> i32) -> i
             }
         }
         if pool.stopping {
-            let live = pool.live();
-            if live.is_empty() {
-                crate::log_info!("all workers stopped");
-                return i32::from(killed);
-            }
-            if deadline.is_some_and(|d| now >= d) {
-                if killed {
-                    crate::log_error!(
-                        "{} worker(s) not reaped {REAP_AFTER_KILL_MS} ms after SIGKILL (pids {live:?}); exiting without them",
-                        live.len()
-                    );
-                    return 1;
-                }
-                crate::log_error!(
-                    "{} worker(s) still running {} ms after the stop (pids {live:?}): killing them",
-                    live.len(),
-                    s.shutdown_grace_ms + KILL_MARGIN_MS
-                );
-                forward(&live, sys::SIGKILL);
-                killed = true;
-                deadline = Some(now + REAP_AFTER_KILL_MS);
+            if let Some(code) = stop.check(s, &pool, now) {
+                return code;
             }
         }
-        let wake = match (pool.next_restart(), deadline) {
+        let wake = match (pool.next_restart(), stop.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -349,26 +327,7 @@ pub fn supervise(s: &Supervision, run_worker: &mut dyn FnMut(usize) -> i32) -> i
         }
         let got = signals.drain();
         let now = sys::monotonic_ms();
-        // Reaped on every wake-up, not only on SIGCHLD: several exits can
-        // coalesce into one signal, and reaping is one cheap syscall.
-        while let Some((pid, status)) = sys::wait_any_nohang() {
-            let Some(exit) = pool.exited(pid, now) else {
-                continue;
-            };
-            let i = exit.index;
-            match exit.restart_in_ms {
-                Some(delay) => {
-                    crate::log_warn!("worker {i} (pid {pid}) {status}; restarting in {delay} ms")
-                }
-                None => crate::log_info!("worker {i} (pid {pid}) {status}"),
-            }
-            if exit.restart_in_ms.is_some() && exit.quick_exits == QUICK_EXITS_REPORTED {
-                crate::log_error!(
-                    "worker {i} exited within {QUICK_EXIT_MS} ms of starting {QUICK_EXITS_REPORTED} times in a row; still restarting it, at most every {} ms",
-                    pool.max_delay_ms()
-                );
-            }
-        }
+        reap(&mut pool, now);
         if got.reopen {
             if let Err(e) = crate::log::reopen() {
                 crate::log_error!("cannot reopen the log file: {e}");
@@ -390,9 +349,73 @@ pub fn supervise(s: &Supervision, run_worker: &mut dyn FnMut(usize) -> i32) -> i
                 let live = pool.stop();
                 crate::log_info!("{}: stopping {} workers", signal_name(sig), live.len());
                 forward(&live, sys::SIGTERM);
-                deadline = Some(now + s.shutdown_grace_ms + KILL_MARGIN_MS);
+                stop.deadline = Some(now + s.shutdown_grace_ms + KILL_MARGIN_MS);
             }
         }
+    }
+}
+
+/// Reaps every exited worker. Done on every wake-up, not only on SIGCHLD:
+/// several exits can coalesce into one signal, and reaping is one cheap
+/// syscall.
+fn reap(pool: &mut Pool, now: u64) {
+    while let Some((pid, status)) = sys::wait_any_nohang() {
+        let Some(exit) = pool.exited(pid, now) else {
+            continue;
+        };
+        let i = exit.index;
+        match exit.restart_in_ms {
+            Some(delay) => {
+                crate::log_warn!("worker {i} (pid {pid}) {status}; restarting in {delay} ms")
+            }
+            None => crate::log_info!("worker {i} (pid {pid}) {status}"),
+        }
+        if exit.restart_in_ms.is_some() && exit.quick_exits == QUICK_EXITS_REPORTED {
+            crate::log_error!(
+                "worker {i} exited within {QUICK_EXIT_MS} ms of starting {QUICK_EXITS_REPORTED} times in a row; still restarting it, at most every {} ms",
+                pool.max_delay_ms()
+            );
+        }
+    }
+}
+
+/// The master's stop in progress.
+#[derive(Default)]
+struct Stopping {
+    /// When the master gives up waiting: the SIGKILL time, then (`killed`)
+    /// the time it stops waiting for the killed ones.
+    deadline: Option<u64>,
+    killed: bool,
+}
+
+impl Stopping {
+    /// The exit code once every worker is gone or the wait is over; kills
+    /// the workers still running at the deadline.
+    fn check(&mut self, s: &Supervision, pool: &Pool, now: u64) -> Option<i32> {
+        let live = pool.live();
+        if live.is_empty() {
+            crate::log_info!("all workers stopped");
+            return Some(i32::from(self.killed));
+        }
+        if self.deadline.is_none_or(|d| now < d) {
+            return None;
+        }
+        if self.killed {
+            crate::log_error!(
+                "{} worker(s) not reaped {REAP_AFTER_KILL_MS} ms after SIGKILL (pids {live:?}); exiting without them",
+                live.len()
+            );
+            return Some(1);
+        }
+        crate::log_error!(
+            "{} worker(s) still running {} ms after the stop (pids {live:?}): killing them",
+            live.len(),
+            s.shutdown_grace_ms + KILL_MARGIN_MS
+        );
+        forward(&live, sys::SIGKILL);
+        self.killed = true;
+        self.deadline = Some(now + REAP_AFTER_KILL_MS);
+        None
     }
 }
 
