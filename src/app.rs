@@ -220,9 +220,21 @@ pub trait App {
     /// `on_close` does not follow). Reconnecting is the application's
     /// choice, typically from a timer.
     fn on_connect_failed(&mut self, _cx: &mut Context, _conn: ConnId, _error: io::Error) {}
-    /// The connection is gone (only called after `on_open`). Its uid binding,
-    /// if any, is removed right after this returns.
+    /// The connection is gone (only called after `on_open`). Its protocol
+    /// and uid are still readable here; its uid binding, if any, is removed
+    /// right after this returns (then [`App::on_uid_unbound`] follows).
     fn on_close(&mut self, _cx: &mut Context, _conn: ConnId) {}
+    /// A connection was bound to `uid` ([`Context::bind_uid`] or
+    /// [`Upgrade::AcceptAs`]); `first` when no other connection of `uid` is
+    /// bound on this server: the uid came online here. Reported once the
+    /// callbacks of the readiness event (or timer round) that bound it have
+    /// returned, before any output leaves.
+    fn on_uid_bound(&mut self, _cx: &mut Context, _uid: &str, _first: bool) {}
+    /// A connection's binding to `uid` ended: unbound, bound to another uid,
+    /// or closed (then right after its `on_close`); `last` when no connection
+    /// of `uid` is left bound on this server: the uid went offline here.
+    /// Reported like [`App::on_uid_bound`].
+    fn on_uid_unbound(&mut self, _cx: &mut Context, _uid: &str, _last: bool) {}
     /// An HTTP API request.
     fn on_request(&mut self, _cx: &mut Context, _conn: ConnId, _req: &Request<'_>) -> Response {
         Response::text(404, "not found")

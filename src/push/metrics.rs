@@ -1,16 +1,37 @@
 //! The figures /stats and /metrics report, from one table: a counter added
 //! here appears in both documents.
 
-use super::cluster::ClusterStats;
-use super::PushStats;
+use super::cluster::{Cluster, ClusterStats};
 use crate::reactor::Context;
 use std::fmt::Write as _;
+
+/// Push outcomes and refusals, for /stats and /metrics.
+#[derive(Clone, Debug, Default)]
+pub struct PushStats {
+    pub pushes_ok: u64,
+    pub pushes_fail: u64,
+    pub bad_requests: u64,
+    pub auth_refused: u64,
+    pub origin_refused: u64,
+    pub unauthorized: u64,
+}
+
+impl PushStats {
+    /// A push answered here that reached `delivered` connections.
+    pub(super) fn count(&mut self, delivered: usize) {
+        if delivered > 0 {
+            self.pushes_ok += 1;
+        } else {
+            self.pushes_fail += 1;
+        }
+    }
+}
 
 /// Everything the figures are computed from, read once per request.
 pub(super) struct Figures<'a> {
     pub cx: &'a Context,
     pub push: &'a PushStats,
-    pub cluster: Option<&'a super::Cluster>,
+    pub cluster: Option<&'a Cluster>,
     pub rss: u64,
     pub rss_per_connection: u64,
 }

@@ -1,16 +1,43 @@
 //! The push server of the seeds: uid binding on the WebSocket, the text port
 //! for backends, optional client routing, and the HTTP API.
+//!
+//! [`PushApp`], the application the server runs, is a composition of two
+//! parts that never see each other's events:
+//! - the ports (this file and `http`): WebSocket binding and routing, the
+//!   text port, the HTTP API. They open no outbound connection and set no
+//!   timer; each hands its pushes and queries to the router and writes the
+//!   outcome it gets back.
+//! - the router (`router`), which delivers every push and answers every
+//!   query, here or through the Redis cluster (`cluster/`). Only its
+//!   services open outbound connections and set timers, so every outbound
+//!   connection's events and every timer go to the router, by
+//!   construction; so do the reactor's binding events (a uid bound or
+//!   unbound here), which the cluster mirrors in Redis.
+//!
+//! Files: `router` (delivery), `outcome` (answers, rendered once per port),
+//! `http` (the HTTP API), `command` (the text-port decoder), `cluster/`
+//! (nodes as one through Redis), `metrics` (/stats and /metrics), `status`
+//! (the same figures for people).
 
 pub mod cluster;
 pub mod command;
+mod http;
 mod metrics;
+mod outcome;
+mod router;
 
-use crate::app::{App, ConnId, Message, Request, Response, TimerId, Upgrade, UpgradeRequest};
+pub use metrics::PushStats;
+
+use crate::app::{
+    App, ConnId, Message, Protocol, Request, Response, TimerId, Upgrade, UpgradeRequest,
+};
 use crate::auth::{ApiTokens, Verifier};
 use crate::reactor::{Context, Refusal};
 use crate::ws::CloseCode;
-use cluster::{Cluster, ClusterConfig, PushKind, ReplyTo};
+use cluster::ClusterConfig;
 use command::Command;
+use outcome::{Failure, Outcome};
+use router::{Answer, Port, Router};
 use std::collections::HashSet;
 
 /// Settings of the push application (the reactor's are in [`crate::Limits`]).
@@ -37,18 +64,7 @@ pub struct PushConfig {
     pub cluster: Option<ClusterConfig>,
 }
 
-/// Push outcomes, for /stats and /metrics.
-#[derive(Clone, Debug, Default)]
-pub struct PushStats {
-    pub pushes_ok: u64,
-    pub pushes_fail: u64,
-    pub bad_requests: u64,
-    pub auth_refused: u64,
-    pub origin_refused: u64,
-    pub unauthorized: u64,
-}
-
-/// The push application.
+/// The push application: the ports and the router (see the module docs).
 pub struct PushApp {
     config: PushConfig,
     stats: PushStats,
@@ -56,7 +72,7 @@ pub struct PushApp {
     baseline_rss: u64,
     /// Text-port connections that gave the API token (only with one set).
     authorized: HashSet<ConnId>,
-    cluster: Option<Cluster>,
+    router: Router,
 }
 
 impl PushApp {
@@ -65,7 +81,7 @@ impl PushApp {
             stats: PushStats::default(),
             baseline_rss: 0,
             authorized: HashSet::new(),
-            cluster: config.cluster.clone().map(Cluster::new),
+            router: Router::new(config.cluster.clone()),
             config,
         }
     }
@@ -113,43 +129,6 @@ impl PushApp {
         &self.stats
     }
 
-    fn count(&mut self, delivered: usize) {
-        if delivered > 0 {
-            self.stats.pushes_ok += 1;
-        } else {
-            self.stats.pushes_fail += 1;
-        }
-    }
-
-    /// Delivers a push command; returns how many connections accepted the
-    /// message, or `None` for a query.
-    fn deliver(&mut self, cx: &mut Context, cmd: &Command<'_>, payload: &str) -> Option<usize> {
-        let n = match cmd {
-            Command::Push(uid) => cx.send_to_uid(uid, payload),
-            Command::PushMany(uids) => uids.iter().map(|u| cx.send_to_uid(u, payload)).sum(),
-            Command::Broadcast => cx.broadcast(payload),
-            Command::Online(_) | Command::Count => return None,
-        };
-        self.count(n);
-        Some(n)
-    }
-
-    /// Runs one decoded command; `payload` is what recipients receive.
-    /// Returns the reply line for the text port.
-    fn run_command(&mut self, cx: &mut Context, cmd: &Command<'_>, payload: &str) -> String {
-        match (cmd, self.deliver(cx, cmd, payload)) {
-            (Command::Push(_), Some(n)) => if n > 0 { "ok" } else { "fail" }.to_string(),
-            (_, Some(0)) => "fail".to_string(),
-            (_, Some(n)) => format!("ok {n}"),
-            (Command::Online(uid), None) => cx.connections_of(uid).to_string(),
-            (_, None) => format!(
-                "{{\"uids\":{},\"connections\":{}}}",
-                cx.online_uids(),
-                cx.bound_connections()
-            ),
-        }
-    }
-
     /// The text port's first line when an API token is set: `{"auth":"TOKEN"}`.
     fn authorize_line(&mut self, cx: &mut Context, conn: ConnId, line: &[u8]) {
         let tokens = self.config.api_tokens.as_ref();
@@ -166,70 +145,26 @@ impl PushApp {
         }
     }
 
-    /// A command in cluster mode: delivered here at once, published to the
-    /// other nodes, answered at `to` when the cluster has said.
-    fn cluster_command(&mut self, cx: &mut Context, cmd: &Command<'_>, text: &str, to: ReplyTo) {
-        let Some(cl) = self.cluster.as_mut() else {
-            return;
-        };
-        match cmd {
-            Command::Push(uid) => {
-                let n = cx.send_to_uid(uid, text);
-                cl.publish(cx, &[uid], text, n, PushKind::One, to);
-            }
-            Command::PushMany(uids) => {
-                let n = uids.iter().map(|u| cx.send_to_uid(u, text)).sum();
-                let uids: Vec<&str> = uids.iter().map(|u| u.as_ref()).collect();
-                cl.publish(cx, &uids, text, n, PushKind::Many, to);
-            }
-            Command::Broadcast => {
-                let n = cx.broadcast(text);
-                cl.publish(cx, &[], text, n, PushKind::Many, to);
-            }
-            Command::Online(uid) => cl.online(cx, uid, to),
-            Command::Count => cl.count(cx, to),
-        }
-    }
-
+    /// A text-port line: the API token first when one is set, then
+    /// commands.
     fn on_line(&mut self, cx: &mut Context, conn: ConnId, line: &[u8]) {
         if self.config.api_tokens.is_some() && !self.authorized.contains(&conn) {
             return self.authorize_line(cx, conn, line);
         }
-        if self.cluster.is_some() {
-            match command::parse(line) {
-                Ok(cmd) => {
-                    let Some(d) = cx.defer(conn) else {
-                        cx.send_line(conn, b"error too many replies outstanding");
-                        return;
-                    };
-                    let text = std::str::from_utf8(line).unwrap_or_default();
-                    self.cluster_command(cx, &cmd, text, ReplyTo::Line(d));
-                }
-                Err(e) => {
-                    self.stats.bad_requests += 1;
-                    cx.send_line(conn, format!("error {e}").as_bytes());
-                }
-            }
-            return;
-        }
-        match command::parse(line) {
-            Ok(Command::Push(uid)) => {
-                // The hot path: no allocation for the reply.
-                // parse() checked that the line is UTF-8.
-                let text = std::str::from_utf8(line).unwrap_or_default();
-                let n = cx.send_to_uid(&uid, text);
-                self.count(n);
-                cx.send_line(conn, if n > 0 { b"ok" } else { b"fail" });
-            }
-            Ok(cmd) => {
-                let text = std::str::from_utf8(line).unwrap_or_default();
-                let reply = self.run_command(cx, &cmd, text);
-                cx.send_line(conn, reply.as_bytes());
-            }
+        let cmd = match command::parse(line) {
+            Ok(cmd) => cmd,
             Err(e) => {
                 self.stats.bad_requests += 1;
-                cx.send_line(conn, format!("error {e}").as_bytes());
+                let refused = Outcome::Failed(Failure::BadRequest, e.to_string().into());
+                cx.send_line(conn, &refused.line());
+                return;
             }
+        };
+        // parse() checked that the line is UTF-8.
+        let text = std::str::from_utf8(line).unwrap_or_default();
+        let port = Port::Line(conn);
+        if let Answer::Now(outcome) = self.router.run(cx, &mut self.stats, &cmd, text, port) {
+            cx.send_line(conn, &outcome.line());
         }
     }
 
@@ -240,9 +175,6 @@ impl PushApp {
                 match prove(v, text, cx.limits().max_uid) {
                     Ok(uid) => {
                         cx.bind_uid(conn, &uid);
-                        if let Some(cl) = self.cluster.as_mut() {
-                            cl.bound(cx, &uid);
-                        }
                     }
                     Err(reason) => {
                         self.stats.auth_refused += 1;
@@ -261,9 +193,6 @@ impl PushApp {
                 cx.close(conn, CloseCode::POLICY, &reason);
             } else {
                 cx.bind_uid(conn, text);
-                if let Some(cl) = self.cluster.as_mut() {
-                    cl.bound(cx, text);
-                }
             }
             return;
         }
@@ -276,143 +205,18 @@ impl PushApp {
                 cx.send_text(conn, "error expected uid:message or all:message");
             }
             Some(("all", msg)) => {
-                let n = cx.broadcast(msg);
-                self.count(n);
-                if let Some(cl) = self.cluster.as_mut() {
-                    cl.publish(cx, &[], msg, n, PushKind::Many, ReplyTo::Nobody);
-                }
+                let all = Command::Broadcast;
+                self.router.run(cx, &mut self.stats, &all, msg, Port::Quiet);
             }
             Some((uid, msg)) => {
-                let n = cx.send_to_uid(uid, msg);
-                if let Some(cl) = self.cluster.as_mut() {
-                    // The cluster says whether anyone took it.
-                    cl.publish(cx, &[uid], msg, n, PushKind::One, ReplyTo::Route(conn));
-                    return;
-                }
-                self.count(n);
-                if n == 0 {
+                let cmd = Command::Push(uid.into());
+                let port = Port::Route(conn);
+                if let Answer::Now(outcome) = self.router.run(cx, &mut self.stats, &cmd, msg, port)
+                {
                     // Nothing accepted is silently lost: tell the sender.
-                    cx.send_text(conn, &format!("fail {uid}"));
+                    outcome.route(cx, conn);
                 }
             }
-        }
-    }
-
-    fn http(&mut self, cx: &mut Context, conn: ConnId, req: &Request<'_>) -> Response {
-        if let Some(tokens) = &self.config.api_tokens {
-            let bearer = req
-                .header("authorization")
-                .and_then(|v| v.strip_prefix(b"Bearer "))
-                .map(<[u8]>::trim_ascii);
-            if !bearer.is_some_and(|t| tokens.accepts(t)) {
-                self.stats.unauthorized += 1;
-                cx.note_refusal(conn, Refusal::Unauthorized, "HTTP API");
-                return json_error(401, "unauthorized: send Authorization: Bearer <API token>");
-            }
-        }
-        match (req.method, req.path) {
-            ("POST", "/push") => {
-                let body = req.body.strip_suffix(b"\n").unwrap_or(req.body);
-                let body = body.strip_suffix(b"\r").unwrap_or(body);
-                match command::parse(body) {
-                    Ok(cmd @ (Command::Push(_) | Command::PushMany(_) | Command::Broadcast))
-                        if self.cluster.is_some() =>
-                    {
-                        let text = std::str::from_utf8(body).unwrap_or_default();
-                        match cx.defer(conn) {
-                            Some(d) => {
-                                self.cluster_command(cx, &cmd, text, ReplyTo::Http(d));
-                                Response::later(d)
-                            }
-                            None => json_error(503, "too many requests outstanding"),
-                        }
-                    }
-                    Ok(cmd @ (Command::Push(_) | Command::PushMany(_) | Command::Broadcast)) => {
-                        let text = std::str::from_utf8(body).unwrap_or_default();
-                        let delivered = self.deliver(cx, &cmd, text).unwrap_or(0);
-                        Response::json(
-                            200,
-                            format!("{{\"ok\":{},\"delivered\":{delivered}}}", delivered > 0),
-                        )
-                    }
-                    Ok(_) => {
-                        self.stats.bad_requests += 1;
-                        json_error(400, "POST /push takes \"uid\", \"uids\" or \"all\"; use GET /online for queries")
-                    }
-                    Err(e) => {
-                        self.stats.bad_requests += 1;
-                        json_error(400, &e.to_string())
-                    }
-                }
-            }
-            ("GET", "/online") => match crate::http::query_param(req.query, "uid") {
-                // As on the text port: an empty uid is an error, not "offline".
-                Some(uid) if uid.is_empty() => json_error(400, "empty uid"),
-                Some(uid) if self.cluster.is_some() => match cx.defer(conn) {
-                    Some(d) => {
-                        self.cluster_command(cx, &Command::Online(uid.into()), "", ReplyTo::Http(d));
-                        Response::later(d)
-                    }
-                    None => json_error(503, "too many requests outstanding"),
-                },
-                Some(uid) => {
-                    let n = cx.connections_of(&uid);
-                    Response::json(
-                        200,
-                        format!(
-                            "{{\"uid\":{},\"online\":{},\"connections\":{n}}}",
-                            serde_json::Value::from(uid),
-                            n > 0
-                        ),
-                    )
-                }
-                None if self.cluster.is_some() => match cx.defer(conn) {
-                    Some(d) => {
-                        self.cluster_command(cx, &Command::Count, "", ReplyTo::Http(d));
-                        Response::later(d)
-                    }
-                    None => json_error(503, "too many requests outstanding"),
-                },
-                None => Response::json(
-                    200,
-                    format!(
-                        "{{\"uids\":{},\"connections\":{}}}",
-                        cx.online_uids(),
-                        cx.bound_connections()
-                    ),
-                ),
-            },
-            ("GET", "/stats") if self.cluster.is_some() => {
-                let own = self.stats_json(cx);
-                match (cx.defer(conn), self.cluster.as_mut()) {
-                    (Some(d), Some(cl)) => {
-                        cl.stats(cx, d, own);
-                        Response::later(d)
-                    }
-                    _ => Response::json(200, own),
-                }
-            }
-            ("GET", "/stats") => Response::json(200, self.stats_json(cx)),
-            ("GET", "/connections") => {
-                let limit = crate::http::query_param(req.query, "limit")
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(DEFAULT_LISTED)
-                    .min(MAX_LISTED);
-                Response::json(200, connections_json(cx, limit))
-            }
-            ("GET", "/metrics") => Response::new(
-                200,
-                "text/plain; version=0.0.4",
-                self.metrics(cx).into_bytes(),
-            ),
-            ("GET", "/") => Response::text(
-                200,
-                "herald push server: POST /push, GET /online[?uid=U], GET /stats, GET /metrics, GET /connections[?limit=N]",
-            ),
-            (_, "/push" | "/online" | "/stats" | "/metrics" | "/connections") => {
-                json_error(405, "method not allowed")
-            }
-            _ => json_error(404, "not found"),
         }
     }
 
@@ -436,50 +240,11 @@ impl PushApp {
         metrics::Figures {
             cx,
             push: &self.stats,
-            cluster: self.cluster.as_ref(),
+            cluster: self.router.cluster(),
             rss,
             rss_per_connection,
         }
     }
-}
-
-/// Connections `GET /connections` lists without `?limit=`, and at most.
-const DEFAULT_LISTED: usize = 100;
-const MAX_LISTED: usize = 10_000;
-
-/// `{"total":N,"listed":M,"connections":[{"id":..,"protocol":"ws","peer":"ip:port",
-/// "uid":"u","age_s":12,"queued":0},...]}`: the first `limit` connections.
-fn connections_json(cx: &Context, limit: usize) -> String {
-    use std::fmt::Write as _;
-    let mut items = String::new();
-    let mut listed = 0;
-    for c in cx.connections().take(limit) {
-        let peer = cx
-            .peer_addr(c.id)
-            .map_or(serde_json::Value::Null, |a| a.to_string().into());
-        let uid = c.uid.map_or(serde_json::Value::Null, Into::into);
-        let sep = if listed == 0 { "" } else { "," };
-        let _ = write!(
-            items,
-            "{sep}{{\"id\":{},\"protocol\":\"{}\",\"peer\":{peer},\"uid\":{uid},\"age_s\":{},\"queued\":{}}}",
-            c.id.as_u64(),
-            c.protocol.name(),
-            c.age_ms / 1000,
-            c.queued
-        );
-        listed += 1;
-    }
-    format!(
-        "{{\"total\":{},\"listed\":{listed},\"connections\":[{items}]}}",
-        cx.open_connections()
-    )
-}
-
-fn json_error(status: u16, msg: &str) -> Response {
-    Response::json(
-        status,
-        format!("{{\"error\":{}}}", serde_json::Value::from(msg)),
-    )
 }
 
 /// The uid a token proves (its `sub`, within `max_uid`), or why not: the
@@ -499,7 +264,12 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The composition: client events go to the ports; binding events, and the
+/// events of outbound connections and timers (which only the router's
+/// services open and set), go to the router.
 impl App for PushApp {
+    // ----- the ports -----
+
     fn on_upgrade(&mut self, cx: &mut Context, _conn: ConnId, req: &UpgradeRequest<'_>) -> Upgrade {
         let origins = &self.config.allow_origins;
         if let (false, Some(origin)) = (origins.is_empty(), req.header("origin")) {
@@ -524,73 +294,6 @@ impl App for PushApp {
         }
     }
 
-    fn on_start(&mut self, cx: &mut Context) {
-        let own = self.stats_json(cx);
-        if let Some(cl) = self.cluster.as_mut() {
-            cl.own_stats = own;
-            cl.start(cx);
-        }
-    }
-
-    fn on_open(&mut self, cx: &mut Context, conn: ConnId) {
-        match self.cluster.as_mut() {
-            Some(cl) if cl.owns(conn) => cl.on_open(cx, conn),
-            // Bound by the upgrade hook (`?token=`) before it opened.
-            Some(cl) => {
-                if let Some(uid) = cx.uid(conn).map(str::to_string) {
-                    cl.bound(cx, &uid);
-                }
-            }
-            None => {}
-        }
-    }
-
-    fn on_data(&mut self, cx: &mut Context, conn: ConnId, data: &[u8]) {
-        if let Some(cl) = self.cluster.as_mut().filter(|c| c.owns(conn)) {
-            cl.on_data(cx, conn, data);
-        }
-    }
-
-    fn on_connect_failed(&mut self, cx: &mut Context, conn: ConnId, error: std::io::Error) {
-        if let Some(cl) = self.cluster.as_mut().filter(|c| c.owns(conn)) {
-            cl.on_down(cx, conn, &format!("cannot connect: {error}"));
-        }
-    }
-
-    fn on_timer(&mut self, cx: &mut Context, _timer: TimerId, token: u64) {
-        if self.cluster.is_none() || !Cluster::owns_timer(token) {
-            return;
-        }
-        // What the other nodes see of this one, with each heartbeat.
-        let own = (token == cluster::HEARTBEAT_TOKEN).then(|| self.stats_json(cx));
-        if let Some(cl) = self.cluster.as_mut() {
-            if let Some(own) = own {
-                cl.own_stats = own;
-            }
-            cl.on_timer(cx, token);
-        }
-    }
-
-    fn on_reload(&mut self, _cx: &mut Context) {
-        match self.reload() {
-            Ok(done) => crate::log_info!("SIGHUP: {done}"),
-            Err(e) => crate::log_error!("SIGHUP: {e}; the secrets in use are kept"),
-        }
-    }
-
-    fn on_close(&mut self, cx: &mut Context, conn: ConnId) {
-        if !self.authorized.is_empty() {
-            self.authorized.remove(&conn);
-        }
-        if let Some(cl) = self.cluster.as_mut() {
-            if cl.owns(conn) {
-                cl.on_down(cx, conn, "closed");
-            } else if let Some(uid) = cx.uid(conn).map(str::to_string) {
-                cl.unbound(cx, &uid);
-            }
-        }
-    }
-
     fn on_message(&mut self, cx: &mut Context, conn: ConnId, msg: Message<'_>) {
         match msg {
             Message::Line(line) => self.on_line(cx, conn, line),
@@ -610,6 +313,59 @@ impl App for PushApp {
     }
 
     fn on_request(&mut self, cx: &mut Context, conn: ConnId, req: &Request<'_>) -> Response {
-        self.http(cx, conn, req)
+        self.on_http(cx, conn, req)
+    }
+
+    fn on_reload(&mut self, _cx: &mut Context) {
+        match self.reload() {
+            Ok(done) => crate::log_info!("SIGHUP: {done}"),
+            Err(e) => crate::log_error!("SIGHUP: {e}; the secrets in use are kept"),
+        }
+    }
+
+    fn on_close(&mut self, cx: &mut Context, conn: ConnId) {
+        if cx.protocol(conn) == Some(Protocol::Outbound) {
+            return self.router.on_down(cx, conn, "closed");
+        }
+        if !self.authorized.is_empty() {
+            self.authorized.remove(&conn);
+        }
+    }
+
+    // ----- the router: presence, and its services' connections and timers -----
+
+    fn on_uid_bound(&mut self, cx: &mut Context, uid: &str, first: bool) {
+        self.router.on_uid_bound(cx, uid, first);
+    }
+
+    fn on_uid_unbound(&mut self, cx: &mut Context, uid: &str, last: bool) {
+        self.router.on_uid_unbound(cx, uid, last);
+    }
+
+    fn on_start(&mut self, cx: &mut Context) {
+        let own = self.stats_json(cx);
+        self.router.start(cx, own);
+    }
+
+    fn on_open(&mut self, cx: &mut Context, conn: ConnId) {
+        // Clients need nothing on open; outbound connections are the router's.
+        if cx.protocol(conn) == Some(Protocol::Outbound) {
+            self.router.on_open(cx, conn);
+        }
+    }
+
+    fn on_data(&mut self, cx: &mut Context, conn: ConnId, data: &[u8]) {
+        self.router.on_data(cx, conn, data);
+    }
+
+    fn on_connect_failed(&mut self, cx: &mut Context, conn: ConnId, error: std::io::Error) {
+        self.router
+            .on_down(cx, conn, &format!("cannot connect: {error}"));
+    }
+
+    fn on_timer(&mut self, cx: &mut Context, _timer: TimerId, token: u64) {
+        // What the other nodes see of this one travels with the heartbeat.
+        let own = self.stats_json(cx);
+        self.router.on_timer(cx, token, own);
     }
 }

@@ -64,6 +64,18 @@ pub struct Context {
     pub(super) connects: Vec<(u32, SocketAddr)>,
     /// Deferred replies per connection slot, only while some are outstanding.
     pub(super) replies: HashMap<u32, ReplyQueue>,
+    /// Binding changes not yet reported to the application, oldest first.
+    pub(super) uid_events: Vec<UidEvent>,
+}
+
+/// A binding change, reported to the application after the callback (or the
+/// reap) that made it: [`crate::App::on_uid_bound`] and
+/// [`crate::App::on_uid_unbound`].
+pub(super) enum UidEvent {
+    /// `first`: no other connection of the uid was bound here.
+    Bound(Uid, bool),
+    /// `last`: no connection of the uid is left bound here.
+    Unbound(Uid, bool),
 }
 
 /// One open connection as [`Context::connections`] shows it.
@@ -113,6 +125,7 @@ impl Context {
             next_timer: 0,
             connects: Vec::new(),
             replies: HashMap::new(),
+            uid_events: Vec::new(),
         })
     }
 
@@ -124,6 +137,15 @@ impl Context {
         self.slots
             .get(conn.idx() as usize)
             .filter(|s| s.gen == conn.gen() && s.live())
+    }
+
+    /// Like `slot_of`, and also while the connection is dead but not yet
+    /// reaped: what a connection is (its protocol, its uid) stays readable
+    /// until its `on_close` returns; what it can do does not.
+    fn slot_known(&self, conn: ConnId) -> Option<&Slot> {
+        self.slots
+            .get(conn.idx() as usize)
+            .filter(|s| s.gen == conn.gen() && s.kind.is_conn())
     }
 
     pub(super) fn alloc(&mut self, fd: RawFd, kind: Kind, listener: u8) -> u32 {
@@ -153,9 +175,9 @@ impl Context {
 
     // ----- connections -----
 
-    /// The protocol of a live connection.
+    /// The protocol of a connection (also in its `on_close`).
     pub fn protocol(&self, conn: ConnId) -> Option<Protocol> {
-        self.slot_of(conn).and_then(|s| match s.kind {
+        self.slot_known(conn).and_then(|s| match s.kind {
             Kind::WebSocket => Some(Protocol::WebSocket),
             Kind::Text => Some(Protocol::Text),
             Kind::Http => Some(Protocol::Http),
@@ -169,7 +191,7 @@ impl Context {
     pub fn connections(&self) -> impl Iterator<Item = ConnInfo<'_>> + '_ {
         self.slots.iter().enumerate().filter_map(|(idx, s)| {
             let id = ConnId::new(idx as u32, s.gen);
-            let protocol = self.protocol(id)?;
+            let protocol = self.protocol(id).filter(|_| s.live())?;
             Some(ConnInfo {
                 id,
                 protocol,
@@ -266,22 +288,56 @@ impl Context {
             return false;
         }
         let idx = conn.idx();
-        self.hub.unbind(&mut self.slots, idx);
+        self.unbind_at(idx);
         self.hub.bind(&mut self.slots, idx, uid);
+        let s = &self.slots[idx as usize];
+        // The new binding heads its uid's list: with nothing after it, it
+        // is the uid's only connection here.
+        let first = s.next == NIL;
+        if let Some(uid) = s.uid.clone() {
+            self.uid_events.push(UidEvent::Bound(uid, first));
+        }
         true
     }
 
     /// Removes the binding of `conn`, if any.
     pub fn unbind_uid(&mut self, conn: ConnId) {
         if self.slot_of(conn).is_some() {
-            self.hub.unbind(&mut self.slots, conn.idx());
+            self.unbind_at(conn.idx());
         }
     }
 
-    /// The uid `conn` is bound to.
+    /// Unbinds slot `idx`, if bound, and queues the event that says so.
+    pub(super) fn unbind_at(&mut self, idx: u32) {
+        let s = &self.slots[idx as usize];
+        let Some(uid) = s.uid.clone() else {
+            return;
+        };
+        let last = s.prev == NIL && s.next == NIL;
+        self.hub.unbind(&mut self.slots, idx);
+        self.uid_events.push(UidEvent::Unbound(uid, last));
+    }
+
+    /// The uid `conn` is bound to (also in its `on_close`).
     pub fn uid(&self, conn: ConnId) -> Option<&str> {
-        self.slot_of(conn)
+        self.slot_known(conn)
             .and_then(|s| s.uid.as_ref())
+            .map(Uid::as_str)
+    }
+
+    /// True when some connection here is bound to `uid` (one map lookup).
+    pub fn is_online(&self, uid: &str) -> bool {
+        self.hub.head(&self.slots, uid).is_some()
+    }
+
+    /// Every uid bound here, once each (in slot order): what a service that
+    /// mirrors presence elsewhere re-sends after a reconnect.
+    pub fn uids(&self) -> impl Iterator<Item = &str> + '_ {
+        // A uid's list starts at the one connection with no predecessor.
+        self.slots
+            .iter()
+            .filter(|s| s.prev == NIL)
+            .filter_map(|s| s.uid.as_ref())
             .map(Uid::as_str)
     }
 

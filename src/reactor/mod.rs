@@ -31,6 +31,7 @@ use crate::app::{App, ConnId, Protocol};
 use crate::limits::Limits;
 use crate::sys::{self, Ready, EV_CLOSED, EV_IN, EV_OUT};
 use crate::ws::CloseCode;
+use context::UidEvent;
 use input::{Input, Inputs};
 use slot::{Flags, Kind, Slot};
 use std::io;
@@ -186,6 +187,7 @@ impl<A: App> Server<A> {
     pub fn run(&mut self) -> io::Result<()> {
         self.app.on_start(&mut self.cx);
         self.start_connects();
+        self.report_uid_events();
         self.cx.flush_dirty();
         loop {
             let timeout = self.poll_timeout();
@@ -196,10 +198,12 @@ impl<A: App> Server<A> {
             self.text_until = None;
             for ev in &events {
                 self.dispatch(*ev);
+                self.report_uid_events();
             }
             self.events = events;
             self.run_timers();
             self.start_connects();
+            self.report_uid_events();
             let before = sys::monotonic_ms();
             self.cx.flush_dirty();
             self.last_flush_ms = sys::monotonic_ms().saturating_sub(before);
@@ -235,16 +239,12 @@ impl<A: App> Server<A> {
         while let Some(idx) = self.cx.dead.pop() {
             let id = self.cx.id(idx);
             if self.cx.slots[idx as usize].flags.has(Flags::OPENED) {
-                // Let the callback see the connection (uid included) once more.
-                let s = &mut self.cx.slots[idx as usize];
-                s.flags.clear(Flags::DEAD);
-                s.flags.set(Flags::CLOSING);
                 self.app.on_close(&mut self.cx, id);
-                self.cx.slots[idx as usize].flags.set(Flags::DEAD);
             }
             self.inputs.clear_at(idx, &mut self.cx.input_bytes);
             self.cx.replies.remove(&idx);
-            self.cx.hub.unbind(&mut self.cx.slots, idx);
+            self.cx.unbind_at(idx);
+            self.report_uid_events();
             self.cx.release_out(idx);
             if let Some(ip) = self.cx.slot_ip.remove(&idx) {
                 if let Some(n) = self.cx.per_ip.get_mut(&ip) {
@@ -260,6 +260,28 @@ impl<A: App> Server<A> {
         // on_close callbacks may have queued output or asked for connects.
         self.start_connects();
         self.cx.flush_dirty();
+    }
+
+    /// Reports the binding changes queued by the callbacks that just ran
+    /// (and any their reports cause), before any output leaves.
+    fn report_uid_events(&mut self) {
+        while !self.cx.uid_events.is_empty() {
+            let mut batch = std::mem::take(&mut self.cx.uid_events);
+            for event in batch.drain(..) {
+                match event {
+                    UidEvent::Bound(uid, first) => {
+                        self.app.on_uid_bound(&mut self.cx, uid.as_str(), first)
+                    }
+                    UidEvent::Unbound(uid, last) => {
+                        self.app.on_uid_unbound(&mut self.cx, uid.as_str(), last)
+                    }
+                }
+            }
+            if self.cx.uid_events.is_empty() {
+                // Keep the queue's capacity for the next round.
+                self.cx.uid_events = batch;
+            }
+        }
     }
 
     fn dispatch(&mut self, ev: Ready) {

@@ -1,0 +1,83 @@
+//! The Lua scripts of the presence protocol, run with EVALSHA (loaded on
+//! each connect): each reads or updates what several keys say together in
+//! one step, so that no other node sees them half-written.
+
+/// Sets this node's connection count of a uid (0 removes it) and its
+/// total, keeping the uid set and the node's held set in step.
+pub(super) const SET_COUNT: &str = r#"local n = tonumber(ARGV[2])
+if n > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], n)
+  redis.call('SADD', KEYS[2], ARGV[3])
+  redis.call('SADD', KEYS[3], ARGV[3])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[3])
+  if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[3]) end
+end
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+return 0"#;
+
+/// A uid's connections on the live nodes.
+pub(super) const ONLINE: &str = r#"local t = redis.call('HGETALL', KEYS[1])
+local sum = 0
+for i = 1, #t, 2 do
+  if redis.call('EXISTS', ARGV[1] .. t[i]) == 1 then sum = sum + tonumber(t[i + 1]) end
+end
+return sum"#;
+
+/// Uids online and connections on the live nodes.
+pub(super) const COUNT: &str = r#"local t = redis.call('HGETALL', KEYS[1])
+local sum = 0
+for i = 1, #t, 2 do
+  if redis.call('EXISTS', ARGV[1] .. t[i]) == 1 then sum = sum + tonumber(t[i + 1]) end
+end
+return {redis.call('SCARD', KEYS[2]), sum}"#;
+
+/// Removes what dead nodes (no heartbeat key) announced.
+pub(super) const REAP: &str = r#"local p = ARGV[1]
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', p .. 'alive:' .. n) == 0 then
+    for _, u in ipairs(redis.call('SMEMBERS', p .. 'held:' .. n)) do
+      redis.call('HDEL', p .. 'o:' .. u, n)
+      if redis.call('HLEN', p .. 'o:' .. u) == 0 then redis.call('SREM', p .. 'uids', u) end
+    end
+    redis.call('DEL', p .. 'held:' .. n)
+    redis.call('HDEL', p .. 'conns', n)
+    redis.call('SREM', KEYS[1], n)
+  end
+end
+return 0"#;
+
+/// Every live node's last /stats document.
+pub(super) const NODE_STATS: &str = r#"local out = {}
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local s = redis.call('GET', ARGV[1] .. 'stats:' .. n)
+  if s then table.insert(out, s) end
+end
+return out"#;
+
+/// A script, by what it does.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Script {
+    SetCount,
+    Online,
+    Count,
+    Reap,
+    NodeStats,
+}
+
+/// Every script's source, in [`Script`]'s order.
+pub(super) const ALL: [&str; 5] = [SET_COUNT, ONLINE, COUNT, REAP, NODE_STATS];
+
+/// The scripts' SHA1 digests, as EVALSHA takes them.
+pub(super) struct Shas([String; 5]);
+
+impl Shas {
+    pub(super) fn new() -> Shas {
+        Shas(ALL.map(|script| sha1_smol::Sha1::from(script).digest().to_string()))
+    }
+
+    pub(super) fn of(&self, script: Script) -> &str {
+        &self.0[script as usize]
+    }
+}

@@ -1,0 +1,157 @@
+//! The HTTP API: `POST /push`, `GET /online[?uid=U]`, `GET /stats`,
+//! `GET /metrics`, `GET /connections[?limit=N]`. Pushes, queries and /stats
+//! go through the router; this port renders what comes back
+//! ([`Outcome::http`]).
+
+use super::command::{self, Command};
+use super::outcome::{json_error, Failure, Outcome};
+use super::router::{Answer, Port};
+use super::PushApp;
+use crate::app::{ConnId, Request, Response};
+use crate::reactor::{Context, Refusal};
+
+/// Connections `GET /connections` lists without `?limit=`, and at most.
+const DEFAULT_LISTED: usize = 100;
+const MAX_LISTED: usize = 10_000;
+
+impl PushApp {
+    /// One API request (answered now, or later through the router).
+    pub(super) fn on_http(
+        &mut self,
+        cx: &mut Context,
+        conn: ConnId,
+        req: &Request<'_>,
+    ) -> Response {
+        if let Some(refused) = self.authorize_http(cx, conn, req) {
+            return refused;
+        }
+        match (req.method, req.path) {
+            ("POST", "/push") => self.http_push(cx, conn, req.body),
+            ("GET", "/online") => self.http_online(cx, conn, req.query),
+            ("GET", "/stats") => {
+                let own = self.stats_json(cx);
+                respond(self.router.stats(cx, conn, own))
+            }
+            ("GET", "/connections") => {
+                let limit = crate::http::query_param(req.query, "limit")
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(DEFAULT_LISTED)
+                    .min(MAX_LISTED);
+                Response::json(200, connections_json(cx, limit))
+            }
+            ("GET", "/metrics") => Response::new(
+                200,
+                "text/plain; version=0.0.4",
+                self.metrics(cx).into_bytes(),
+            ),
+            ("GET", "/") => Response::text(
+                200,
+                "herald push server: POST /push, GET /online[?uid=U], GET /stats, GET /metrics, GET /connections[?limit=N]",
+            ),
+            (_, "/push" | "/online" | "/stats" | "/metrics" | "/connections") => {
+                json_error(405, "method not allowed")
+            }
+            _ => json_error(404, "not found"),
+        }
+    }
+
+    /// With an API token set, a request without it gets 401.
+    fn authorize_http(
+        &mut self,
+        cx: &mut Context,
+        conn: ConnId,
+        req: &Request<'_>,
+    ) -> Option<Response> {
+        let tokens = self.config.api_tokens.as_ref()?;
+        let bearer = req
+            .header("authorization")
+            .and_then(|v| v.strip_prefix(b"Bearer "))
+            .map(<[u8]>::trim_ascii);
+        if bearer.is_some_and(|t| tokens.accepts(t)) {
+            return None;
+        }
+        self.stats.unauthorized += 1;
+        cx.note_refusal(conn, Refusal::Unauthorized, "HTTP API");
+        Some(json_error(
+            401,
+            "unauthorized: send Authorization: Bearer <API token>",
+        ))
+    }
+
+    /// `POST /push`: the body is one text-port push line.
+    fn http_push(&mut self, cx: &mut Context, conn: ConnId, body: &[u8]) -> Response {
+        let body = body.strip_suffix(b"\n").unwrap_or(body);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        let why = match command::parse(body) {
+            Ok(cmd @ (Command::Push(_) | Command::PushMany(_) | Command::Broadcast)) => {
+                // parse() checked that the body is UTF-8.
+                let text = std::str::from_utf8(body).unwrap_or_default();
+                let answer = self
+                    .router
+                    .run(cx, &mut self.stats, &cmd, text, Port::Http(conn));
+                return respond(answer);
+            }
+            Ok(_) => {
+                "POST /push takes \"uid\", \"uids\" or \"all\"; use GET /online for queries".into()
+            }
+            Err(e) => e.to_string().into(),
+        };
+        self.stats.bad_requests += 1;
+        Outcome::Failed(Failure::BadRequest, why).http()
+    }
+
+    /// `GET /online?uid=U` (that uid) or `GET /online` (the counts).
+    fn http_online(&mut self, cx: &mut Context, conn: ConnId, query: &str) -> Response {
+        let cmd = match crate::http::query_param(query, "uid") {
+            // As on the text port: an empty uid is an error, not "offline".
+            Some(uid) if uid.is_empty() => {
+                return Outcome::Failed(Failure::BadRequest, "empty uid".into()).http()
+            }
+            Some(uid) => Command::Online(uid.into()),
+            None => Command::Count,
+        };
+        respond(
+            self.router
+                .run(cx, &mut self.stats, &cmd, "", Port::Http(conn)),
+        )
+    }
+}
+
+/// The response to a request the router took.
+fn respond(answer: Answer<'_>) -> Response {
+    match answer {
+        Answer::Now(outcome) => outcome.http(),
+        Answer::Later(d) => Response::later(d),
+        Answer::Elsewhere => {
+            unreachable!("the router answers HTTP requests now or at a deferred place")
+        }
+    }
+}
+
+/// `{"total":N,"listed":M,"connections":[{"id":..,"protocol":"ws","peer":"ip:port",
+/// "uid":"u","age_s":12,"queued":0},...]}`: the first `limit` connections.
+fn connections_json(cx: &Context, limit: usize) -> String {
+    use std::fmt::Write as _;
+    let mut items = String::new();
+    let mut listed = 0;
+    for c in cx.connections().take(limit) {
+        let peer = cx
+            .peer_addr(c.id)
+            .map_or(serde_json::Value::Null, |a| a.to_string().into());
+        let uid = c.uid.map_or(serde_json::Value::Null, Into::into);
+        let sep = if listed == 0 { "" } else { "," };
+        let _ = write!(
+            items,
+            "{sep}{{\"id\":{},\"protocol\":\"{}\",\"peer\":{peer},\"uid\":{uid},\"age_s\":{},\"queued\":{}}}",
+            c.id.as_u64(),
+            c.protocol.name(),
+            c.age_ms / 1000,
+            c.queued
+        );
+        listed += 1;
+    }
+    format!(
+        "{{\"total\":{},\"listed\":{listed},\"connections\":[{items}]}}",
+        cx.open_connections()
+    )
+}

@@ -1,0 +1,234 @@
+//! One router for pushes and queries. Every port (a text-port line, an HTTP
+//! request, a routed client message) hands its request to [`Router::run`]
+//! and renders the [`Answer`]; whether other nodes take part is decided
+//! here and nowhere else.
+//!
+//! The router also owns the services delivery needs beyond this node (the
+//! Redis cluster): their outbound connections, their timers and the
+//! binding events they mirror come here, and only here. A new delivery
+//! target (history streams, topics) is a new arm in the methods below and
+//! nothing else: the ports only see outcomes.
+
+use super::cluster::{Cluster, ClusterConfig};
+use super::command::Command;
+use super::metrics::PushStats;
+use super::outcome::{Outcome, Push, ReplyTo};
+use crate::app::{ConnId, Deferred};
+use crate::reactor::Context;
+use std::borrow::Cow;
+
+/// Who asked, hence where the answer goes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Port {
+    /// A text-port line.
+    Line(ConnId),
+    /// An HTTP API request.
+    Http(ConnId),
+    /// A routed client message (`uid:msg`): only a loss is reported back.
+    Route(ConnId),
+    /// Nobody waits for the answer (`all:msg`).
+    Quiet,
+}
+
+/// What a port gets back for a request.
+pub(super) enum Answer<'a> {
+    /// Known now: the port renders it.
+    Now(Outcome<'a>),
+    /// Promised at this place in the asking connection's reply order and
+    /// given there later (an HTTP request answers `Response::later`).
+    Later(Deferred),
+    /// Given later without a place in a reply order (a routed message), or
+    /// to nobody.
+    Elsewhere,
+}
+
+/// Where pushes are delivered and queries answered.
+pub(super) enum Router {
+    /// This node alone: everything is delivered and answered at once.
+    Local,
+    /// Several nodes through Redis: delivered here at once, published to
+    /// the others, answered once Redis has counted them.
+    Cluster(Box<Cluster>),
+}
+
+impl Router {
+    pub(super) fn new(cluster: Option<ClusterConfig>) -> Router {
+        cluster.map_or(Router::Local, |cfg| {
+            Router::Cluster(Box::new(Cluster::new(cfg)))
+        })
+    }
+
+    /// The cluster, for its figures in /stats and /metrics.
+    pub(super) fn cluster(&self) -> Option<&Cluster> {
+        match self {
+            Router::Local => None,
+            Router::Cluster(cl) => Some(cl),
+        }
+    }
+
+    /// Delivers a push (`text` is what recipients get) or answers a query,
+    /// asked at `port`. Pushes answered here are counted in `stats`.
+    pub(super) fn run<'c>(
+        &mut self,
+        cx: &mut Context,
+        stats: &mut PushStats,
+        cmd: &'c Command<'c>,
+        text: &str,
+        port: Port,
+    ) -> Answer<'c> {
+        let Router::Cluster(cl) = self else {
+            return Answer::Now(local(cx, stats, cmd, text));
+        };
+        let Some(to) = promise(cx, port) else {
+            return Answer::Now(Outcome::Backlogged);
+        };
+        match Request::of(cmd) {
+            Request::Online(uid) => cl.online(cx, uid, to),
+            Request::Count => cl.count(cx, to),
+            Request::Push(push, uids) => {
+                let n = deliver_here(cx, uids, text);
+                if matches!(port, Port::Quiet) {
+                    // Nobody waits for the cluster's count: what this node
+                    // did is the tally.
+                    stats.count(n);
+                }
+                cl.publish(cx, uids, push, text, n, to);
+            }
+        }
+        match to {
+            ReplyTo::Line(d) | ReplyTo::Http(d) => Answer::Later(d),
+            ReplyTo::Route(_) | ReplyTo::Nobody => Answer::Elsewhere,
+        }
+    }
+
+    /// The /stats document asked on HTTP connection `conn`: this node's
+    /// (`own`), and in a cluster every live node's beside it.
+    pub(super) fn stats(&mut self, cx: &mut Context, conn: ConnId, own: String) -> Answer<'static> {
+        let Router::Cluster(cl) = self else {
+            return Answer::Now(Outcome::Stats(own));
+        };
+        match cx.defer(conn) {
+            Some(d) => {
+                cl.stats(cx, d, own);
+                Answer::Later(d)
+            }
+            None => Answer::Now(Outcome::Stats(own)),
+        }
+    }
+
+    // ----- the services' own events -----
+
+    /// The server runs: the services connect. `own` is this node's /stats,
+    /// which the cluster shows the other nodes.
+    pub(super) fn start(&mut self, cx: &mut Context, own: String) {
+        if let Router::Cluster(cl) = self {
+            cl.own_stats = own;
+            cl.start(cx);
+        }
+    }
+
+    /// A timer of a service fired (`own`: as for [`Router::start`]).
+    pub(super) fn on_timer(&mut self, cx: &mut Context, token: u64, own: String) {
+        if let Router::Cluster(cl) = self {
+            cl.own_stats = own;
+            cl.on_timer(cx, token);
+        }
+    }
+
+    /// An outbound connection of a service opened.
+    pub(super) fn on_open(&mut self, cx: &mut Context, conn: ConnId) {
+        if let Router::Cluster(cl) = self {
+            cl.on_open(cx, conn);
+        }
+    }
+
+    /// Bytes on an outbound connection of a service.
+    pub(super) fn on_data(&mut self, cx: &mut Context, conn: ConnId, data: &[u8]) {
+        if let Router::Cluster(cl) = self {
+            cl.on_data(cx, conn, data);
+        }
+    }
+
+    /// An outbound connection of a service failed to open, or closed.
+    pub(super) fn on_down(&mut self, cx: &mut Context, conn: ConnId, why: &str) {
+        if let Router::Cluster(cl) = self {
+            cl.on_down(cx, conn, why);
+        }
+    }
+
+    /// A connection here was bound to `uid` (`first`: the uid came online
+    /// here): the cluster listens for it and counts it.
+    pub(super) fn on_uid_bound(&mut self, cx: &mut Context, uid: &str, first: bool) {
+        if let Router::Cluster(cl) = self {
+            cl.on_uid_bound(cx, uid, first);
+        }
+    }
+
+    /// A connection's binding to `uid` ended (`last`: none is left here).
+    pub(super) fn on_uid_unbound(&mut self, cx: &mut Context, uid: &str, last: bool) {
+        if let Router::Cluster(cl) = self {
+            cl.on_uid_unbound(cx, uid, last);
+        }
+    }
+}
+
+/// A request served by this node alone.
+fn local<'c>(
+    cx: &mut Context,
+    stats: &mut PushStats,
+    cmd: &'c Command<'c>,
+    text: &str,
+) -> Outcome<'c> {
+    match Request::of(cmd) {
+        Request::Online(uid) => Outcome::Online(uid, cx.connections_of(uid) as u64),
+        Request::Count => Outcome::Count {
+            uids: cx.online_uids() as u64,
+            connections: cx.bound_connections() as u64,
+        },
+        Request::Push(push, uids) => {
+            let n = deliver_here(cx, uids, text);
+            stats.count(n);
+            Outcome::Pushed(push, n as u64)
+        }
+    }
+}
+
+/// Where the cluster's answer to a request asked at `port` will go: a place
+/// reserved in the asker's reply order, or `None` when it has too many.
+fn promise(cx: &mut Context, port: Port) -> Option<ReplyTo> {
+    Some(match port {
+        Port::Line(conn) => ReplyTo::Line(cx.defer(conn)?),
+        Port::Http(conn) => ReplyTo::Http(cx.defer(conn)?),
+        Port::Route(conn) => ReplyTo::Route(conn),
+        Port::Quiet => ReplyTo::Nobody,
+    })
+}
+
+/// A command as the router sees it.
+enum Request<'c> {
+    /// A push to these uids (`None`: every bound connection).
+    Push(Push<'c>, Option<&'c [Cow<'c, str>]>),
+    Online(&'c str),
+    Count,
+}
+
+impl<'c> Request<'c> {
+    fn of(cmd: &'c Command<'c>) -> Request<'c> {
+        match cmd {
+            Command::Push(uid) => Request::Push(Push::One(uid), Some(std::slice::from_ref(uid))),
+            Command::PushMany(uids) => Request::Push(Push::Many, Some(uids)),
+            Command::Broadcast => Request::Push(Push::Many, None),
+            Command::Online(uid) => Request::Online(uid),
+            Command::Count => Request::Count,
+        }
+    }
+}
+
+/// Delivers to this node's connections of `uids` (`None`: every bound
+/// connection); how many took it.
+fn deliver_here(cx: &mut Context, uids: Option<&[Cow<'_, str>]>, text: &str) -> usize {
+    match uids {
+        Some(uids) => uids.iter().map(|u| cx.send_to_uid(u, text)).sum(),
+        None => cx.broadcast(text),
+    }
+}
