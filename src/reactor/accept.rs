@@ -1,10 +1,11 @@
 //! Admission: accepting connections on listeners, the connection limits,
 //! and turning away what is over them.
 
+use super::app::App;
+use super::id::Protocol;
 use super::output::ms_to_ticks;
 use super::slot::{Flags, Kind};
 use super::{Context, Server};
-use crate::app::{App, Protocol};
 use crate::http::{self, Head};
 use crate::sys;
 use std::net::IpAddr;

@@ -5,11 +5,13 @@
 //! callback returns.
 
 use super::deferred::ReplyQueue;
+use super::id::{ConnId, Deferred, Protocol, TimerId};
+use super::message::Response;
 use super::rate::HandshakeRate;
 use super::slot::{Flags, Kind, Slot};
+use super::stats::{ConnInfo, Stats};
 use super::wheel::{Wheel, TICK_MS};
-use super::{ListenerInfo, Stats};
-use crate::app::{ConnId, Deferred, Protocol, Response, TimerId};
+use super::ListenerInfo;
 use crate::hub::{Hub, Uid, NIL};
 use crate::limits::Limits;
 use crate::sys::{self, Epoll};
@@ -64,18 +66,6 @@ pub struct Context {
     pub(super) connects: Vec<(u32, SocketAddr)>,
     /// Deferred replies per connection slot, only while some are outstanding.
     pub(super) replies: HashMap<u32, ReplyQueue>,
-}
-
-/// One open connection as [`Context::connections`] shows it.
-#[derive(Clone, Debug)]
-pub struct ConnInfo<'a> {
-    pub id: ConnId,
-    pub protocol: Protocol,
-    pub uid: Option<&'a str>,
-    /// Since it was accepted (to the timer wheel's 100 ms).
-    pub age_ms: u64,
-    /// Bytes waiting in its send queue.
-    pub queued: usize,
 }
 
 impl Context {

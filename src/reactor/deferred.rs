@@ -7,8 +7,8 @@
 //! the ready entries at the front go to the send queue.
 
 use super::context::Context;
+use super::id::Deferred;
 use super::slot::Flags;
-use crate::app::Deferred;
 use std::collections::VecDeque;
 
 #[derive(Default)]

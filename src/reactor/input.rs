@@ -3,9 +3,10 @@
 //! to the application. Parser state lives in [`Inputs`], beside the slots,
 //! so an event can borrow it while the application holds the `Context`.
 
+use super::app::App;
+use super::message::{Message, Request, Upgrade, UpgradeRequest};
 use super::slot::{Flags, Kind};
 use super::{Refusal, Server};
-use crate::app::{App, Message, Request, Upgrade, UpgradeRequest};
 use crate::http::conn::{self as http_conn, HttpState};
 use crate::http::{self};
 use crate::line::{self, Line, LineState};

@@ -13,21 +13,28 @@
 //! `outbound` (connects), `deferred` (replies answered later), `wheel`.
 
 mod accept;
+mod app;
 mod context;
 mod deferred;
+mod id;
 mod input;
+mod message;
 mod outbound;
 mod output;
 mod rate;
 mod report;
 mod slot;
+mod stats;
 mod timer;
 mod wheel;
 
-pub use context::{ConnInfo, Context};
+pub use app::App;
+pub use context::Context;
+pub use id::{ConnId, Deferred, Protocol, TimerId};
+pub use message::{Message, Request, Response, Upgrade, UpgradeRequest};
 pub use report::Refusal;
+pub use stats::{ConnInfo, Stats};
 
-use crate::app::{App, ConnId, Protocol};
 use crate::limits::Limits;
 use crate::sys::{self, Ready, EV_CLOSED, EV_IN, EV_OUT};
 use crate::ws::CloseCode;
@@ -38,26 +45,6 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use wheel::TICK_MS;
-
-/// Counters reported by /stats and /metrics.
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    pub accepted: u64,
-    pub refused: u64,
-    pub handshake_failures: u64,
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// Socket writes (`write` calls that wrote bytes): `messages_out /
-    /// writes` is how many messages each write carried on average.
-    pub writes: u64,
-    /// Sends refused because the connection was closing or over its queue cap.
-    pub dropped: u64,
-    pub slow_consumers_closed: u64,
-    pub timeouts: u64,
-    pub protocol_errors: u64,
-}
 
 struct ListenerInfo {
     protocol: Protocol,
@@ -278,8 +265,8 @@ impl<A: App> Server<A> {
                 let got = sys::drain_signal_fd(s.fd);
                 if got.reopen {
                     match crate::log::reopen() {
-                        Ok(()) => crate::log_info!("SIGUSR1: log file reopened"),
-                        Err(e) => crate::log_error!("SIGUSR1: cannot reopen the log file: {e}"),
+                        Ok(()) => log_info!("SIGUSR1: log file reopened"),
+                        Err(e) => log_error!("SIGUSR1: cannot reopen the log file: {e}"),
                     }
                 }
                 if got.reload {
@@ -291,7 +278,7 @@ impl<A: App> Server<A> {
                     } else {
                         "SIGTERM"
                     };
-                    crate::log_info!(
+                    log_info!(
                         "{name}: stopping, {} connection(s) to close within --shutdown-grace {} ms",
                         self.cx.open,
                         self.cx.limits.shutdown_grace_ms

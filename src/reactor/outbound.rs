@@ -2,10 +2,10 @@
 //! callback that asked for them, completed or failed on readiness, bounded
 //! by the handshake timeout. Reconnecting is the application's decision.
 
+use super::app::App;
 use super::output::ms_to_ticks;
 use super::slot::Flags;
 use super::Server;
-use crate::app::App;
 use crate::sys;
 use std::io;
 

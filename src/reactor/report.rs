@@ -4,9 +4,10 @@
 //! there, and logged from the loop at most once per [`REPORT_EVERY_MS`], so
 //! that no client can flood the log.
 
+use super::app::App;
+use super::id::ConnId;
 use super::output::ms_to_ticks;
 use super::{Context, Server};
-use crate::app::{App, ConnId};
 use crate::log::{self, Level};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -80,7 +81,7 @@ impl Reports {
         if self.debug_lines < DEBUG_LINES && log::enabled(Level::Debug) {
             self.debug_lines += 1;
             let from = ip.map_or("an unknown address".to_string(), |ip| ip.to_string());
-            crate::log_debug!("refused {from}: {why} {detail}");
+            log_debug!("refused {from}: {why} {detail}");
         }
     }
 
@@ -140,14 +141,14 @@ impl<A: App> Server<A> {
             None => "so far",
         };
         if r.fd_refused > 0 {
-            crate::log_warn!(
+            log_warn!(
                 "out of file descriptors (open-file limit {}): refused {} connection(s) {since}",
                 cx.nofile.0,
                 r.fd_refused
             );
         }
         if r.full_refused > 0 {
-            crate::log_warn!(
+            log_warn!(
                 "connection limit reached (--max-connections {}, --max-per-ip {}; 0 = none): refused {} connection(s) {since}",
                 cx.limits.max_connections,
                 cx.limits.max_per_ip,
@@ -155,14 +156,14 @@ impl<A: App> Server<A> {
             );
         }
         if r.accept_errors > 0 {
-            crate::log_error!(
+            log_error!(
                 "accept failed {} time(s) {since}: {}",
                 r.accept_errors,
                 r.last_accept_error.as_deref().unwrap_or("unknown error")
             );
         }
         if r.slow_ws + r.slow_text > 0 {
-            crate::log_warn!(
+            log_warn!(
                 "closed {} WebSocket and {} text-port connection(s) as slow consumers {since} \
                  (send queue past --max-queued {} bytes; a text-port backend must read its replies)",
                 r.slow_ws,
@@ -171,7 +172,7 @@ impl<A: App> Server<A> {
             );
         }
         if !r.refusals.is_empty() {
-            crate::log_info!("{}", r.refusal_line(since));
+            log_info!("{}", r.refusal_line(since));
         }
         *r = Reports {
             last: Some(cx.now),

@@ -2,11 +2,12 @@
 //! unit-tested without a clock), and the loop's part of firing connection
 //! and application timers.
 
+use super::app::App;
+use super::id::{ConnId, TimerId};
 use super::output::ms_to_ticks;
 use super::slot::{Flags, Kind};
 use super::wheel::TICK_MS;
 use super::Server;
-use crate::app::{App, ConnId, TimerId};
 use crate::limits::Limits;
 use crate::ws::conn as ws_conn;
 use std::io;
