@@ -4,10 +4,8 @@
 //! there, and logged from the loop at most once per [`REPORT_EVERY_MS`], so
 //! that no client can flood the log.
 
-use super::app::App;
-use super::id::ConnId;
-use super::output::ms_to_ticks;
-use super::{Context, Server};
+use super::wheel::ms_to_ticks;
+use crate::limits::Limits;
 use crate::log::{self, Level};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -107,32 +105,15 @@ impl Reports {
     }
 }
 
-impl Context {
-    /// Counts a refusal of `conn` for the next aggregated log line (the
-    /// address is asked of the socket only here, on the refusal path).
-    pub fn note_refusal(&mut self, conn: ConnId, why: Refusal, detail: &str) {
-        let Some(s) = self.slot_of(conn) else {
-            return;
-        };
-        let fd = s.fd;
-        let ip = self
-            .slot_ip
-            .get(&conn.idx())
-            .copied()
-            .or_else(|| crate::sys::peer_addr(fd).ok().map(|a| a.ip()));
-        self.reports.refused(why, ip, detail);
-    }
-}
-
-impl<A: App> Server<A> {
+impl Reports {
     /// Logs what was counted, if anything, once the last report is old
-    /// enough (the first one at once).
-    pub(super) fn report(&mut self) {
-        let cx = &mut self.cx;
-        let r = &mut cx.reports;
+    /// enough (the first one at once). `now` is the wheel's tick, `nofile`
+    /// the open-file limit in force.
+    pub(super) fn report(&mut self, now: u32, nofile: u64, limits: &Limits) {
+        let r = self;
         if !r.pending()
             || r.last
-                .is_some_and(|at| cx.now.wrapping_sub(at) < ms_to_ticks(REPORT_EVERY_MS))
+                .is_some_and(|at| now.wrapping_sub(at) < ms_to_ticks(REPORT_EVERY_MS))
         {
             return;
         }
@@ -143,15 +124,15 @@ impl<A: App> Server<A> {
         if r.fd_refused > 0 {
             log_warn!(
                 "out of file descriptors (open-file limit {}): refused {} connection(s) {since}",
-                cx.nofile.0,
+                nofile,
                 r.fd_refused
             );
         }
         if r.full_refused > 0 {
             log_warn!(
                 "connection limit reached (--max-connections {}, --max-per-ip {}; 0 = none): refused {} connection(s) {since}",
-                cx.limits.max_connections,
-                cx.limits.max_per_ip,
+                limits.max_connections,
+                limits.max_per_ip,
                 r.full_refused
             );
         }
@@ -168,14 +149,14 @@ impl<A: App> Server<A> {
                  (send queue past --max-queued {} bytes; a text-port backend must read its replies)",
                 r.slow_ws,
                 r.slow_text,
-                cx.limits.max_queued
+                limits.max_queued
             );
         }
         if !r.refusals.is_empty() {
             log_info!("{}", r.refusal_line(since));
         }
         *r = Reports {
-            last: Some(cx.now),
+            last: Some(now),
             ..Reports::default()
         };
     }
