@@ -5,7 +5,7 @@
 
 use super::app::App;
 use super::inputs::Input;
-use super::proto::Driver;
+use super::proto::{Conn, Driver};
 use super::server::Server;
 use super::slot::Flags;
 use crate::sys::{self, EV_CLOSED, EV_IN, EV_OUT};
@@ -94,7 +94,7 @@ impl<A: App> Server<A> {
                 }
                 let held = inputs.at(idx);
                 let before = Input::heap_bytes(held);
-                P::input(cx, app, held, idx, &mut rbuf[..n]);
+                P::input(Conn { cx, app, held, idx }, &mut rbuf[..n]);
                 cx.input_bytes = cx.input_bytes + Input::heap_bytes(held) - before;
             }
             let s = &cx.io.slots[idx as usize];
@@ -131,7 +131,8 @@ impl<A: App> Server<A> {
         let Server {
             cx, app, inputs, ..
         } = self;
-        P::eof(cx, app, inputs.at(idx), idx);
+        let held = inputs.at(idx);
+        P::eof(Conn { cx, app, held, idx });
         inputs.clear_at(idx, &mut cx.input_bytes);
         let io = &mut cx.io;
         let s = &mut io.slots[idx as usize];

@@ -2,13 +2,12 @@
 //! later (deferred), in request order; keep-alive until the client or an
 //! error ends it.
 
-use super::{Accepted, Driver};
+use super::{each_unit, Accepted, Conn, Driver};
 use crate::http;
 use crate::http::conn::{self as http_conn, Step};
 use crate::reactor::app::App;
 use crate::reactor::context::Context;
 use crate::reactor::deadline::schedule_heartbeat;
-use crate::reactor::inputs::Input;
 use crate::reactor::message::Request;
 use crate::reactor::report::Refusal;
 use crate::reactor::slot::Kind;
@@ -16,26 +15,19 @@ use crate::reactor::slot::Kind;
 pub(crate) struct Http;
 
 impl Driver for Http {
-    fn input<A: App>(
-        cx: &mut Context,
-        app: &mut A,
-        held: &mut Option<Box<Input>>,
-        idx: u32,
-        data: &mut [u8],
-    ) {
+    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
+        let Conn { cx, app, held, idx } = conn;
         let id = cx.io.id(idx);
         let (max_head, max_body) = (cx.limits.max_head, cx.limits.max_body);
-        let mut pos = 0;
-        loop {
+        each_unit(cx, idx, |cx, pos| {
             let (used, step) = http_conn::next(held, &data[pos..], max_head, max_body);
-            pos += used;
             match step {
-                None => break,
+                None => (used, false),
                 Some(Step::Failed(status, reason)) => {
                     cx.note_refusal(id, Refusal::Http(status), reason);
                     http::write_json_error(cx.ordered_buf(idx), status, reason);
                     cx.io.close_after_replies(idx);
-                    break;
+                    (used, false)
                 }
                 Some(Step::Request(p)) => {
                     let keep_alive = p.head.keep_alive();
@@ -63,14 +55,11 @@ impl Driver for Http {
                     }
                     if !keep_alive {
                         cx.io.close_after_replies(idx);
-                        break;
                     }
+                    (used, keep_alive)
                 }
             }
-            if !cx.io.slots[idx as usize].can_send() {
-                break;
-            }
-        }
+        });
     }
 }
 

@@ -16,6 +16,15 @@ use super::context::Context;
 use super::inputs::Input;
 use super::slot::Kind;
 
+/// The connection a driver works on for one event: the context, the
+/// application, the connection's parser state between reads and its slot.
+pub(super) struct Conn<'a, A> {
+    pub(super) cx: &'a mut Context,
+    pub(super) app: &'a mut A,
+    pub(super) held: &'a mut Option<Box<Input>>,
+    pub(super) idx: u32,
+}
+
 /// A connection protocol, as the read loop drives it.
 pub(super) trait Driver {
     /// Full-buffer reads per readiness event before output is flushed.
@@ -25,18 +34,11 @@ pub(super) trait Driver {
     /// runs out (`Server::readable`).
     const PIPELINED: bool = false;
 
-    /// `data` was read on connection `idx`, which is not closing; `held` is
-    /// its parser state between reads.
-    fn input<A: App>(
-        cx: &mut Context,
-        app: &mut A,
-        held: &mut Option<Box<Input>>,
-        idx: u32,
-        data: &mut [u8],
-    );
+    /// `data` was read on `conn`, which is not closing.
+    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]);
 
     /// The peer's end of stream was read; the connection closes next.
-    fn eof<A: App>(_cx: &mut Context, _app: &mut A, _held: &mut Option<Box<Input>>, _idx: u32) {}
+    fn eof<A: App>(_conn: Conn<'_, A>) {}
 }
 
 /// A protocol that listeners accept.
@@ -50,4 +52,24 @@ pub(super) trait Accepted: Driver {
     /// The answer to a connection turned away past a limit, written once
     /// to a new socket.
     fn write_full(out: &mut Vec<u8>);
+}
+
+/// Hands a read to a parser one unit (frame, line, request) at a time:
+/// `step` parses from an offset into the read and handles what it found,
+/// returning how many bytes it used and whether to go on (false once the
+/// read is used up or the parser failed). Stops early once the connection
+/// takes no more messages (closing, or closed by the application).
+fn each_unit(
+    cx: &mut Context,
+    idx: u32,
+    mut step: impl FnMut(&mut Context, usize) -> (usize, bool),
+) {
+    let mut pos = 0;
+    loop {
+        let (used, more) = step(cx, pos);
+        pos += used;
+        if !more || !cx.io.slots[idx as usize].can_send() {
+            return;
+        }
+    }
 }

@@ -3,10 +3,9 @@
 //! by the handshake timeout; then raw bytes for the application.
 //! Reconnecting is the application's decision.
 
-use super::Driver;
+use super::{Conn, Driver};
 use crate::reactor::app::App;
 use crate::reactor::context::Context;
-use crate::reactor::inputs::Input;
 use crate::reactor::slot::Flags;
 use crate::reactor::wheel::ms_to_ticks;
 use crate::sys;
@@ -15,13 +14,8 @@ use std::io;
 pub(crate) struct Outbound;
 
 impl Driver for Outbound {
-    fn input<A: App>(
-        cx: &mut Context,
-        app: &mut A,
-        _held: &mut Option<Box<Input>>,
-        idx: u32,
-        data: &mut [u8],
-    ) {
+    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
+        let Conn { cx, app, idx, .. } = conn;
         let id = cx.io.id(idx);
         app.on_data(cx, id, data);
     }

@@ -2,36 +2,29 @@
 //! a message for the application. Backends pipeline, so a text connection
 //! is read for longer per event than the others (see `Server::readable`).
 
-use super::{Accepted, Driver};
+use super::{each_unit, Accepted, Conn, Driver};
 use crate::line::{self, Line};
 use crate::reactor::app::App;
 use crate::reactor::context::Context;
-use crate::reactor::inputs::Input;
 use crate::reactor::message::Message;
 use crate::reactor::slot::{Flags, Kind};
 
 pub(crate) struct Text;
 
 impl Driver for Text {
-    /// 16 MiB with the default read buffer.
+    /// Backends pipeline: up to 16 MiB per event with the default read
+    /// buffer, within the loop's read budget (`read.rs`).
     const READS_PER_EVENT: usize = 256;
     const PIPELINED: bool = true;
 
-    fn input<A: App>(
-        cx: &mut Context,
-        app: &mut A,
-        held: &mut Option<Box<Input>>,
-        idx: u32,
-        data: &mut [u8],
-    ) {
+    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
+        let Conn { cx, app, held, idx } = conn;
         let id = cx.io.id(idx);
         let max = cx.limits.max_line;
-        let mut pos = 0;
-        loop {
+        each_unit(cx, idx, |cx, pos| {
             let (used, found) = line::next(held, &data[pos..], max);
-            pos += used;
             match found {
-                None => break,
+                None => return (used, false),
                 Some(Line::Complete(bytes)) => {
                     cx.stats.messages_in += 1;
                     app.on_message(cx, id, Message::Line(bytes));
@@ -41,14 +34,13 @@ impl Driver for Text {
                     cx.send_line(id, msg.as_bytes());
                 }
             }
-            if !cx.io.slots[idx as usize].can_send() {
-                break;
-            }
-        }
+            (used, true)
+        });
     }
 
     /// The stream ended: a last line without its newline is still a line.
-    fn eof<A: App>(cx: &mut Context, app: &mut A, held: &mut Option<Box<Input>>, idx: u32) {
+    fn eof<A: App>(conn: Conn<'_, A>) {
+        let Conn { cx, app, held, idx } = conn;
         if !cx.io.slots[idx as usize].can_send() {
             return;
         }

@@ -2,7 +2,7 @@
 //! application's upgrade hook, the 101 or the refusal), then frames, both
 //! driven through the sans-IO `ws::conn`.
 
-use super::{Accepted, Driver};
+use super::{each_unit, Accepted, Conn, Driver};
 use crate::http;
 use crate::reactor::app::App;
 use crate::reactor::context::Context;
@@ -19,17 +19,12 @@ use std::cell::OnceCell;
 pub(crate) struct Ws;
 
 impl Driver for Ws {
-    fn input<A: App>(
-        cx: &mut Context,
-        app: &mut A,
-        held: &mut Option<Box<Input>>,
-        idx: u32,
-        data: &mut [u8],
-    ) {
-        if cx.io.slots[idx as usize].flags.has(Flags::HANDSHAKE) {
-            handshake(cx, app, held, idx, data);
+    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
+        let flags = conn.cx.io.slots[conn.idx as usize].flags;
+        if flags.has(Flags::HANDSHAKE) {
+            handshake(conn, data);
         } else {
-            frames(cx, app, held, idx, data);
+            frames(conn, data);
         }
     }
 }
@@ -50,13 +45,8 @@ impl Accepted for Ws {
 
 /// Feeds handshake bytes; once the request is whole, decides (admission,
 /// then the application) and answers, then reads on into frames.
-fn handshake<A: App>(
-    cx: &mut Context,
-    app: &mut A,
-    held: &mut Option<Box<Input>>,
-    idx: u32,
-    data: &mut [u8],
-) {
+fn handshake<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
+    let Conn { cx, app, held, idx } = conn;
     let id = cx.io.id(idx);
     let max_head = cx.limits.max_head;
     let (accept, consumed, from_held, decision) =
@@ -113,10 +103,11 @@ fn handshake<A: App>(
     if !cx.io.slots[idx as usize].can_send() {
         return;
     }
+    let conn = Conn { cx, app, held, idx };
     match rest {
-        Some(mut v) if consumed < v.len() => frames(cx, app, held, idx, &mut v[consumed..]),
+        Some(mut v) if consumed < v.len() => frames(conn, &mut v[consumed..]),
         Some(_) => {}
-        None if consumed < data.len() => frames(cx, app, held, idx, &mut data[consumed..]),
+        None if consumed < data.len() => frames(conn, &mut data[consumed..]),
         None => {}
     }
 }
@@ -147,21 +138,14 @@ fn decide<A: App>(cx: &mut Context, app: &mut A, idx: u32, head: &http::Head<'_>
 }
 
 /// Drives an open WebSocket through `data`, one step at a time.
-fn frames<A: App>(
-    cx: &mut Context,
-    app: &mut A,
-    held: &mut Option<Box<Input>>,
-    idx: u32,
-    data: &mut [u8],
-) {
+fn frames<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
+    let Conn { cx, app, held, idx } = conn;
     let id = cx.io.id(idx);
     let max = cx.limits.max_message;
-    let mut pos = 0;
-    loop {
+    each_unit(cx, idx, |cx, pos| {
         let (used, step) = ws_conn::frames(held, &mut data[pos..], max, &mut cx.output(idx));
-        pos += used;
         match step {
-            None => break,
+            None => return (used, false),
             Some(Step::Handled) => {}
             Some(Step::Message(Event::Text(t))) => {
                 cx.stats.messages_in += 1;
@@ -177,17 +161,15 @@ fn frames<A: App>(
             Some(Step::Closed) => {
                 cx.io.slots[idx as usize].flags.set(Flags::CLOSE_EXCHANGED);
                 cx.io.begin_close(idx);
-                break;
+                return (used, false);
             }
             Some(Step::Failed(f)) => {
                 cx.stats.protocol_errors += 1;
                 cx.note_refusal(id, Refusal::Close(f.code.0), f.reason);
                 cx.io.begin_close(idx);
-                break;
+                return (used, false);
             }
         }
-        if !cx.io.slots[idx as usize].can_send() {
-            break;
-        }
-    }
+        (used, true)
+    });
 }
