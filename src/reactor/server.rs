@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
+/// One listener: the protocol it accepts, where it is bound, its slot.
 pub(super) struct ListenerInfo {
     pub(super) protocol: Protocol,
     addr: SocketAddr,
