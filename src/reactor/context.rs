@@ -6,16 +6,16 @@
 //! sends are queued and leave at the end of the loop iteration, connects
 //! start after the callback returns.
 
+use super::app_timers::AppTimers;
 use super::connects::Connects;
 use super::deferred::Replies;
 use super::id::{ConnId, Deferred, Protocol, TimerId};
 use super::io::Io;
 use super::message::Response;
 use super::per_ip::PerIp;
-use super::report::{Refusal, Reports};
+use super::report::Reports;
 use super::slot::{bytes_per_slot, Flags, Kind};
-use super::stats::{ConnInfo, Stats};
-use super::timers::AppTimers;
+use super::stats::{ConnInfo, Refusal, Stats};
 use super::wheel::TICK_MS;
 use crate::hub::{Hub, Uid, NIL};
 use crate::limits::Limits;

@@ -10,12 +10,12 @@
 //! Files, from the bottom up:
 //! - values that cross the application boundary: `id` (ConnId, Protocol,
 //!   Deferred, TimerId), `message` (Message, Request, Response,
-//!   UpgradeRequest, Upgrade), `stats` (Stats, ConnInfo);
+//!   UpgradeRequest, Upgrade), `stats` (Stats, ConnInfo, Refusal);
 //! - what moves bytes: `slot` (kinds, flags, the 64-byte slot), `wheel`
 //!   (the timer wheel), `io` (epoll, slots, send queues, closing, the
 //!   clock), `inputs` (parser states between reads);
 //! - the services, one struct each: `deferred` (replies answered later),
-//!   `timers` (application timers), `connects` (outbound connects not yet
+//!   `app_timers` (application timers), `connects` (outbound connects not yet
 //!   started), `per_ip` (per-address counts, with `rate` for handshakes),
 //!   `report` (aggregated operator reports), and the uid hub (`crate::hub`);
 //! - `context`: [`Context`], the I/O core plus the services, and what
@@ -29,6 +29,7 @@
 
 mod accept;
 mod app;
+mod app_timers;
 mod connects;
 mod context;
 mod deadline;
@@ -46,13 +47,11 @@ mod server;
 mod slot;
 mod stats;
 mod timer;
-mod timers;
 mod wheel;
 
 pub use app::App;
 pub use context::Context;
 pub use id::{ConnId, Deferred, Protocol, TimerId};
 pub use message::{Message, Request, Response, Upgrade, UpgradeRequest};
-pub use report::Refusal;
 pub use server::{Server, StopHandle};
-pub use stats::{ConnInfo, Stats};
+pub use stats::{ConnInfo, Refusal, Stats};

@@ -4,6 +4,7 @@
 //! there, and logged from the loop at most once per [`REPORT_EVERY_MS`], so
 //! that no client can flood the log.
 
+use super::stats::Refusal;
 use super::wheel::ms_to_ticks;
 use crate::limits::Limits;
 use crate::log::{self, Level};
@@ -19,28 +20,6 @@ const MAX_ADDRS: usize = 256;
 
 /// Refusals logged one by one per period at `--log-level debug`.
 const DEBUG_LINES: u32 = 20;
-
-/// Why a peer was turned away, as the log groups it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// A WebSocket handshake answered with this HTTP status.
-    Http(u16),
-    /// A WebSocket closed by herald with this code for what the peer sent
-    /// (a protocol error, a refused uid token).
-    Close(u16),
-    /// A text-port or HTTP API client without the API token.
-    Unauthorized,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::Http(s) => write!(f, "HTTP {s}"),
-            Refusal::Close(c) => write!(f, "close {c}"),
-            Refusal::Unauthorized => f.write_str("no API token"),
-        }
-    }
-}
 
 /// Events counted since the last report.
 #[derive(Debug, Default)]

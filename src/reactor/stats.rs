@@ -1,6 +1,6 @@
-//! Figures for operators: the counters behind /stats and /metrics
-//! ([`Stats`]) and one open connection as `herald connections` lists it
-//! ([`ConnInfo`]).
+//! What operators are shown: the counters behind /stats and /metrics
+//! ([`Stats`]), one open connection as `herald connections` lists it
+//! ([`ConnInfo`]), and why a peer was turned away ([`Refusal`]).
 
 use super::id::{ConnId, Protocol};
 
@@ -34,4 +34,26 @@ pub struct ConnInfo<'a> {
     pub age_ms: u64,
     /// Bytes waiting in its send queue.
     pub queued: usize,
+}
+
+/// Why a peer was turned away, as the log groups it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A WebSocket handshake answered with this HTTP status.
+    Http(u16),
+    /// A WebSocket closed by herald with this code for what the peer sent
+    /// (a protocol error, a refused uid token).
+    Close(u16),
+    /// A text-port or HTTP API client without the API token.
+    Unauthorized,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Http(s) => write!(f, "HTTP {s}"),
+            Refusal::Close(c) => write!(f, "close {c}"),
+            Refusal::Unauthorized => f.write_str("no API token"),
+        }
+    }
 }

@@ -6,9 +6,9 @@ use super::app::App;
 use super::deadline::{decide, Action};
 use super::id::ConnId;
 use super::proto::outbound;
-use super::report::Refusal;
 use super::server::Server;
 use super::slot::Flags;
+use super::stats::Refusal;
 use crate::ws::conn as ws_conn;
 use std::io;
 

@@ -9,8 +9,8 @@ use crate::reactor::app::App;
 use crate::reactor::context::Context;
 use crate::reactor::deadline::schedule_heartbeat;
 use crate::reactor::message::Request;
-use crate::reactor::report::Refusal;
 use crate::reactor::slot::Kind;
+use crate::reactor::stats::Refusal;
 
 pub(crate) struct Http;
 
