@@ -40,6 +40,9 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod line;
+// The logging macros by name (`log_info!`) in the modules below, without a
+// path through the crate root.
+#[macro_use]
 pub mod log;
 pub mod push;
 pub mod reactor;

@@ -1,76 +1,58 @@
-//! [`Context`]: the reactor's state, and what callbacks may do with it —
-//! send, close, bind uids, push, set timers, open outbound connections and
-//! answer deferred requests. Nothing here performs I/O: sends are queued and
-//! leave at the end of the loop iteration, connects start after the
-//! callback returns.
+//! [`Context`]: what callbacks may do — send, close, bind uids, push, set
+//! timers, open outbound connections, answer deferred requests — over the
+//! reactor's I/O core (`Io`) and its services, each a struct of its own:
+//! the uid hub, deferred replies, application timers, pending connects,
+//! per-address counts and operator reports. Nothing here performs I/O:
+//! sends are queued and leave at the end of the loop iteration, connects
+//! start after the callback returns.
 
-use super::deferred::ReplyQueue;
-use super::rate::HandshakeRate;
-use super::slot::{Flags, Kind, Slot};
-use super::wheel::{Wheel, TICK_MS};
-use super::{ListenerInfo, Stats};
-use crate::app::{ConnId, Deferred, Protocol, Response, TimerId};
+use super::app_timers::AppTimers;
+use super::connects::Connects;
+use super::deferred::Replies;
+use super::id::{ConnId, Deferred, Protocol, TimerId};
+use super::io::Io;
+use super::message::Response;
+use super::per_ip::PerIp;
+use super::report::Reports;
+use super::slot::{bytes_per_slot, Flags, Kind};
+use super::stats::{ConnInfo, Refusal, Stats};
+use super::wheel::TICK_MS;
 use crate::hub::{Hub, Uid, NIL};
 use crate::limits::Limits;
-use crate::sys::{self, Epoll};
+use crate::sansio::Output;
+use crate::sys;
 use crate::ws::frame::{FrameHead, OpCode};
 use crate::ws::{conn as ws_conn, CloseCode};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{OwnedFd, RawFd};
-use std::sync::Arc;
+use std::net::SocketAddr;
 
 /// What callbacks use to act on connections: send, close, bind uids, push.
 pub struct Context {
-    pub(super) epoll: Epoll,
-    pub(super) slots: Vec<Slot>,
-    pub(super) free: Vec<u32>,
-    pub(super) listeners: Vec<ListenerInfo>,
-    pub(super) hub: Hub,
-    pub(super) dirty: Vec<u32>,
-    pub(super) dead: Vec<u32>,
-    #[allow(clippy::vec_box)] // boxes move into slots as thin pointers
-    pub(super) pool: Vec<Box<Vec<u8>>>,
-    pub(super) wheel: Wheel,
+    /// Epoll, slots, send queues, the timer wheel and the clock.
+    pub(super) io: Io,
     pub(super) limits: Limits,
     pub(super) stats: Stats,
-    pub(super) start_ms: u64,
-    /// Milliseconds since start, as of this loop iteration.
-    pub(super) now_ms: u64,
-    /// `now_ms` in wheel ticks.
-    pub(super) now: u32,
-    pub(super) stopping: Option<u32>,
-    pub(super) reserve_fd: RawFd,
+    /// Who is bound to which uid.
+    pub(super) hub: Hub,
+    pub(super) replies: Replies,
+    pub(super) timers: AppTimers,
+    pub(super) connects: Connects,
+    pub(super) per_ip: PerIp,
     /// Repeatable events counted for the next operator report.
-    pub(super) reports: super::report::Reports,
-    /// Keeps stop eventfds open as long as the server lives.
-    pub(super) wakers: Vec<Arc<OwnedFd>>,
-    pub(super) per_ip: HashMap<IpAddr, u32>,
-    pub(super) slot_ip: HashMap<u32, IpAddr>,
-    /// Handshakes per second per client address.
-    pub(super) handshake_rate: HandshakeRate,
+    pub(super) reports: Reports,
+    /// Open connections, all protocols (outbound ones included).
     pub(super) open: usize,
+    /// The tick by which a graceful stop ends, once one began.
+    pub(super) stopping: Option<u32>,
     pub(super) nofile: (u64, u64),
     /// Heap bytes of the parser states the server holds beside the slots.
     pub(super) input_bytes: usize,
-    /// Application timers: (due ms, id), earliest first; cancelled ones are
-    /// absent from `timer_tokens` and skipped.
-    pub(super) timers: BinaryHeap<Reverse<(u64, u64)>>,
-    pub(super) timer_tokens: HashMap<u64, u64>,
-    pub(super) next_timer: u64,
-    /// Outbound connections to start once the current callback returns.
-    pub(super) connects: Vec<(u32, SocketAddr)>,
-    /// Deferred replies per connection slot, only while some are outstanding.
-    pub(super) replies: HashMap<u32, ReplyQueue>,
     /// Binding changes not yet reported to the application, oldest first.
     pub(super) uid_events: Vec<UidEvent>,
 }
 
 /// A binding change, reported to the application after the callback (or the
-/// reap) that made it: [`crate::App::on_uid_bound`] and
-/// [`crate::App::on_uid_unbound`].
+/// reap) that made it: `App::on_uid_bound` and `App::on_uid_unbound`.
 pub(super) enum UidEvent {
     /// `first`: no other connection of the uid was bound here.
     Bound(Uid, bool),
@@ -78,106 +60,106 @@ pub(super) enum UidEvent {
     Unbound(Uid, bool),
 }
 
-/// One open connection as [`Context::connections`] shows it.
-#[derive(Clone, Debug)]
-pub struct ConnInfo<'a> {
-    pub id: ConnId,
-    pub protocol: Protocol,
-    pub uid: Option<&'a str>,
-    /// Since it was accepted (to the timer wheel's 100 ms).
-    pub age_ms: u64,
-    /// Bytes waiting in its send queue.
-    pub queued: usize,
+/// A connection's send queue (behind its outstanding deferred replies) as
+/// a sans-IO [`Output`]: protocol code writes into it, the reactor flushes
+/// it.
+pub(super) struct SlotOut<'a> {
+    cx: &'a mut Context,
+    idx: u32,
+}
+
+impl Output for SlotOut<'_> {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        self.cx.ordered_buf(self.idx)
+    }
 }
 
 impl Context {
     pub(super) fn new(limits: Limits) -> io::Result<Context> {
         let nofile = sys::raise_nofile_limit()?;
-        let now = 0;
-        let handshake_rate = HandshakeRate::new(limits.max_handshakes_per_ip);
         Ok(Context {
-            epoll: Epoll::new()?,
-            slots: Vec::new(),
-            free: Vec::new(),
-            listeners: Vec::new(),
-            hub: Hub::default(),
-            dirty: Vec::new(),
-            dead: Vec::new(),
-            pool: Vec::new(),
-            wheel: Wheel::new(now),
+            io: Io::new(&limits)?,
+            per_ip: PerIp::new(&limits),
             limits,
             stats: Stats::default(),
-            start_ms: sys::monotonic_ms(),
-            now_ms: 0,
-            now,
-            stopping: None,
-            reserve_fd: sys::open_dev_null()?,
-            reports: Default::default(),
-            wakers: Vec::new(),
-            per_ip: HashMap::new(),
-            slot_ip: HashMap::new(),
-            handshake_rate,
+            hub: Hub::default(),
+            replies: Replies::default(),
+            timers: AppTimers::default(),
+            connects: Connects::default(),
+            reports: Reports::default(),
             open: 0,
+            stopping: None,
             nofile,
             input_bytes: 0,
-            timers: BinaryHeap::new(),
-            timer_tokens: HashMap::new(),
-            next_timer: 0,
-            connects: Vec::new(),
-            replies: HashMap::new(),
             uid_events: Vec::new(),
         })
     }
 
-    pub(super) fn id(&self, idx: u32) -> ConnId {
-        ConnId::new(idx, self.slots[idx as usize].gen)
+    // ----- the send path -----
+
+    /// The send queue of `idx` as an [`Output`].
+    pub(super) fn output(&mut self, idx: u32) -> SlotOut<'_> {
+        SlotOut { cx: self, idx }
     }
 
-    pub(super) fn slot_of(&self, conn: ConnId) -> Option<&Slot> {
-        self.slots
-            .get(conn.idx() as usize)
-            .filter(|s| s.gen == conn.gen() && s.live())
+    /// Where the next bytes for `idx` go: behind outstanding deferred
+    /// replies if there are any, else the send queue.
+    pub(super) fn ordered_buf(&mut self, idx: u32) -> &mut Vec<u8> {
+        self.replies.ordered_buf(&mut self.io, idx)
     }
 
-    /// Like `slot_of`, and also while the connection is dead but not yet
-    /// reaped: what a connection is (its protocol, its uid) stays readable
-    /// until its `on_close` returns; what it can do does not.
-    fn slot_known(&self, conn: ConnId) -> Option<&Slot> {
-        self.slots
-            .get(conn.idx() as usize)
-            .filter(|s| s.gen == conn.gen() && s.kind.is_conn())
-    }
-
-    pub(super) fn alloc(&mut self, fd: RawFd, kind: Kind, listener: u8) -> u32 {
-        let slot = Slot::new(fd, kind, listener, self.now);
-        match self.free.pop() {
-            Some(idx) => {
-                let gen = self.slots[idx as usize].gen;
-                self.slots[idx as usize] = Slot { gen, ..slot };
-                idx
-            }
-            None => {
-                self.slots.push(slot);
-                (self.slots.len() - 1) as u32
-            }
+    /// Queues `a` then `b` as one message, under the queue cap. Never writes:
+    /// the queue is flushed at the end of the loop iteration.
+    pub(super) fn queue_message(&mut self, idx: u32, a: &[u8], b: &[u8]) -> bool {
+        let s = &self.io.slots[idx as usize];
+        if !s.live() || s.flags.has(Flags::CLOSING | Flags::HANDSHAKE) {
+            self.stats.dropped += 1;
+            return false;
         }
+        let mut queued = s.out.as_ref().map_or(0, |o| o.len());
+        if s.flags.has(Flags::DEFERRED) {
+            queued += self.replies.queued(idx);
+        }
+        if queued + a.len() + b.len() > self.limits.max_queued {
+            self.slow_consumer(idx);
+            return false;
+        }
+        self.stats.messages_out += 1;
+        let out = self.ordered_buf(idx);
+        out.reserve(a.len() + b.len());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        true
     }
 
-    /// Returns a slot that never opened (or whose socket is closed) to the
-    /// free list; its `ConnId` stops matching.
-    pub(super) fn free_slot(&mut self, idx: u32) {
-        let s = &mut self.slots[idx as usize];
-        s.kind = Kind::Free;
-        s.gen = s.gen.wrapping_add(1);
-        s.flags = Flags::default();
-        self.free.push(idx);
+    /// Closes a connection whose queue is past the cap, saying why.
+    fn slow_consumer(&mut self, idx: u32) {
+        self.stats.dropped += 1;
+        self.stats.slow_consumers_closed += 1;
+        match self.io.slots[idx as usize].kind {
+            Kind::WebSocket => {
+                self.reports.slow_ws += 1;
+                // The close frame may go past the cap: it is small and the last.
+                let reason = "slow consumer: send queue full";
+                ws_conn::close(CloseCode::POLICY, reason, &mut self.output(idx));
+            }
+            Kind::Text => {
+                self.reports.slow_text += 1;
+                // Past the cap too, for the same reason.
+                let line = b"error slow consumer: send queue full\n";
+                self.ordered_buf(idx).extend_from_slice(line);
+            }
+            Kind::Http | Kind::Outbound => {}
+            Kind::Free | Kind::Listener | Kind::Signal | Kind::Waker => return,
+        }
+        self.io.begin_close(idx);
     }
 
     // ----- connections -----
 
-    /// The protocol of a connection (also in its `on_close`).
+    /// The protocol of a live connection.
     pub fn protocol(&self, conn: ConnId) -> Option<Protocol> {
-        self.slot_known(conn).and_then(|s| match s.kind {
+        self.io.slot_known(conn).and_then(|s| match s.kind {
             Kind::WebSocket => Some(Protocol::WebSocket),
             Kind::Text => Some(Protocol::Text),
             Kind::Http => Some(Protocol::Http),
@@ -189,14 +171,14 @@ impl Context {
     /// Every open connection, in slot order: a snapshot for operators
     /// (`herald connections`). No syscall; see [`Context::peer_addr`].
     pub fn connections(&self) -> impl Iterator<Item = ConnInfo<'_>> + '_ {
-        self.slots.iter().enumerate().filter_map(|(idx, s)| {
+        self.io.slots.iter().enumerate().filter_map(|(idx, s)| {
             let id = ConnId::new(idx as u32, s.gen);
             let protocol = self.protocol(id).filter(|_| s.live())?;
             Some(ConnInfo {
                 id,
                 protocol,
                 uid: s.uid.as_ref().map(Uid::as_str),
-                age_ms: self.now.wrapping_sub(s.opened) as u64 * TICK_MS,
+                age_ms: self.io.now.wrapping_sub(s.opened) as u64 * TICK_MS,
                 queued: s.out.as_ref().map_or(0, |o| o.len()),
             })
         })
@@ -209,13 +191,14 @@ impl Context {
 
     /// The peer's address, asked of the socket (one syscall).
     pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
-        sys::peer_addr(self.slot_of(conn)?.fd).ok()
+        sys::peer_addr(self.io.slot_of(conn)?.fd).ok()
     }
 
     /// Index (in `listen` order) of the listener that accepted `conn`
     /// (`None` for outbound connections).
     pub fn listener(&self, conn: ConnId) -> Option<usize> {
-        self.slot_of(conn)
+        self.io
+            .slot_of(conn)
             .filter(|s| s.kind != Kind::Outbound)
             .map(|s| s.listener as usize)
     }
@@ -236,7 +219,7 @@ impl Context {
     }
 
     fn send_frame(&mut self, conn: ConnId, opcode: OpCode, payload: &[u8]) -> bool {
-        match self.slot_of(conn) {
+        match self.io.slot_of(conn) {
             Some(s) if s.kind == Kind::WebSocket => {
                 let h = FrameHead::new(opcode, payload.len());
                 self.queue_message(conn.idx(), h.as_bytes(), payload)
@@ -248,7 +231,7 @@ impl Context {
     /// Sends `line` plus a newline on a text-port connection (after any
     /// deferred replies still outstanding on it).
     pub fn send_line(&mut self, conn: ConnId, line: &[u8]) -> bool {
-        match self.slot_of(conn) {
+        match self.io.slot_of(conn) {
             Some(s) if s.kind == Kind::Text => self.queue_message(conn.idx(), line, b"\n"),
             _ => false,
         }
@@ -257,7 +240,7 @@ impl Context {
     /// Sends raw bytes on an outbound connection; allowed while the connect
     /// is still in progress (they leave once it completes).
     pub fn send_bytes(&mut self, conn: ConnId, data: &[u8]) -> bool {
-        match self.slot_of(conn) {
+        match self.io.slot_of(conn) {
             Some(s) if s.kind == Kind::Outbound && !s.flags.has(Flags::CLOSING) => {
                 self.queue_message(conn.idx(), data, &[])
             }
@@ -268,7 +251,7 @@ impl Context {
     /// Closes a connection: WebSockets get a close frame with `code` and
     /// `reason`; queued output is flushed first.
     pub fn close(&mut self, conn: ConnId, code: CloseCode, reason: &str) {
-        let Some(s) = self.slot_of(conn) else {
+        let Some(s) = self.io.slot_of(conn) else {
             return;
         };
         if s.flags.has(Flags::CLOSING) {
@@ -278,19 +261,35 @@ impl Context {
         if s.kind == Kind::WebSocket && !s.flags.has(Flags::HANDSHAKE) {
             ws_conn::close(code, reason, &mut self.output(idx));
         }
-        self.begin_close(idx);
+        self.io.begin_close(idx);
     }
+
+    /// Counts a refusal of `conn` for the next aggregated log line (the
+    /// address is asked of the socket only here, on the refusal path).
+    pub fn note_refusal(&mut self, conn: ConnId, why: Refusal, detail: &str) {
+        let Some(s) = self.io.slot_of(conn) else {
+            return;
+        };
+        let fd = s.fd;
+        let ip = self
+            .per_ip
+            .of(conn.idx())
+            .or_else(|| sys::peer_addr(fd).ok().map(|a| a.ip()));
+        self.reports.refused(why, ip, detail);
+    }
+
+    // ----- uids -----
 
     /// Binds `conn` to `uid` (replacing an earlier uid of the same connection).
     /// Other connections bound to the same uid stay bound.
     pub fn bind_uid(&mut self, conn: ConnId, uid: &str) -> bool {
-        if self.slot_of(conn).is_none() {
+        if self.io.slot_of(conn).is_none() {
             return false;
         }
         let idx = conn.idx();
         self.unbind_at(idx);
-        self.hub.bind(&mut self.slots, idx, uid);
-        let s = &self.slots[idx as usize];
+        self.hub.bind(&mut self.io.slots, idx, uid);
+        let s = &self.io.slots[idx as usize];
         // The new binding heads its uid's list: with nothing after it, it
         // is the uid's only connection here.
         let first = s.next == NIL;
@@ -302,39 +301,41 @@ impl Context {
 
     /// Removes the binding of `conn`, if any.
     pub fn unbind_uid(&mut self, conn: ConnId) {
-        if self.slot_of(conn).is_some() {
+        if self.io.slot_of(conn).is_some() {
             self.unbind_at(conn.idx());
         }
     }
 
     /// Unbinds slot `idx`, if bound, and queues the event that says so.
     pub(super) fn unbind_at(&mut self, idx: u32) {
-        let s = &self.slots[idx as usize];
+        let s = &self.io.slots[idx as usize];
         let Some(uid) = s.uid.clone() else {
             return;
         };
         let last = s.prev == NIL && s.next == NIL;
-        self.hub.unbind(&mut self.slots, idx);
+        self.hub.unbind(&mut self.io.slots, idx);
         self.uid_events.push(UidEvent::Unbound(uid, last));
     }
 
     /// The uid `conn` is bound to (also in its `on_close`).
     pub fn uid(&self, conn: ConnId) -> Option<&str> {
-        self.slot_known(conn)
+        self.io
+            .slot_known(conn)
             .and_then(|s| s.uid.as_ref())
             .map(Uid::as_str)
     }
 
     /// True when some connection here is bound to `uid` (one map lookup).
     pub fn is_online(&self, uid: &str) -> bool {
-        self.hub.head(&self.slots, uid).is_some()
+        self.hub.head(&self.io.slots, uid).is_some()
     }
 
     /// Every uid bound here, once each (in slot order): what a service that
     /// mirrors presence elsewhere re-sends after a reconnect.
     pub fn uids(&self) -> impl Iterator<Item = &str> + '_ {
         // A uid's list starts at the one connection with no predecessor.
-        self.slots
+        self.io
+            .slots
             .iter()
             .filter(|s| s.prev == NIL)
             .filter_map(|s| s.uid.as_ref())
@@ -345,11 +346,11 @@ impl Context {
     /// many accepted it into their queues.
     pub fn send_to_uid(&mut self, uid: &str, text: &str) -> usize {
         let h = FrameHead::new(OpCode::Text, text.len());
-        let mut at = self.hub.head(&self.slots, uid).unwrap_or(NIL);
+        let mut at = self.hub.head(&self.io.slots, uid).unwrap_or(NIL);
         let mut sent = 0;
         while at != NIL {
-            let next = self.slots[at as usize].next;
-            if self.slots[at as usize].can_send()
+            let next = self.io.slots[at as usize].next;
+            if self.io.slots[at as usize].can_send()
                 && self.queue_message(at, h.as_bytes(), text.as_bytes())
             {
                 sent += 1;
@@ -364,8 +365,8 @@ impl Context {
     pub fn broadcast(&mut self, text: &str) -> usize {
         let h = FrameHead::new(OpCode::Text, text.len());
         let mut sent = 0;
-        for idx in 0..self.slots.len() as u32 {
-            let s = &self.slots[idx as usize];
+        for idx in 0..self.io.slots.len() as u32 {
+            let s = &self.io.slots[idx as usize];
             if s.kind == Kind::WebSocket
                 && s.uid.is_some()
                 && s.can_send()
@@ -379,11 +380,11 @@ impl Context {
 
     /// How many connections are bound to `uid`.
     pub fn connections_of(&self, uid: &str) -> usize {
-        let mut at = self.hub.head(&self.slots, uid).unwrap_or(NIL);
+        let mut at = self.hub.head(&self.io.slots, uid).unwrap_or(NIL);
         let mut n = 0;
         while at != NIL {
             n += 1;
-            at = self.slots[at as usize].next;
+            at = self.io.slots[at as usize].next;
         }
         n
     }
@@ -408,16 +409,12 @@ impl Context {
     /// Calls [`crate::App::on_timer`] with `token` once, `after_ms` from now
     /// (at the earliest on the next loop iteration).
     pub fn set_timer(&mut self, after_ms: u64, token: u64) -> TimerId {
-        let id = self.next_timer;
-        self.next_timer += 1;
-        self.timers.push(Reverse((self.now_ms + after_ms, id)));
-        self.timer_tokens.insert(id, token);
-        TimerId(id)
+        self.timers.set(self.io.now_ms + after_ms, token)
     }
 
     /// Cancels a timer; false if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.timer_tokens.remove(&timer.0).is_some()
+        self.timers.cancel(timer)
     }
 
     /// Opens a TCP connection to `addr`, without blocking: the connect starts
@@ -427,11 +424,11 @@ impl Context {
     /// [`crate::App::on_connect_failed`]. Bytes sent before completion are
     /// queued.
     pub fn connect(&mut self, addr: SocketAddr) -> ConnId {
-        let idx = self.alloc(-1, Kind::Outbound, 0);
-        self.slots[idx as usize].flags.set(Flags::CONNECTING);
+        let idx = self.io.alloc(-1, Kind::Outbound, 0);
+        self.io.slots[idx as usize].flags.set(Flags::CONNECTING);
         self.open += 1;
-        self.connects.push((idx, addr));
-        self.id(idx)
+        self.connects.push(idx, addr);
+        self.io.id(idx)
     }
 
     /// Reserves the next place in `conn`'s reply order (a text-port or HTTP
@@ -439,17 +436,12 @@ impl Context {
     /// [`Context::respond`]. `None` if the connection cannot take one (gone,
     /// closing, another protocol, or too many outstanding).
     pub fn defer(&mut self, conn: ConnId) -> Option<Deferred> {
-        let s = self.slot_of(conn)?;
+        let s = self.io.slot_of(conn)?;
         if !matches!(s.kind, Kind::Text | Kind::Http) || !s.can_send() {
             return None;
         }
-        let seq = self
-            .replies
-            .entry(conn.idx())
-            .or_default()
-            .reserve(self.limits.max_deferred)?;
-        self.slots[conn.idx() as usize].flags.set(Flags::DEFERRED);
-        Some(Deferred { conn, seq })
+        self.replies
+            .defer(&mut self.io, conn, self.limits.max_deferred)
     }
 
     /// Answers a deferred text-port line with `line` plus a newline.
@@ -467,6 +459,14 @@ impl Context {
         })
     }
 
+    fn fulfil(&mut self, d: Deferred, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let answered = self.replies.fulfil(&mut self.io, d, write);
+        if answered {
+            self.stats.messages_out += 1;
+        }
+        answered
+    }
+
     // ----- figures -----
 
     pub fn stats(&self) -> &Stats {
@@ -475,7 +475,7 @@ impl Context {
 
     /// Seconds since the server started.
     pub fn uptime_s(&self) -> u64 {
-        (sys::monotonic_ms() - self.start_ms) / 1000
+        self.io.uptime_ms() / 1000
     }
 
     /// The soft and hard open-file limits in force (soft raised to hard at start).
@@ -487,22 +487,17 @@ impl Context {
     /// map, timer wheel, pending output. A computed figure; RSS is the
     /// measured one.
     pub fn footprint_bytes(&self) -> usize {
-        let pending: usize = self
+        let uids: usize = self
+            .io
             .slots
             .iter()
-            .map(|s| {
-                s.out.as_ref().map_or(0, |o| o.capacity() + 24)
-                    + s.uid.as_ref().map_or(0, Uid::heap_bytes)
-            })
+            .map(|s| s.uid.as_ref().map_or(0, Uid::heap_bytes))
             .sum();
-        let replies: usize = self.replies.values().map(ReplyQueue::heap_bytes).sum();
-        self.slots.capacity() * super::bytes_per_slot()
-            + self.free.capacity() * 4
+        self.io.heap_bytes()
             + self.hub.heap_bytes()
-            + self.wheel.heap_bytes()
+            + uids
             + self.input_bytes
-            + replies
-            + pending
+            + self.replies.heap_bytes()
     }
 
     /// Resident set size of the process.
@@ -513,6 +508,6 @@ impl Context {
     /// What one connection costs while idle: its slot and its parser-state
     /// pointer.
     pub fn slot_bytes(&self) -> usize {
-        super::bytes_per_slot()
+        bytes_per_slot()
     }
 }

@@ -4,9 +4,9 @@
 //! there, and logged from the loop at most once per [`REPORT_EVERY_MS`], so
 //! that no client can flood the log.
 
-use super::output::ms_to_ticks;
-use super::{Context, Server};
-use crate::app::{App, ConnId};
+use super::stats::Refusal;
+use super::wheel::ms_to_ticks;
+use crate::limits::Limits;
 use crate::log::{self, Level};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -20,28 +20,6 @@ const MAX_ADDRS: usize = 256;
 
 /// Refusals logged one by one per period at `--log-level debug`.
 const DEBUG_LINES: u32 = 20;
-
-/// Why a peer was turned away, as the log groups it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// A WebSocket handshake answered with this HTTP status.
-    Http(u16),
-    /// A WebSocket closed by herald with this code for what the peer sent
-    /// (a protocol error, a refused uid token).
-    Close(u16),
-    /// A text-port or HTTP API client without the API token.
-    Unauthorized,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::Http(s) => write!(f, "HTTP {s}"),
-            Refusal::Close(c) => write!(f, "close {c}"),
-            Refusal::Unauthorized => f.write_str("no API token"),
-        }
-    }
-}
 
 /// Events counted since the last report.
 #[derive(Debug, Default)]
@@ -80,7 +58,7 @@ impl Reports {
         if self.debug_lines < DEBUG_LINES && log::enabled(Level::Debug) {
             self.debug_lines += 1;
             let from = ip.map_or("an unknown address".to_string(), |ip| ip.to_string());
-            crate::log_debug!("refused {from}: {why} {detail}");
+            log_debug!("refused {from}: {why} {detail}");
         }
     }
 
@@ -106,32 +84,15 @@ impl Reports {
     }
 }
 
-impl Context {
-    /// Counts a refusal of `conn` for the next aggregated log line (the
-    /// address is asked of the socket only here, on the refusal path).
-    pub fn note_refusal(&mut self, conn: ConnId, why: Refusal, detail: &str) {
-        let Some(s) = self.slot_of(conn) else {
-            return;
-        };
-        let fd = s.fd;
-        let ip = self
-            .slot_ip
-            .get(&conn.idx())
-            .copied()
-            .or_else(|| crate::sys::peer_addr(fd).ok().map(|a| a.ip()));
-        self.reports.refused(why, ip, detail);
-    }
-}
-
-impl<A: App> Server<A> {
+impl Reports {
     /// Logs what was counted, if anything, once the last report is old
-    /// enough (the first one at once).
-    pub(super) fn report(&mut self) {
-        let cx = &mut self.cx;
-        let r = &mut cx.reports;
+    /// enough (the first one at once). `now` is the wheel's tick, `nofile`
+    /// the open-file limit in force.
+    pub(super) fn report(&mut self, now: u32, nofile: u64, limits: &Limits) {
+        let r = self;
         if !r.pending()
             || r.last
-                .is_some_and(|at| cx.now.wrapping_sub(at) < ms_to_ticks(REPORT_EVERY_MS))
+                .is_some_and(|at| now.wrapping_sub(at) < ms_to_ticks(REPORT_EVERY_MS))
         {
             return;
         }
@@ -140,41 +101,41 @@ impl<A: App> Server<A> {
             None => "so far",
         };
         if r.fd_refused > 0 {
-            crate::log_warn!(
+            log_warn!(
                 "out of file descriptors (open-file limit {}): refused {} connection(s) {since}",
-                cx.nofile.0,
+                nofile,
                 r.fd_refused
             );
         }
         if r.full_refused > 0 {
-            crate::log_warn!(
+            log_warn!(
                 "connection limit reached (--max-connections {}, --max-per-ip {}; 0 = none): refused {} connection(s) {since}",
-                cx.limits.max_connections,
-                cx.limits.max_per_ip,
+                limits.max_connections,
+                limits.max_per_ip,
                 r.full_refused
             );
         }
         if r.accept_errors > 0 {
-            crate::log_error!(
+            log_error!(
                 "accept failed {} time(s) {since}: {}",
                 r.accept_errors,
                 r.last_accept_error.as_deref().unwrap_or("unknown error")
             );
         }
         if r.slow_ws + r.slow_text > 0 {
-            crate::log_warn!(
+            log_warn!(
                 "closed {} WebSocket and {} text-port connection(s) as slow consumers {since} \
                  (send queue past --max-queued {} bytes; a text-port backend must read its replies)",
                 r.slow_ws,
                 r.slow_text,
-                cx.limits.max_queued
+                limits.max_queued
             );
         }
         if !r.refusals.is_empty() {
-            crate::log_info!("{}", r.refusal_line(since));
+            log_info!("{}", r.refusal_line(since));
         }
         *r = Reports {
-            last: Some(cx.now),
+            last: Some(now),
             ..Reports::default()
         };
     }

@@ -1,97 +1,25 @@
-//! Time: what a connection's deadline means when it comes (a pure policy,
-//! unit-tested without a clock), and the loop's part of firing connection
-//! and application timers.
+//! The loop's part of time: firing the connection deadlines due on the
+//! wheel (what each means is `deadline::decide`) and the application
+//! timers due by now.
 
-use super::output::ms_to_ticks;
-use super::slot::{Flags, Kind};
-use super::wheel::TICK_MS;
-use super::Server;
-use crate::app::{App, ConnId, TimerId};
-use crate::limits::Limits;
+use super::app::App;
+use super::deadline::{decide, Action};
+use super::id::ConnId;
+use super::proto::outbound;
+use super::server::Server;
+use super::slot::Flags;
+use super::stats::Refusal;
 use crate::ws::conn as ws_conn;
 use std::io;
 
-/// What to do when a connection's timer fires.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Action {
-    /// Nothing yet; look again at this tick (`None`: no deadline at all).
-    Wait(Option<u32>),
-    /// Send the heartbeat ping, then look again at this tick.
-    Ping(u32),
-    /// The handshake took too long: answer 408 and close.
-    HandshakeTimeout,
-    /// The outbound connect took too long.
-    ConnectTimeout,
-    /// Silent, or slow to finish closing: cut the connection (RST).
-    Abort,
-}
-
-/// The timing policy of every connection kind, from its state flags and the
-/// tick `t` of its last relevant event (accept, input, close start).
-pub(super) fn decide(kind: Kind, flags: Flags, t: u32, now: u32, limits: &Limits) -> Action {
-    let per_s = (1000 / TICK_MS) as u32;
-    let wait_or = |deadline: u32, expired: Action| {
-        if now >= deadline {
-            expired
-        } else {
-            Action::Wait(Some(deadline))
-        }
-    };
-    if flags.has(Flags::CLOSING | Flags::PEER_EOF) {
-        return wait_or(t + ms_to_ticks(limits.close_timeout_ms), Action::Abort);
-    }
-    if flags.has(Flags::CONNECTING) {
-        return wait_or(
-            t + ms_to_ticks(limits.handshake_timeout_ms),
-            Action::ConnectTimeout,
-        );
-    }
-    if flags.has(Flags::HANDSHAKE) {
-        return wait_or(
-            t + ms_to_ticks(limits.handshake_timeout_ms),
-            Action::HandshakeTimeout,
-        );
-    }
-    let (idle_limit, ping_after) = match kind {
-        Kind::WebSocket => (
-            limits.idle_timeout_s * per_s,
-            limits.ping_interval_s * per_s,
-        ),
-        Kind::Http => (limits.idle_timeout_s * per_s, 0),
-        // Backends hold text-port and outbound connections open on purpose.
-        Kind::Text | Kind::Outbound => return Action::Wait(None),
-        Kind::Free | Kind::Listener | Kind::Signal | Kind::Waker => return Action::Wait(None),
-    };
-    let idle = now.saturating_sub(t);
-    if idle_limit > 0 && idle >= idle_limit {
-        // Dead or silent peer: cut it even with output pending.
-        return Action::Abort;
-    }
-    let next = (idle_limit > 0).then(|| t + idle_limit);
-    if ping_after == 0 {
-        return Action::Wait(next);
-    }
-    if idle < ping_after {
-        let at = t + ping_after;
-        return Action::Wait(Some(next.map_or(at, |n| n.min(at))));
-    }
-    // Look again one interval on: by then the peer has answered (moving
-    // `t`) or the idle deadline decides.
-    let again = next.map_or(now + ping_after, |n| n.min(now + ping_after));
-    if flags.has(Flags::PINGED) {
-        Action::Wait(Some(again))
-    } else {
-        Action::Ping(again)
-    }
-}
-
 impl<A: App> Server<A> {
     pub(super) fn run_timers(&mut self) {
-        while let Some((tick, due)) = self.cx.wheel.next_due(self.cx.now) {
+        while let Some((tick, due)) = self.cx.io.wheel.next_due(self.cx.io.now) {
             for &token in &due {
                 let id = ConnId(token);
                 let ok = self
                     .cx
+                    .io
                     .slots
                     .get(id.idx() as usize)
                     .is_some_and(|s| s.gen == id.gen() && s.live() && s.due == tick);
@@ -99,156 +27,50 @@ impl<A: App> Server<A> {
                     self.conn_timer(id.idx());
                 }
             }
-            self.cx.wheel.recycle(tick, due);
+            self.cx.io.wheel.recycle(tick, due);
         }
         self.run_app_timers();
     }
 
     fn conn_timer(&mut self, idx: u32) {
         let cx = &mut self.cx;
-        let s = &cx.slots[idx as usize];
-        match decide(s.kind, s.flags, s.t, cx.now, &cx.limits) {
+        let s = &cx.io.slots[idx as usize];
+        match decide(s.kind, s.flags, s.t, cx.io.now, &cx.limits) {
             Action::Wait(None) => {}
-            Action::Wait(Some(at)) => cx.schedule(idx, at),
+            Action::Wait(Some(at)) => cx.io.schedule(idx, at),
             Action::Ping(at) => {
-                cx.slots[idx as usize].flags.set(Flags::PINGED);
+                cx.io.slots[idx as usize].flags.set(Flags::PINGED);
                 ws_conn::ping(&mut cx.output(idx));
-                cx.schedule(idx, at);
+                cx.io.schedule(idx, at);
             }
             Action::HandshakeTimeout => {
                 cx.stats.timeouts += 1;
                 cx.stats.handshake_failures += 1;
-                let id = cx.id(idx);
-                cx.note_refusal(id, super::Refusal::Http(408), "handshake took too long");
+                let id = cx.io.id(idx);
+                cx.note_refusal(id, Refusal::Http(408), "handshake took too long");
                 ws_conn::refuse(408, "handshake took too long", &mut cx.output(idx));
                 self.inputs.clear_at(idx, &mut cx.input_bytes);
-                cx.begin_close(idx);
+                cx.io.begin_close(idx);
             }
             Action::ConnectTimeout => {
                 cx.stats.timeouts += 1;
                 let err = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
-                self.connect_failed(idx, err);
+                outbound::failed(cx, &mut self.app, idx, err);
             }
             Action::Abort => {
                 cx.stats.timeouts += 1;
-                cx.kill(idx, true);
+                cx.io.kill(idx, true);
             }
-        }
-    }
-
-    /// Schedules the first heartbeat or idle check of a connection that just
-    /// opened.
-    pub(super) fn schedule_heartbeat(&mut self, idx: u32) {
-        let cx = &mut self.cx;
-        let s = &cx.slots[idx as usize];
-        if let Action::Wait(Some(at)) | Action::Ping(at) =
-            decide(s.kind, s.flags, cx.now, cx.now, &cx.limits)
-        {
-            cx.schedule(idx, at);
         }
     }
 
     /// Fires the application timers due by now. Timers set while firing wait
     /// for the next iteration, so a zero-delay re-arm cannot spin the loop.
     fn run_app_timers(&mut self) {
-        let now = self.cx.now_ms;
-        let mut due = Vec::new();
-        while let Some(&std::cmp::Reverse((at, id))) = self.cx.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.cx.timers.pop();
-            due.push(id);
-        }
-        for id in due {
-            if let Some(token) = self.cx.timer_tokens.remove(&id) {
-                self.app.on_timer(&mut self.cx, TimerId(id), token);
+        for id in self.cx.timers.take_due(self.cx.io.now_ms) {
+            if let Some((timer, token)) = self.cx.timers.fire(id) {
+                self.app.on_timer(&mut self.cx, timer, token);
             }
         }
-    }
-
-    /// Milliseconds until the earliest application timer, if any.
-    pub(super) fn next_app_timer_ms(&self) -> Option<u64> {
-        self.cx
-            .timers
-            .peek()
-            .map(|std::cmp::Reverse((at, _))| at.saturating_sub(self.cx.now_ms))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> Limits {
-        Limits {
-            ping_interval_s: 25,
-            idle_timeout_s: 60,
-            ..Limits::default()
-        }
-    }
-
-    #[test]
-    fn a_quiet_websocket_is_pinged_once_then_cut() {
-        let l = limits();
-        let open = Flags::default();
-        assert_eq!(
-            decide(Kind::WebSocket, open, 0, 0, &l),
-            Action::Wait(Some(250))
-        );
-        assert_eq!(decide(Kind::WebSocket, open, 0, 250, &l), Action::Ping(500));
-        let pinged = open | Flags::PINGED;
-        assert_eq!(
-            decide(Kind::WebSocket, pinged, 0, 500, &l),
-            Action::Wait(Some(600))
-        );
-        assert_eq!(decide(Kind::WebSocket, pinged, 0, 600, &l), Action::Abort);
-    }
-
-    #[test]
-    fn handshakes_connects_and_closes_have_deadlines() {
-        let l = limits();
-        let hs = Flags::HANDSHAKE;
-        assert_eq!(
-            decide(Kind::WebSocket, hs, 10, 20, &l),
-            Action::Wait(Some(110))
-        );
-        assert_eq!(
-            decide(Kind::WebSocket, hs, 10, 110, &l),
-            Action::HandshakeTimeout
-        );
-        let c = Flags::CONNECTING;
-        assert_eq!(
-            decide(Kind::Outbound, c, 0, 100, &l),
-            Action::ConnectTimeout
-        );
-        let closing = Flags::CLOSING;
-        assert_eq!(
-            decide(Kind::Text, closing, 0, 49, &l),
-            Action::Wait(Some(50))
-        );
-        assert_eq!(decide(Kind::Text, closing, 0, 50, &l), Action::Abort);
-    }
-
-    #[test]
-    fn backends_are_never_timed_out_and_http_is_never_pinged() {
-        let l = limits();
-        let open = Flags::default();
-        assert_eq!(decide(Kind::Text, open, 0, 1 << 20, &l), Action::Wait(None));
-        assert_eq!(
-            decide(Kind::Outbound, open, 0, 1 << 20, &l),
-            Action::Wait(None)
-        );
-        assert_eq!(decide(Kind::Http, open, 0, 0, &l), Action::Wait(Some(600)));
-        assert_eq!(decide(Kind::Http, open, 0, 600, &l), Action::Abort);
-        let quiet = Limits {
-            ping_interval_s: 0,
-            idle_timeout_s: 0,
-            ..l
-        };
-        assert_eq!(
-            decide(Kind::WebSocket, open, 0, 1 << 20, &quiet),
-            Action::Wait(None)
-        );
     }
 }

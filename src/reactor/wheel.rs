@@ -10,6 +10,12 @@
 pub const TICK_MS: u64 = 100;
 const SLOTS: usize = 1024;
 
+/// `ms` in ticks, rounded up; at most half the tick range, so that `now +
+/// ms_to_ticks(..)` cannot overflow.
+pub fn ms_to_ticks(ms: u64) -> u32 {
+    ms.div_ceil(TICK_MS).min(u32::MAX as u64 / 2) as u32
+}
+
 pub struct Wheel {
     buckets: Vec<Vec<u64>>,
     /// The last tick whose bucket was processed.

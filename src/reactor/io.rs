@@ -1,97 +1,140 @@
-//! Output queues and closing: bytes wait in a connection's send queue until
-//! the end of the loop iteration, leave in one write per connection, and a
-//! close runs flush, half-close, wait for the peer, release.
+//! What moves bytes: the epoll instance, the slot table and its free list,
+//! the lists of slots to flush and to reap, the pool of send buffers, the
+//! timer wheel and the loop's clock. Bytes wait in a connection's send
+//! queue until the end of the loop iteration and leave in one write per
+//! connection; a close runs flush, half-close, wait for the peer, release.
+//! Nothing here knows a protocol or the application.
 
-use super::context::Context;
-use super::slot::{Flags, Kind};
-use super::wheel::TICK_MS;
-use crate::sansio::Output;
-use crate::sys;
-use crate::ws::{conn as ws_conn, CloseCode};
+use super::id::ConnId;
+use super::slot::{bytes_per_slot, Flags, Kind, Slot};
+use super::stats::Stats;
+use super::wheel::{ms_to_ticks, Wheel, TICK_MS};
+use crate::limits::Limits;
+use crate::sys::{self, Epoll};
 use std::io;
+use std::os::fd::RawFd;
 
-/// A connection's send queue as a sans-IO [`Output`]: protocol code writes
-/// into it, the reactor flushes it.
-pub(super) struct SlotOut<'a> {
-    cx: &'a mut Context,
-    idx: u32,
+/// Send buffers larger than this are freed rather than pooled.
+const POOL_BUF_MAX: usize = 8 * 1024;
+
+/// The reactor's I/O core: every descriptor it owns and the bytes queued
+/// for them.
+pub(super) struct Io {
+    pub(super) epoll: Epoll,
+    pub(super) slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Slots to flush at the end of this loop iteration.
+    dirty: Vec<u32>,
+    /// Slots whose socket is closed, to reap at the end of the iteration.
+    pub(super) dead: Vec<u32>,
+    #[allow(clippy::vec_box)] // boxes move into slots as thin pointers
+    pool: Vec<Box<Vec<u8>>>,
+    pub(super) wheel: Wheel,
+    start_ms: u64,
+    /// Milliseconds since start, as of this loop iteration.
+    pub(super) now_ms: u64,
+    /// `now_ms` in wheel ticks.
+    pub(super) now: u32,
+    /// A spare descriptor, given up to turn a connection away when the
+    /// process has none left.
+    pub(super) reserve_fd: RawFd,
+    /// Send buffers kept for reuse at most (`Limits::send_pool`).
+    send_pool: usize,
+    /// How long a close may take (`Limits::close_timeout_ms`), in ticks.
+    close_ticks: u32,
 }
 
-impl Output for SlotOut<'_> {
-    fn buf(&mut self) -> &mut Vec<u8> {
-        self.cx.ordered_buf(self.idx)
-    }
-}
-
-pub(super) fn ms_to_ticks(ms: u64) -> u32 {
-    ms.div_ceil(TICK_MS).min(u32::MAX as u64 / 2) as u32
-}
-
-impl Context {
-    /// The send queue of `idx` as an [`Output`].
-    pub(super) fn output(&mut self, idx: u32) -> SlotOut<'_> {
-        SlotOut { cx: self, idx }
-    }
-
-    /// Queues `a` then `b` as one message, under the queue cap. Never writes:
-    /// the queue is flushed at the end of the loop iteration.
-    pub(super) fn queue_message(&mut self, idx: u32, a: &[u8], b: &[u8]) -> bool {
-        let s = &self.slots[idx as usize];
-        if !s.live() || s.flags.has(Flags::CLOSING | Flags::HANDSHAKE) {
-            self.stats.dropped += 1;
-            return false;
-        }
-        let mut queued = s.out.as_ref().map_or(0, |o| o.len());
-        if s.flags.has(Flags::DEFERRED) {
-            queued += self.replies.get(&idx).map_or(0, |q| q.bytes());
-        }
-        if queued + a.len() + b.len() > self.limits.max_queued {
-            self.slow_consumer(idx);
-            return false;
-        }
-        self.stats.messages_out += 1;
-        let out = self.ordered_buf(idx);
-        out.reserve(a.len() + b.len());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b);
-        true
+impl Io {
+    pub(super) fn new(limits: &Limits) -> io::Result<Io> {
+        let now = 0;
+        Ok(Io {
+            epoll: Epoll::new()?,
+            slots: Vec::new(),
+            free: Vec::new(),
+            dirty: Vec::new(),
+            dead: Vec::new(),
+            pool: Vec::new(),
+            wheel: Wheel::new(now),
+            start_ms: sys::monotonic_ms(),
+            now_ms: 0,
+            now,
+            reserve_fd: sys::open_dev_null()?,
+            send_pool: limits.send_pool,
+            close_ticks: ms_to_ticks(limits.close_timeout_ms),
+        })
     }
 
-    fn slow_consumer(&mut self, idx: u32) {
-        self.stats.dropped += 1;
-        self.stats.slow_consumers_closed += 1;
-        match self.slots[idx as usize].kind {
-            Kind::WebSocket => {
-                self.reports.slow_ws += 1;
-                // The close frame may go past the cap: it is small and the last.
-                let reason = "slow consumer: send queue full";
-                ws_conn::close(CloseCode::POLICY, reason, &mut self.output(idx));
+    /// Reads the clock for this loop iteration.
+    pub(super) fn tick(&mut self) {
+        self.now_ms = self.uptime_ms();
+        self.now = (self.now_ms / TICK_MS) as u32;
+    }
+
+    /// Milliseconds since start, read now.
+    pub(super) fn uptime_ms(&self) -> u64 {
+        sys::monotonic_ms() - self.start_ms
+    }
+
+    pub(super) fn id(&self, idx: u32) -> ConnId {
+        ConnId::new(idx, self.slots[idx as usize].gen)
+    }
+
+    /// The slot of a live connection.
+    pub(super) fn slot_of(&self, conn: ConnId) -> Option<&Slot> {
+        self.slots
+            .get(conn.idx() as usize)
+            .filter(|s| s.gen == conn.gen() && s.live())
+    }
+
+    /// Like `slot_of`, and also while the connection is dead but not yet
+    /// reaped: what a connection is (its protocol, its uid) stays readable
+    /// until its `on_close` returns; what it can do does not.
+    pub(super) fn slot_known(&self, conn: ConnId) -> Option<&Slot> {
+        self.slots
+            .get(conn.idx() as usize)
+            .filter(|s| s.gen == conn.gen() && s.kind.is_conn())
+    }
+
+    pub(super) fn alloc(&mut self, fd: RawFd, kind: Kind, listener: u8) -> u32 {
+        let slot = Slot::new(fd, kind, listener, self.now);
+        match self.free.pop() {
+            Some(idx) => {
+                let gen = self.slots[idx as usize].gen;
+                self.slots[idx as usize] = Slot { gen, ..slot };
+                idx
             }
-            Kind::Text => {
-                self.reports.slow_text += 1;
-                self.queue_raw(idx, b"error slow consumer: send queue full\n");
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
             }
-            Kind::Http | Kind::Outbound => {}
-            Kind::Free | Kind::Listener | Kind::Signal | Kind::Waker => return,
-        }
-        self.begin_close(idx);
-    }
-
-    /// Appends raw bytes to a live connection's queue, ignoring the cap.
-    pub(super) fn queue_raw(&mut self, idx: u32, bytes: &[u8]) {
-        if self.slots[idx as usize].live() {
-            self.ordered_buf(idx).extend_from_slice(bytes);
         }
     }
 
-    /// Where the next bytes for `idx` go: behind outstanding deferred
-    /// replies if there are any, else the send queue.
-    pub(super) fn ordered_buf(&mut self, idx: u32) -> &mut Vec<u8> {
-        if self.slots[idx as usize].flags.has(Flags::DEFERRED) && self.replies.contains_key(&idx) {
-            return self.replies.entry(idx).or_default().tail();
-        }
-        self.out_buf(idx)
+    /// Returns a slot that never opened (or whose socket is closed) to the
+    /// free list; its `ConnId` stops matching.
+    pub(super) fn free_slot(&mut self, idx: u32) {
+        let s = &mut self.slots[idx as usize];
+        s.kind = Kind::Free;
+        s.gen = s.gen.wrapping_add(1);
+        s.flags = Flags::default();
+        self.free.push(idx);
     }
+
+    /// Heap bytes of the slot table, the free list, the wheel and the send
+    /// queues.
+    pub(super) fn heap_bytes(&self) -> usize {
+        let queued: usize = self
+            .slots
+            .iter()
+            .map(|s| s.out.as_ref().map_or(0, |o| o.capacity() + 24))
+            .sum();
+        self.slots.capacity() * bytes_per_slot()
+            + self.free.capacity() * 4
+            + self.wheel.heap_bytes()
+            + queued
+    }
+
+    // ----- send queues -----
 
     /// The send queue of `idx`, taken from the pool on first use; marks the
     /// connection for a flush at the end of the iteration.
@@ -110,7 +153,7 @@ impl Context {
 
     pub(super) fn release_out(&mut self, idx: u32) {
         if let Some(mut b) = self.slots[idx as usize].out.take() {
-            if self.pool.len() < self.limits.send_pool && b.capacity() <= POOL_BUF_MAX {
+            if self.pool.len() < self.send_pool && b.capacity() <= POOL_BUF_MAX {
                 b.clear();
                 self.pool.push(b);
             }
@@ -118,7 +161,7 @@ impl Context {
     }
 
     /// Writes as much queued output as the socket takes.
-    pub(super) fn flush(&mut self, idx: u32) {
+    pub(super) fn flush(&mut self, idx: u32, stats: &mut Stats) {
         let s = &mut self.slots[idx as usize];
         s.flags.clear(Flags::DIRTY);
         if !s.live() || s.flags.has(Flags::CONNECTING) {
@@ -140,7 +183,7 @@ impl Context {
                 match sent {
                     Ok(n) => {
                         written += n;
-                        self.stats.writes += 1;
+                        stats.writes += 1;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -150,7 +193,7 @@ impl Context {
                     }
                 }
             }
-            self.stats.bytes_out += written as u64;
+            stats.bytes_out += written as u64;
             if written < out.len() && !failed {
                 out.drain(..written);
                 if !s.flags.has(Flags::WANT_OUT) {
@@ -199,11 +242,11 @@ impl Context {
         }
     }
 
-    pub(super) fn flush_dirty(&mut self) {
+    pub(super) fn flush_dirty(&mut self, stats: &mut Stats) {
         let mut i = 0;
         while i < self.dirty.len() {
             let idx = self.dirty[i];
-            self.flush(idx);
+            self.flush(idx, stats);
             i += 1;
         }
         self.dirty.clear();
@@ -220,8 +263,7 @@ impl Context {
         }
         s.flags.set(Flags::CLOSING);
         s.t = self.now;
-        let due = self.now + ms_to_ticks(self.limits.close_timeout_ms);
-        self.schedule(idx, due);
+        self.schedule_close(idx);
         let s = &self.slots[idx as usize];
         if s.out_empty() && !s.flags.has(Flags::DIRTY) {
             self.after_drained(idx);
@@ -256,12 +298,38 @@ impl Context {
         self.dead.push(idx);
     }
 
+    // ----- deadlines -----
+
     pub(super) fn schedule(&mut self, idx: u32, due: u32) {
         let token = self.id(idx).as_u64();
         let due = self.wheel.schedule(token, due);
         self.slots[idx as usize].due = due;
     }
+
+    /// Schedules the end of the close timeout, counted from now.
+    pub(super) fn schedule_close(&mut self, idx: u32) {
+        let due = self.now + self.close_ticks;
+        self.schedule(idx, due);
+    }
 }
 
-/// Send buffers larger than this are freed rather than pooled.
-const POOL_BUF_MAX: usize = 8 * 1024;
+impl Drop for Io {
+    /// A dropped server releases every descriptor it owns (library users may
+    /// create many servers in one process).
+    fn drop(&mut self) {
+        for s in &self.slots {
+            let owned = match s.kind {
+                Kind::Listener | Kind::Signal => true,
+                // The stop handles' Arc owns a waker's descriptor.
+                Kind::Waker | Kind::Free => false,
+                Kind::WebSocket | Kind::Text | Kind::Http | Kind::Outbound => s.live(),
+            };
+            if owned && s.fd >= 0 {
+                sys::close(s.fd);
+            }
+        }
+        if self.reserve_fd >= 0 {
+            sys::close(self.reserve_fd);
+        }
+    }
+}
