@@ -306,3 +306,24 @@ fn the_push_app_runs_on_the_library_api() {
     drop((a, b, t));
     srv.wait().unwrap();
 }
+
+#[test]
+fn a_server_refuses_limits_the_command_line_would_refuse() {
+    struct Nothing;
+    impl herald::App for Nothing {
+        fn on_message(
+            &mut self,
+            _: &mut herald::Context,
+            _: herald::ConnId,
+            _: herald::Message<'_>,
+        ) {
+        }
+    }
+    let limits = herald::Limits {
+        max_message: 0,
+        ..herald::Limits::default()
+    };
+    let err = herald::Server::new(limits, Nothing).err().expect("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("max_message"), "{err}");
+}

@@ -64,8 +64,13 @@ pub struct Server<A: App> {
 }
 
 impl<A: App> Server<A> {
-    /// Creates the reactor and raises the open-file soft limit to the hard limit.
+    /// Creates the reactor and raises the open-file soft limit to the hard
+    /// limit. Limits that [`Limits::validate`] refuses are `InvalidInput`.
     pub fn new(limits: Limits, app: A) -> io::Result<Server<A>> {
+        // A library user gets the checks the command line makes.
+        limits
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let rbuf = vec![0; limits.read_buffer.max(1024)];
         Ok(Server {
             cx: Context::new(limits)?,
