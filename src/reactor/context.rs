@@ -49,7 +49,13 @@ pub struct Context {
     pub(super) input_bytes: usize,
     /// Binding changes not yet reported to the application, oldest first.
     pub(super) uid_events: Vec<UidEvent>,
+    /// The frame a broadcast copies to every recipient, kept between
+    /// broadcasts while it is small.
+    pub(super) frame: Vec<u8>,
 }
+
+/// The largest broadcast frame buffer kept for the next broadcast.
+const FRAME_KEPT: usize = 64 * 1024;
 
 /// A binding change, reported to the application after the callback (or the
 /// reap) that made it: `App::on_uid_bound` and `App::on_uid_unbound`.
@@ -92,6 +98,7 @@ impl Context {
             nofile,
             input_bytes: 0,
             uid_events: Vec::new(),
+            frame: Vec::new(),
         })
     }
 
@@ -129,6 +136,22 @@ impl Context {
         out.reserve(a.len() + b.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b);
+        true
+    }
+
+    /// [`Context::queue_message`] for one encoded frame, with the fan-out's
+    /// common case (no deferred reply to wait behind, room under the cap)
+    /// inlined: one check of the flags, one copy.
+    #[inline]
+    fn queue_frame(&mut self, idx: u32, frame: &[u8]) -> bool {
+        let s = &self.io.slots[idx as usize];
+        debug_assert!(s.can_send(), "the caller checks can_send");
+        let queued = s.out.as_ref().map_or(0, |o| o.len());
+        if s.flags.has(Flags::DEFERRED) || queued + frame.len() > self.limits.max_queued {
+            return self.queue_message(idx, frame, &[]);
+        }
+        self.stats.messages_out += 1;
+        self.io.out_buf(idx).extend_from_slice(frame);
         true
     }
 
@@ -363,17 +386,25 @@ impl Context {
     /// Sends a text message to every bound WebSocket; returns how many
     /// accepted it. The frame header is encoded once.
     pub fn broadcast(&mut self, text: &str) -> usize {
-        let h = FrameHead::new(OpCode::Text, text.len());
+        // The whole frame, encoded once into a buffer kept between calls:
+        // each recipient then costs one copy into its queue.
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        frame.extend_from_slice(FrameHead::new(OpCode::Text, text.len()).as_bytes());
+        frame.extend_from_slice(text.as_bytes());
         let mut sent = 0;
         for idx in 0..self.io.slots.len() as u32 {
             let s = &self.io.slots[idx as usize];
             if s.kind == Kind::WebSocket
                 && s.uid.is_some()
                 && s.can_send()
-                && self.queue_message(idx, h.as_bytes(), text.as_bytes())
+                && self.queue_frame(idx, &frame)
             {
                 sent += 1;
             }
+        }
+        if frame.capacity() <= FRAME_KEPT {
+            self.frame = frame;
         }
         sent
     }
@@ -498,6 +529,7 @@ impl Context {
             + uids
             + self.input_bytes
             + self.replies.heap_bytes()
+            + self.frame.capacity()
     }
 
     /// Resident set size of the process.
