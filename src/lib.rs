@@ -29,7 +29,8 @@
 //! connection counts (total and per IP), heartbeat and close timeouts. The
 //! parsers ([`ws::decode::next`], [`ws::handshake::parse`], [`http::parse_head`],
 //! [`http::conn::next`], [`line::next`], [`push::command::parse`],
-//! [`auth::Verifier::verify`], [`redis::resp::decode`]) never panic on any input and
+//! [`auth::Verifier::verify`], [`redis::resp::decode`], the Redis client's reads
+//! [`redis::Client::handle_data`] and [`redis::Subscriber::handle_data`]) never panic on any input and
 //! never allocate on a length they have not received; each has a fuzz target.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
