@@ -292,7 +292,7 @@ impl Cluster {
     /// reply): its socket is closed, and its late close is not the link's.
     fn give_up(&mut self, cx: &mut Context, side: Side, conn: ConnId, e: &LinkError) {
         cx.close(conn, CloseCode::NORMAL, "");
-        self.went_down(cx, side, &format!("dropped: {e}"), true);
+        self.went_down(cx, side, &format!("dropped ({e})"), true);
     }
 
     /// `side` lost its connection: what waited on it is answered, and it
