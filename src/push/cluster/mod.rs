@@ -270,13 +270,14 @@ impl Cluster {
     }
 
     /// A link is up (logged in): Redis is told again what it should know
-    /// of this node.
+    /// of this node, its counts once both links are up.
     fn came_up(&mut self, cx: &mut Context, side: Side) {
         match side {
-            Side::Command => self.restore(cx),
+            Side::Command => self.reload(),
             Side::Subscribed => self.resubscribe(cx),
         }
         if self.up() {
+            self.announce_all(cx);
             crate::log_info!("redis: up ({:?}), node {}", self.cfg.redis, self.cfg.node);
         }
     }

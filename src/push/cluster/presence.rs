@@ -78,13 +78,19 @@ impl Cluster {
         }
     }
 
-    /// The command link came up: load the scripts, and tell Redis again
-    /// that this node is alive and what it holds.
-    pub(super) fn restore(&mut self, cx: &Context) {
+    /// The command link came up: load the scripts and say this node is
+    /// alive.
+    pub(super) fn reload(&mut self) {
         for script in scripts::ALL {
             quiet(&mut self.cmd, &[b"SCRIPT", b"LOAD", script.as_bytes()]);
         }
         self.heartbeat();
+    }
+
+    /// Both links are up: tell Redis again what this node holds. Not
+    /// before the subscribed link is up, or `online` would count uids here
+    /// that a push cannot reach yet.
+    pub(super) fn announce_all(&mut self, cx: &Context) {
         let mut none = true;
         for uid in cx.uids() {
             self.announce(cx, uid);
