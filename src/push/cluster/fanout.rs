@@ -46,17 +46,7 @@ impl Cluster {
             agg.finish(cx, &mut self.stats, true);
             agg.to = ReplyTo::Nobody;
         }
-        self.payload.clear();
-        self.payload.extend_from_slice(self.names.node.as_bytes());
-        self.payload.push(b'\n');
-        self.payload.extend_from_slice(text.as_bytes());
-        // All channels or none: the bound is checked for the whole push.
-        if self
-            .cmd
-            .pending_bytes()
-            .saturating_add(self.publish_len(targets))
-            > self.cfg.max_pending
-        {
+        if !self.stage(targets, text) {
             self.stats.backlog_refused += 1;
             let why = format!(
                 "redis backlog full (--redis-max-pending): delivered to {local} connection(s) on this node only"
@@ -93,16 +83,24 @@ impl Cluster {
         self.flush(cx);
     }
 
-    /// The bytes of the PUBLISH commands of a push to `targets` (`None`:
-    /// everyone) of `self.payload`.
-    fn publish_len(&mut self, targets: Option<&[Cow<'_, str>]>) -> usize {
-        (0..targets.map_or(1, <[_]>::len))
+    /// Writes the payload of a push of `text` (its origin line, then the
+    /// text) into `self.payload`; false when its PUBLISH commands, one per
+    /// channel of `targets` (`None`: everyone), would take the bytes
+    /// awaiting replies past the bound: a push goes to all its channels or
+    /// to none.
+    fn stage(&mut self, targets: Option<&[Cow<'_, str>]>, text: &str) -> bool {
+        self.payload.clear();
+        self.payload.extend_from_slice(self.names.node.as_bytes());
+        self.payload.push(b'\n');
+        self.payload.extend_from_slice(text.as_bytes());
+        let size: usize = (0..targets.map_or(1, <[_]>::len))
             .map(|i| {
                 let uid = targets.map(|t| t[i].as_ref());
                 self.names.channel_into(&mut self.channel, uid);
                 resp::encoded_len(&[b"PUBLISH", &self.channel, &self.payload])
             })
-            .sum()
+            .sum();
+        self.cmd.pending_bytes().saturating_add(size) <= self.cfg.max_pending
     }
 
     /// A message heard on `channel`, which another node (or this one)
