@@ -17,6 +17,8 @@ const QUIET: Duration = Duration::from_millis(300);
 struct Redis {
     child: Option<Child>,
     port: u16,
+    /// Settings beyond the port and no persistence (`--requirepass`).
+    settings: &'static [&'static str],
 }
 
 impl Redis {
@@ -24,6 +26,11 @@ impl Redis {
     /// where none is installed: `cargo test` runs on a fresh machine; CI
     /// installs redis-server and requires it.
     fn start() -> Option<Redis> {
+        Redis::start_with(&[])
+    }
+
+    /// [`Redis::start`] with more `settings` on its command line.
+    fn start_with(settings: &'static [&'static str]) -> Option<Redis> {
         let installed = Command::new("redis-server")
             .arg("--version")
             .output()
@@ -36,16 +43,20 @@ impl Redis {
             eprintln!("skipped: no redis-server here (apt-get install redis-server)");
             return None;
         }
-        Some(Redis::launch())
+        Some(Redis::launch(settings))
     }
 
-    fn launch() -> Redis {
+    fn launch(settings: &'static [&'static str]) -> Redis {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut r = Redis { child: None, port };
+        let mut r = Redis {
+            child: None,
+            port,
+            settings,
+        };
         r.restart();
         r
     }
@@ -54,6 +65,7 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(self.settings)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -468,4 +480,39 @@ fn start_d_and_stop_with_workers() {
         !pid_alive(master) && !log().is_empty() && log().contains("all workers stopped")
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_refused_login_is_never_up_and_backs_off() {
+    let Some(redis) = Redis::start_with(&["--requirepass", "s3cretpass"]) else {
+        return;
+    };
+    let p = prefix();
+    let wrong = format!("redis://:wrong@127.0.0.1:{}", redis.port);
+    let h = Herald::start(&["--redis", &wrong, "--redis-prefix", &p]);
+    let mut t = h.text_client();
+    // Throughout, a push that needs the other nodes says they cannot be
+    // asked: a refused login is no link, not a cluster where nobody holds
+    // the uid.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        let reply = t.request(r#"{"uid":"elsewhere"}"#);
+        assert!(reply.starts_with("error redis unavailable"), "{reply}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let log = h.stderr();
+    assert!(!log.contains("redis: up"), "{log}");
+    // Told, but not at every attempt: the retries back off, and the log
+    // stays quiet while they go on.
+    let refusals = log.lines().filter(|l| l.contains("WRONGPASS")).count();
+    assert!(
+        (1..=5).contains(&refusals),
+        "{refusals} refusals logged:\n{log}"
+    );
+    assert!(log.contains("login refused"), "{log}");
+    // The right password joins.
+    let right = format!("redis://:s3cretpass@127.0.0.1:{}", redis.port);
+    let h = Herald::start(&["--redis", &right, "--redis-prefix", &p]);
+    wait_until("it joined", || h.stderr().contains("redis: up"));
+    assert_eq!(h.text_client().request(r#"{"uid":"elsewhere"}"#), "fail");
 }

@@ -50,20 +50,6 @@ impl<'a> Reply<'a> {
             _ => None,
         }
     }
-
-    /// The elements of a non-null array (a pub/sub message is three bulks:
-    /// `message`, the channel, the payload).
-    pub fn as_array(&self) -> Option<&[Reply<'a>]> {
-        match self {
-            Reply::Array(Some(items)) => Some(items),
-            _ => None,
-        }
-    }
-
-    /// True for an error reply (`-...`).
-    pub fn is_error(&self) -> bool {
-        matches!(self, Reply::Error(_))
-    }
 }
 
 /// One reply, checked whole and read in place: taking it apart cannot fail

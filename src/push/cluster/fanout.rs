@@ -2,10 +2,12 @@
 //! that hold its uids (and answering it once Redis has counted them), and
 //! delivering what other nodes publish.
 
-use super::pending::{Agg, Pending};
+use super::names::Names;
+use super::pending::{Agg, ClusterStats, Pending};
 use super::Cluster;
 use crate::push::outcome::{Failure, Outcome, Push, ReplyTo};
 use crate::reactor::Context;
+use crate::redis::resp;
 use std::borrow::Cow;
 
 impl Cluster {
@@ -22,13 +24,6 @@ impl Cluster {
         local: usize,
         to: ReplyTo,
     ) {
-        let channels = self.channels(cx, targets);
-        let size: usize = channels
-            .iter()
-            .map(|(c, _)| c.len() + text.len() + 64)
-            .sum();
-        let agg_id = self.next_agg;
-        self.next_agg += 1;
         let (one, uid) = match (push, to) {
             (Push::One(uid), ReplyTo::Route(_)) => (true, uid.to_string()),
             (Push::One(_), _) => (true, String::new()),
@@ -42,124 +37,98 @@ impl Cluster {
             waiting: 0,
             uid,
         };
-        if !self.cmd.up {
+        if !self.cmd.link().is_up() {
             // Local delivery only: the answer says what happened here.
-            self.finish(cx, &agg, false);
-            return;
+            return agg.finish(cx, &mut self.stats, false);
         }
         // Known already: this node reached someone, and one uid was asked.
         if one && local > 0 {
-            self.finish(cx, &agg, true);
+            agg.finish(cx, &mut self.stats, true);
             agg.to = ReplyTo::Nobody;
         }
-        if self.stats.pending_bytes as usize + size > self.cfg.max_pending {
+        if !self.stage(targets, text) {
             self.stats.backlog_refused += 1;
             let why = format!(
                 "redis backlog full (--redis-max-pending): delivered to {local} connection(s) on this node only"
             );
-            Outcome::Failed(Failure::Unavailable, why.into()).answer(cx, agg.to);
-            return;
+            return Outcome::Failed(Failure::Unavailable, why.into()).answer(cx, agg.to);
         }
-        let mut payload = Vec::with_capacity(self.cfg.node.len() + 1 + text.len());
-        payload.extend_from_slice(self.cfg.node.as_bytes());
-        payload.push(b'\n');
-        payload.extend_from_slice(text.as_bytes());
-        for (ch, ours) in channels {
-            if self.send_cmd(
-                cx,
-                &[b"PUBLISH", &ch, &payload],
-                Pending::Publish { agg: agg_id, ours },
-            ) {
+        let id = self.waiting.next_id();
+        for i in 0..targets.map_or(1, <[_]>::len) {
+            let uid = targets.map(|t| t[i].as_ref());
+            self.names.channel_into(&mut self.channel, uid);
+            // This node listens to the channels of the uids bound here
+            // (the hub says which), and perhaps still to those it leaves.
+            let ours = match uid {
+                Some(uid) => cx.is_online(uid),
+                None => cx.bound_connections() > 0,
+            } || self.leaving.contains(self.channel.as_slice());
+            let publish: [&[u8]; 3] = [b"PUBLISH", &self.channel, &self.payload];
+            if self
+                .cmd
+                .send(&publish, Pending::Publish { agg: id, ours })
+                .is_ok()
+            {
                 agg.waiting += 1;
                 self.stats.published += 1;
             }
         }
         if agg.waiting == 0 {
-            self.finish(cx, &agg, true);
+            agg.finish(cx, &mut self.stats, true);
         } else {
-            self.aggs.insert(agg_id, agg);
+            self.waiting.insert(id, agg);
         }
+        // After the aggregate is in place: a write that fails takes the
+        // link down, which answers it.
+        self.flush(cx);
     }
 
-    /// The channels of `targets` (`None`: the broadcast channel), each with
-    /// whether this node is among its receivers: it listens to the channels
-    /// of the uids bound here (the hub says which), and perhaps still to
-    /// those it is leaving.
-    fn channels(&self, cx: &Context, targets: Option<&[Cow<'_, str>]>) -> Vec<(Vec<u8>, bool)> {
-        match targets {
-            None => {
-                let ch = self.all_channel();
-                let ours = cx.bound_connections() > 0 || self.leaving.contains(&ch);
-                vec![(ch, ours)]
-            }
-            Some(uids) => uids
-                .iter()
-                .map(|u| {
-                    let ch = self.uid_channel(u);
-                    let ours = cx.is_online(u) || self.leaving.contains(&ch);
-                    (ch, ours)
-                })
-                .collect(),
-        }
+    /// Writes the payload of a push of `text` (its origin line, then the
+    /// text) into `self.payload`; false when its PUBLISH commands, one per
+    /// channel of `targets` (`None`: everyone), would take the bytes
+    /// awaiting replies past the bound: a push goes to all its channels or
+    /// to none.
+    fn stage(&mut self, targets: Option<&[Cow<'_, str>]>, text: &str) -> bool {
+        self.payload.clear();
+        self.payload.extend_from_slice(self.names.node.as_bytes());
+        self.payload.push(b'\n');
+        self.payload.extend_from_slice(text.as_bytes());
+        let size: usize = (0..targets.map_or(1, <[_]>::len))
+            .map(|i| {
+                let uid = targets.map(|t| t[i].as_ref());
+                self.names.channel_into(&mut self.channel, uid);
+                resp::encoded_len(&[b"PUBLISH", &self.channel, &self.payload])
+            })
+            .sum();
+        self.cmd.pending_bytes().saturating_add(size) <= self.cfg.max_pending
     }
 
-    /// Answers a push and counts it (once: an aggregate answered early goes
-    /// on with nobody to tell). `cluster`: the other nodes were asked.
-    pub(super) fn finish(&mut self, cx: &mut Context, a: &Agg, cluster: bool) {
-        if !matches!(a.to, ReplyTo::Nobody) {
-            if a.local > 0 || cluster && a.remote > 0 {
-                self.stats.pushes_ok += 1;
-            } else {
-                self.stats.pushes_fail += 1;
-            }
-        }
-        // Without the other nodes, reaching nobody here proves nothing.
-        let outcome = if !cluster && a.local == 0 {
-            Outcome::Unconfirmed(a.push())
-        } else {
-            Outcome::Pushed(a.push(), a.local as u64 + a.remote)
-        };
-        outcome.answer(cx, a.to);
-    }
-
-    /// One PUBLISH of aggregate `agg` reached `remote` other nodes.
-    pub(super) fn on_published(&mut self, cx: &mut Context, agg: u64, remote: u64) {
-        let done = match self.aggs.get_mut(&agg) {
-            Some(a) => {
-                a.remote += remote;
-                a.waiting -= 1;
-                a.waiting == 0
-            }
-            None => false,
-        };
-        if done {
-            if let Some(a) = self.aggs.remove(&agg) {
-                self.finish(cx, &a, true);
-            }
-        }
-    }
-
-    /// A message another node (or this one) published.
-    pub(super) fn on_message(&mut self, cx: &mut Context, channel: &[u8], payload: &[u8]) {
+    /// A message heard on `channel`, which another node (or this one)
+    /// published: delivered here unless this node sent it. The hot path of
+    /// the subscribed link: the channel is matched against the names spelled
+    /// once, and nothing is allocated.
+    pub(super) fn deliver(
+        cx: &mut Context,
+        names: &Names,
+        stats: &mut ClusterStats,
+        channel: &[u8],
+        payload: &[u8],
+    ) {
         let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
             return;
         };
         let (origin, text) = (&payload[..nl], &payload[nl + 1..]);
-        if origin == self.cfg.node.as_bytes() {
+        if origin == names.node.as_bytes() {
             // Delivered here directly when it was pushed.
             return;
         }
         let Ok(text) = std::str::from_utf8(text) else {
             return;
         };
-        self.stats.received += 1;
-        let all = self.all_channel();
-        if channel == all.as_slice() {
+        stats.received += 1;
+        if channel == names.all_channel.as_slice() {
             cx.broadcast(text);
-            return;
-        }
-        let prefix = format!("{}:u:", self.cfg.prefix);
-        if let Some(uid) = channel.strip_prefix(prefix.as_bytes()) {
+        } else if let Some(uid) = channel.strip_prefix(names.uid_channels.as_slice()) {
             if let Ok(uid) = std::str::from_utf8(uid) {
                 cx.send_to_uid(uid, text);
             }

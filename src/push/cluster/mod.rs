@@ -17,28 +17,35 @@
 //! from the dead, whose entries any live node's heartbeat sweeps away.
 //!
 //! The cluster is a service of the push router: it answers with
-//! [`Outcome`]s (the ports write them) and learns who is bound here from
-//! the reactor's binding events and the hub, so it keeps no uid map. Every
-//! outbound connection and timer of the push server is one of its own.
+//! [`Outcome`](crate::push::outcome::Outcome)s (the ports write them) and
+//! learns who is bound here from the reactor's binding events and the hub,
+//! so it keeps no uid map. Every outbound connection and timer of the push
+//! server is one of its own.
 //!
-//! Files: this one holds the two Redis links (connect, hello, backoff, the
-//! pending FIFO, input buffering) and hands each reply to its meaning;
-//! `presence` the presence protocol (subscriptions, counts, heartbeats,
-//! queries), `fanout` pushes published and received, `pending` what the
-//! replies answer, `scripts` the Lua.
+//! Files: this one moves bytes and time between the reactor and the two
+//! links of [`crate::redis`] (a [`Client`] whose replies come back tagged
+//! with what they answer, and a [`Subscriber`]), which do the connecting,
+//! the login, the backoff and the decoding; `presence` the presence
+//! protocol (subscriptions, counts, heartbeats, queries), `fanout` pushes
+//! published and received, `pending` what the replies answer, `names` the
+//! keys and channels, `scripts` the Lua.
 
 mod fanout;
+mod names;
 mod pending;
 mod presence;
 mod scripts;
 
+pub use pending::ClusterStats;
+
 use crate::app::ConnId;
 use crate::reactor::Context;
-use crate::redis::resp::{self, Reply};
-use crate::redis::RedisUrl;
-use pending::{Agg, Pending};
+use crate::redis::{Client, Link, LinkError, Push, RedisUrl, Subscriber};
+use crate::ws::CloseCode;
+use names::Names;
+use pending::{Pending, Waiting};
 use scripts::Shas;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 
 /// How a node joins the cluster.
 #[derive(Clone, Debug)]
@@ -55,50 +62,51 @@ pub struct ClusterConfig {
     pub worker: usize,
 }
 
-/// Redis figures for /stats and /metrics.
-#[derive(Clone, Debug, Default)]
-pub struct ClusterStats {
-    pub reconnects: u64,
-    pub published: u64,
-    pub received: u64,
-    pub pending_bytes: u64,
-    pub backlog_refused: u64,
-    /// Pushes answered with delivery / with none, cluster-wide.
-    pub pushes_ok: u64,
-    pub pushes_fail: u64,
-}
-
 /// Heartbeat period.
 const HEARTBEAT_MS: u64 = 2_000;
-/// Reconnect backoff bounds.
-const BACKOFF_MIN_MS: u64 = 100;
-const BACKOFF_MAX_MS: u64 = 5_000;
 /// Timer tokens: every timer of the push server is the cluster's.
 const T_CMD: u64 = 1;
 const T_SUB: u64 = 2;
 const T_HEARTBEAT: u64 = 3;
+/// While a link keeps failing, its first failure is logged, then one in
+/// this many (about once a minute at the backoff's cap).
+const LOG_EVERY: u32 = 12;
 
-/// One Redis connection.
-#[derive(Default)]
-struct Link {
-    conn: Option<ConnId>,
-    up: bool,
-    /// Bytes received and not yet decoded.
-    input: Vec<u8>,
-    backoff_ms: u64,
-    /// Failed attempts since it was last up (for a quiet log while Redis
-    /// stays away).
-    failures: u32,
+/// One of the two links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Command,
+    Subscribed,
+}
+
+impl Side {
+    fn timer(self) -> u64 {
+        match self {
+            Side::Command => T_CMD,
+            Side::Subscribed => T_SUB,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Side::Command => "command",
+            Side::Subscribed => "subscriber",
+        }
+    }
 }
 
 pub(super) struct Cluster {
     cfg: ClusterConfig,
-    cmd: Link,
-    sub: Link,
-    /// One entry per command sent on `cmd`, in order, with its size.
-    pending: VecDeque<(Pending, usize)>,
-    aggs: HashMap<u64, Agg>,
-    next_agg: u64,
+    /// The command link; each command's tag says what its reply answers.
+    cmd: Client<Pending>,
+    /// The command link's socket, while it has one.
+    cmd_conn: Option<ConnId>,
+    sub: Subscriber,
+    sub_conn: Option<ConnId>,
+    names: Names,
+    shas: Shas,
+    /// Pushes waiting for their PUBLISH replies.
+    waiting: Waiting,
     /// This node listens to the broadcast channel (or will once the
     /// subscribed link is up): it held a bound connection at the last
     /// binding event.
@@ -106,34 +114,41 @@ pub(super) struct Cluster {
     /// Channels an UNSUBSCRIBE was sent for and not yet confirmed: Redis may
     /// still count this node among their receivers.
     leaving: HashSet<Vec<u8>>,
+    /// A push's channel and payload, built in buffers kept between pushes.
+    channel: Vec<u8>,
+    payload: Vec<u8>,
+    /// The figures; `pending_bytes` and `reconnects` are the links', copied
+    /// after each event.
     pub(super) stats: ClusterStats,
-    shas: Shas,
-    limits: resp::Limits,
     /// This node's last /stats, published with each heartbeat.
     pub(super) own_stats: String,
 }
 
 impl Cluster {
     pub(super) fn new(cfg: ClusterConfig) -> Cluster {
+        let seed = seed(&cfg.node);
         Cluster {
-            cfg,
-            cmd: Link::default(),
-            sub: Link::default(),
-            pending: VecDeque::new(),
-            aggs: HashMap::new(),
-            next_agg: 0,
+            cmd: Client::new(&cfg.redis, cfg.max_pending, seed),
+            cmd_conn: None,
+            // Its own jitter: the two links of a node reconnect apart too.
+            sub: Subscriber::new(&cfg.redis, seed.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15),
+            sub_conn: None,
+            names: Names::new(&cfg.prefix, &cfg.node),
+            shas: Shas::new(),
+            waiting: Waiting::default(),
             all_subscribed: false,
             leaving: HashSet::new(),
+            channel: Vec::new(),
+            payload: Vec::new(),
             stats: ClusterStats::default(),
-            shas: Shas::new(),
-            limits: resp::Limits::default(),
             own_stats: String::new(),
+            cfg,
         }
     }
 
-    /// Both Redis connections are up.
+    /// Both Redis connections are up (logged in).
     pub(super) fn up(&self) -> bool {
-        self.cmd.up && self.sub.up
+        self.cmd.link().is_up() && self.sub.link().is_up()
     }
 
     pub(super) fn node(&self) -> &str {
@@ -144,256 +159,214 @@ impl Cluster {
         self.cfg.worker
     }
 
-    fn key(&self, rest: &str) -> String {
-        format!("{}:{rest}", self.cfg.prefix)
+    fn link(&self, side: Side) -> &Link {
+        match side {
+            Side::Command => self.cmd.link(),
+            Side::Subscribed => self.sub.link(),
+        }
     }
 
-    fn uid_channel(&self, uid: &str) -> Vec<u8> {
-        format!("{}:u:{uid}", self.cfg.prefix).into_bytes()
+    fn link_mut(&mut self, side: Side) -> &mut Link {
+        match side {
+            Side::Command => self.cmd.link_mut(),
+            Side::Subscribed => self.sub.link_mut(),
+        }
     }
 
-    fn all_channel(&self) -> Vec<u8> {
-        format!("{}:all", self.cfg.prefix).into_bytes()
+    fn conn_mut(&mut self, side: Side) -> &mut Option<ConnId> {
+        match side {
+            Side::Command => &mut self.cmd_conn,
+            Side::Subscribed => &mut self.sub_conn,
+        }
+    }
+
+    /// The link `conn` is the socket of; `None` for a socket a link gave
+    /// up on (its late events are not the link's any more).
+    fn side_of(&self, conn: ConnId) -> Option<Side> {
+        if self.cmd_conn == Some(conn) {
+            Some(Side::Command)
+        } else if self.sub_conn == Some(conn) {
+            Some(Side::Subscribed)
+        } else {
+            None
+        }
     }
 
     /// Starts both connections (call once the reactor runs).
     pub(super) fn start(&mut self, cx: &mut Context) {
-        self.connect_cmd(cx);
-        self.connect_sub(cx);
+        self.connect(cx, Side::Command);
+        self.connect(cx, Side::Subscribed);
         cx.set_timer(HEARTBEAT_MS, T_HEARTBEAT);
-    }
-
-    fn connect_cmd(&mut self, cx: &mut Context) {
-        self.cmd.conn = Some(cx.connect(self.cfg.redis.addr));
-    }
-
-    fn connect_sub(&mut self, cx: &mut Context) {
-        self.sub.conn = Some(cx.connect(self.cfg.redis.addr));
-    }
-
-    fn send_cmd(&mut self, cx: &mut Context, args: &[&[u8]], why: Pending) -> bool {
-        let Some(conn) = self.cmd.conn.filter(|_| self.cmd.up) else {
-            return false;
-        };
-        let mut buf = Vec::new();
-        resp::encode(&mut buf, args);
-        if !cx.send_bytes(conn, &buf) {
-            return false;
-        }
-        self.stats.pending_bytes += buf.len() as u64;
-        self.pending.push_back((why, buf.len()));
-        true
-    }
-
-    fn send_sub(&mut self, cx: &mut Context, args: &[&[u8]]) {
-        if let Some(conn) = self.sub.conn.filter(|_| self.sub.up) {
-            let mut buf = Vec::new();
-            resp::encode(&mut buf, args);
-            cx.send_bytes(conn, &buf);
-        }
-    }
-
-    /// An outbound connection opened: say hello (AUTH, SELECT), then
-    /// restore this node's state on it.
-    pub(super) fn on_open(&mut self, cx: &mut Context, conn: ConnId) {
-        let is_cmd = self.cmd.conn == Some(conn);
-        let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
-        link.up = true;
-        link.backoff_ms = 0;
-        link.failures = 0;
-        link.input.clear();
-        let mut hello = Vec::new();
-        if let Some(pw) = &self.cfg.redis.password {
-            resp::encode(&mut hello, &[b"AUTH", pw.as_bytes()]);
-        }
-        if self.cfg.redis.db != 0 && is_cmd {
-            resp::encode(
-                &mut hello,
-                &[b"SELECT", self.cfg.redis.db.to_string().as_bytes()],
-            );
-        }
-        let hellos = usize::from(self.cfg.redis.password.is_some())
-            + usize::from(self.cfg.redis.db != 0 && is_cmd);
-        cx.send_bytes(conn, &hello);
-        if is_cmd {
-            for _ in 0..hellos {
-                self.pending.push_back((Pending::Quiet, 0));
-            }
-            for script in scripts::ALL {
-                self.send_cmd(cx, &[b"SCRIPT", b"LOAD", script.as_bytes()], Pending::Quiet);
-            }
-            self.heartbeat(cx);
-            self.announce_all(cx);
-        } else {
-            // The subscribed connection answers AUTH too: skip those replies
-            // by their type (they are not arrays).
-            self.resubscribe(cx);
-        }
-        if self.up() {
-            crate::log_info!("redis: up ({:?}), node {}", self.cfg.redis, self.cfg.node);
-        }
-    }
-
-    /// A connection failed or closed: answer what waited on it, then retry
-    /// after a capped, jittered backoff.
-    pub(super) fn on_down(&mut self, cx: &mut Context, conn: ConnId, why: &str) {
-        let is_cmd = self.cmd.conn == Some(conn);
-        if cx.is_stopping() {
-            // Herald is stopping: its connections close, Redis's too.
-            if is_cmd {
-                self.fail_pending(cx);
-            }
-            self.cmd.conn = self.cmd.conn.filter(|c| *c != conn);
-            self.sub.conn = self.sub.conn.filter(|c| *c != conn);
-            return;
-        }
-        let was_up = self.up();
-        let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
-        let had_been_up = link.up;
-        link.failures += 1;
-        let failures = link.failures;
-        link.conn = None;
-        link.up = false;
-        link.input.clear();
-        link.backoff_ms = (link.backoff_ms * 2).clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
-        // Jitter: up to a quarter either way, from the clock's low bits.
-        let jitter = crate::sys::monotonic_ms() % (link.backoff_ms / 2 + 1);
-        let delay = link.backoff_ms - link.backoff_ms / 4 + jitter;
-        cx.set_timer(delay, if is_cmd { T_CMD } else { T_SUB });
-        if had_been_up {
-            self.stats.reconnects += 1;
-        }
-        if is_cmd {
-            self.fail_pending(cx);
-        } else {
-            self.leaving.clear();
-        }
-        // The first failure, then about once a minute while Redis stays away.
-        if was_up || had_been_up || failures % 12 == 1 {
-            crate::log_warn!(
-                "redis: {} connection to {:?} {why}; retrying in {delay} ms (local delivery goes on)",
-                if is_cmd { "command" } else { "subscriber" },
-                self.cfg.redis
-            );
-        }
-    }
-
-    /// Answers everything that waited on the command connection.
-    fn fail_pending(&mut self, cx: &mut Context) {
-        for (p, _) in std::mem::take(&mut self.pending) {
-            match p {
-                Pending::Quiet => {}
-                Pending::Publish { agg, .. } => {
-                    if let Some(a) = self.aggs.remove(&agg) {
-                        self.finish(cx, &a, false);
-                    }
-                }
-                query => self.answer_query(cx, query, None),
-            }
-        }
-        self.stats.pending_bytes = 0;
     }
 
     pub(super) fn on_timer(&mut self, cx: &mut Context, token: u64) {
         match token {
-            T_CMD => self.connect_cmd(cx),
-            T_SUB => self.connect_sub(cx),
+            T_CMD => self.connect(cx, Side::Command),
+            T_SUB => self.connect(cx, Side::Subscribed),
             _ => {
-                self.heartbeat(cx);
+                self.heartbeat();
                 cx.set_timer(HEARTBEAT_MS, T_HEARTBEAT);
             }
         }
+        self.flush(cx);
     }
 
-    /// Bytes from Redis.
+    /// Opens `side`'s socket once its link is due to connect; until then,
+    /// waits for it with a timer.
+    fn connect(&mut self, cx: &mut Context, side: Side) {
+        let now = crate::sys::monotonic_ms();
+        if let Some(addr) = self.link_mut(side).poll_connect(now) {
+            *self.conn_mut(side) = Some(cx.connect(addr));
+        } else if let Some(at) = self.link(side).poll_timeout() {
+            cx.set_timer(at.saturating_sub(now).max(1), side.timer());
+        }
+    }
+
+    /// An outbound connection opened: its link logs in (and is up at once
+    /// when there is nothing to log in with).
+    pub(super) fn on_open(&mut self, cx: &mut Context, conn: ConnId) {
+        let Some(side) = self.side_of(conn) else {
+            return;
+        };
+        if self.link_mut(side).on_connected() {
+            self.came_up(cx, side);
+        }
+        self.flush(cx);
+    }
+
+    /// Bytes from Redis: replies settle what they answer, messages are
+    /// delivered here.
     pub(super) fn on_data(&mut self, cx: &mut Context, conn: ConnId, data: &[u8]) {
-        let is_cmd = self.cmd.conn == Some(conn);
-        let mut input = std::mem::take(if is_cmd {
-            &mut self.cmd.input
-        } else {
-            &mut self.sub.input
-        });
-        input.extend_from_slice(data);
-        let mut pos = 0;
-        loop {
-            match resp::decode(&input[pos..], &self.limits) {
-                Ok(Some((reply, used))) => {
-                    pos += used;
-                    if is_cmd {
-                        self.on_cmd_reply(cx, reply);
-                    } else {
-                        self.on_sub_reply(cx, reply);
+        let Some(side) = self.side_of(conn) else {
+            return;
+        };
+        let read = match side {
+            Side::Command => {
+                let (waiting, stats) = (&mut self.waiting, &mut self.stats);
+                self.cmd.handle_data(data, |tag, reply| {
+                    waiting.settle(cx, stats, tag, Some(reply));
+                })
+            }
+            Side::Subscribed => {
+                let (names, stats, leaving) = (&self.names, &mut self.stats, &mut self.leaving);
+                self.sub.handle_data(data, |push| match push {
+                    Push::Message { channel, payload } => {
+                        Cluster::deliver(cx, names, stats, channel, payload);
                     }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    crate::log_error!("redis: unreadable reply ({e}); reconnecting");
-                    cx.close(conn, crate::ws::CloseCode::NORMAL, "");
-                    return;
-                }
+                    Push::Unsubscribed { channel, .. } => {
+                        leaving.remove(channel);
+                    }
+                    Push::Error(e) => crate::log_warn!("redis: {}", String::from_utf8_lossy(e)),
+                    Push::Subscribed { .. } => {}
+                })
             }
+        };
+        match read {
+            Ok(true) => self.came_up(cx, side),
+            Ok(false) => {}
+            Err(e) => return self.give_up(cx, side, conn, &e),
         }
-        input.drain(..pos);
-        // What Redis may make herald hold while a reply is incomplete.
-        if input.len() > self.limits.max_bulk + self.limits.max_line {
-            crate::log_error!("redis: a reply past {} bytes; reconnecting", input.len());
-            cx.close(conn, crate::ws::CloseCode::NORMAL, "");
-            return;
+        self.flush(cx);
+    }
+
+    /// A link is up (logged in): Redis is told again what it should know
+    /// of this node, its counts once both links are up.
+    fn came_up(&mut self, cx: &mut Context, side: Side) {
+        match side {
+            Side::Command => self.reload(),
+            Side::Subscribed => self.resubscribe(cx),
         }
-        let link = if is_cmd { &mut self.cmd } else { &mut self.sub };
-        if link.conn == Some(conn) {
-            link.input = input;
+        if self.up() {
+            self.announce_all(cx);
+            crate::log_info!("redis: up ({:?}), node {}", self.cfg.redis, self.cfg.node);
         }
     }
 
-    fn on_cmd_reply(&mut self, cx: &mut Context, reply: Reply<'_>) {
-        let Some((p, size)) = self.pending.pop_front() else {
-            return;
-        };
-        self.stats.pending_bytes = self.stats.pending_bytes.saturating_sub(size as u64);
-        if let Reply::Error(e) = &reply {
-            if !matches!(p, Pending::Quiet | Pending::Publish { .. }) {
-                crate::log_warn!("redis: {}", String::from_utf8_lossy(e));
-            }
-        }
-        match p {
-            Pending::Quiet => {
-                if let Reply::Error(e) = reply {
-                    crate::log_warn!("redis: {}", String::from_utf8_lossy(e));
-                }
-            }
-            Pending::Publish { agg, ours } => {
-                let receivers = reply.as_int().unwrap_or(0).max(0) as u64;
-                self.on_published(cx, agg, receivers.saturating_sub(u64::from(ours)));
-            }
-            query => self.answer_query(cx, query, Some(&reply)),
+    /// A link's connection failed or closed.
+    pub(super) fn on_down(&mut self, cx: &mut Context, conn: ConnId, why: &str) {
+        if let Some(side) = self.side_of(conn) {
+            self.went_down(cx, side, why, false);
         }
     }
 
-    fn on_sub_reply(&mut self, cx: &mut Context, reply: Reply<'_>) {
-        let Reply::Array(Some(parts)) = reply else {
-            if let Reply::Error(e) = reply {
-                crate::log_warn!("redis: {}", String::from_utf8_lossy(e));
-            }
-            return;
-        };
-        let (Some(kind), Some(channel)) = (
-            parts.first().and_then(Reply::as_bytes),
-            parts.get(1).and_then(Reply::as_bytes),
-        ) else {
-            return;
-        };
-        match kind {
-            b"message" => {
-                let Some(payload) = parts.get(2).and_then(Reply::as_bytes) else {
-                    return;
-                };
-                self.on_message(cx, channel, payload);
-            }
-            b"unsubscribe" => {
-                self.leaving.remove(channel);
-            }
-            _ => {}
-        }
+    /// The link refused what it read (a refused login, bytes that are no
+    /// reply): its socket is closed, and its late close is not the link's.
+    fn give_up(&mut self, cx: &mut Context, side: Side, conn: ConnId, e: &LinkError) {
+        cx.close(conn, CloseCode::NORMAL, "");
+        self.went_down(cx, side, &format!("dropped ({e})"), true);
     }
+
+    /// `side` lost its connection: what waited on it is answered, and it
+    /// reconnects after its backoff (unless herald is stopping).
+    fn went_down(&mut self, cx: &mut Context, side: Side, why: &str, error: bool) {
+        let now = crate::sys::monotonic_ms();
+        *self.conn_mut(side) = None;
+        match side {
+            Side::Command => {
+                for tag in self.cmd.on_down(now) {
+                    self.waiting.settle(cx, &mut self.stats, tag, None);
+                }
+            }
+            Side::Subscribed => {
+                self.sub.on_down(now);
+                self.leaving.clear();
+            }
+        }
+        self.copy_figures();
+        if cx.is_stopping() {
+            // Herald is stopping: its connections close, Redis's too.
+            return;
+        }
+        let link = self.link(side);
+        let delay = link.poll_timeout().map_or(0, |at| at.saturating_sub(now));
+        if link.failures() % LOG_EVERY == 1 {
+            let text = format!(
+                "redis: {} connection to {:?} {why}; retrying in {delay} ms (local delivery goes on)",
+                side.name(),
+                self.cfg.redis
+            );
+            if error {
+                crate::log_error!("{text}");
+            } else {
+                crate::log_warn!("{text}");
+            }
+        }
+        cx.set_timer(delay.max(1), side.timer());
+    }
+
+    /// Hands what the links have to write to their sockets. A socket that
+    /// takes no more (closing, or its queue full) takes its link down.
+    fn flush(&mut self, cx: &mut Context) {
+        for side in [Side::Command, Side::Subscribed] {
+            let Some(conn) = *self.conn_mut(side) else {
+                continue;
+            };
+            let link = self.link_mut(side);
+            let Some(bytes) = link.poll_transmit() else {
+                continue;
+            };
+            let n = bytes.len();
+            if cx.send_bytes(conn, bytes) {
+                link.advance_transmit(n);
+            } else {
+                cx.close(conn, CloseCode::NORMAL, "");
+                self.went_down(cx, side, "could not be written to", true);
+            }
+        }
+        self.copy_figures();
+    }
+
+    fn copy_figures(&mut self) {
+        self.stats.pending_bytes = self.cmd.pending_bytes() as u64;
+        self.stats.reconnects = self.cmd.link().reconnects() + self.sub.link().reconnects();
+    }
+}
+
+/// A backoff seed that differs between processes, starts and nodes, so
+/// that nodes that lost Redis together do not come back in step.
+fn seed(node: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (node, std::process::id(), crate::sys::monotonic_ms()).hash(&mut h);
+    h.finish()
 }

@@ -1,10 +1,28 @@
-//! What the cluster waits for: the meaning of each command reply still to
-//! come, and the pushes waiting for their PUBLISH receiver counts.
+//! What the command link's replies answer: the tag each command is sent
+//! with, the pushes waiting for their PUBLISH receiver counts, and the
+//! answer each reply (or its loss with the connection) settles, counted in
+//! the cluster's figures.
 
 use crate::app::Deferred;
-use crate::push::outcome::{Push, ReplyTo};
+use crate::push::outcome::{Failure, Outcome, Push, ReplyTo};
+use crate::reactor::Context;
+use crate::redis::resp::Frame;
+use std::collections::HashMap;
 
-/// What a reply on the command connection answers.
+/// Redis figures for /stats and /metrics.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterStats {
+    pub reconnects: u64,
+    pub published: u64,
+    pub received: u64,
+    pub pending_bytes: u64,
+    pub backlog_refused: u64,
+    /// Pushes answered with delivery / with none, cluster-wide.
+    pub pushes_ok: u64,
+    pub pushes_fail: u64,
+}
+
+/// What a reply on the command link answers: the tag of its command.
 pub(super) enum Pending {
     /// Nobody waits (bookkeeping, heartbeat, scripts).
     Quiet,
@@ -44,11 +62,152 @@ pub(super) struct Agg {
 
 impl Agg {
     /// What the answer is about.
-    pub(super) fn push(&self) -> Push<'_> {
+    fn push(&self) -> Push<'_> {
         if self.one {
             Push::One(&self.uid)
         } else {
             Push::Many
         }
     }
+
+    /// Answers the push and counts it (once: an aggregate answered early
+    /// goes on with nobody to tell). `cluster`: the other nodes were asked.
+    pub(super) fn finish(&self, cx: &mut Context, stats: &mut ClusterStats, cluster: bool) {
+        if !matches!(self.to, ReplyTo::Nobody) {
+            if self.local > 0 || cluster && self.remote > 0 {
+                stats.pushes_ok += 1;
+            } else {
+                stats.pushes_fail += 1;
+            }
+        }
+        // Without the other nodes, reaching nobody here proves nothing.
+        let outcome = if !cluster && self.local == 0 {
+            Outcome::Unconfirmed(self.push())
+        } else {
+            Outcome::Pushed(self.push(), self.local as u64 + self.remote)
+        };
+        outcome.answer(cx, self.to);
+    }
+}
+
+/// The pushes waiting for PUBLISH replies, by aggregate id.
+#[derive(Default)]
+pub(super) struct Waiting {
+    aggs: HashMap<u64, Agg>,
+    next: u64,
+}
+
+impl Waiting {
+    /// An id for the next aggregate.
+    pub(super) fn next_id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    pub(super) fn insert(&mut self, id: u64, agg: Agg) {
+        self.aggs.insert(id, agg);
+    }
+
+    /// Settles what `tag` waited for with its reply, or with `None` when
+    /// the reply will never come (the command link went down, or the
+    /// command could not be sent).
+    pub(super) fn settle(
+        &mut self,
+        cx: &mut Context,
+        stats: &mut ClusterStats,
+        tag: Pending,
+        reply: Option<Frame<'_>>,
+    ) {
+        match (tag, reply) {
+            (Pending::Quiet, Some(Frame::Error(e))) => {
+                crate::log_warn!("redis: {}", String::from_utf8_lossy(e));
+            }
+            (Pending::Quiet, _) => {}
+            (Pending::Publish { agg, ours }, Some(reply)) => {
+                let receivers = reply.as_int().unwrap_or(0).max(0) as u64;
+                self.published(cx, stats, agg, receivers.saturating_sub(u64::from(ours)));
+            }
+            (Pending::Publish { agg, .. }, None) => {
+                if let Some(a) = self.aggs.remove(&agg) {
+                    a.finish(cx, stats, false);
+                }
+            }
+            (query, reply) => answer_query(cx, query, reply),
+        }
+    }
+
+    /// One PUBLISH of aggregate `agg` reached `remote` other nodes.
+    fn published(&mut self, cx: &mut Context, stats: &mut ClusterStats, agg: u64, remote: u64) {
+        let Some(a) = self.aggs.get_mut(&agg) else {
+            return;
+        };
+        a.remote += remote;
+        a.waiting -= 1;
+        if a.waiting == 0 {
+            if let Some(a) = self.aggs.remove(&agg) {
+                a.finish(cx, stats, true);
+            }
+        }
+    }
+}
+
+/// Answers a query from its reply; `None`: Redis could not be asked, or
+/// the command link went down before the reply came.
+fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
+    let Some(reply) = reply else {
+        return match query {
+            Pending::Online { to, .. } | Pending::Count { to } => unavailable().answer(cx, to),
+            Pending::Stats { to, own } => Outcome::Stats(own).answer(cx, ReplyTo::Http(to)),
+            Pending::Quiet | Pending::Publish { .. } => {}
+        };
+    };
+    if let Frame::Error(e) = reply {
+        crate::log_warn!("redis: {}", String::from_utf8_lossy(e));
+    }
+    let refused = || Outcome::Failed(Failure::Unavailable, "redis refused the query".into());
+    match query {
+        Pending::Online { to, uid } => match reply.as_int() {
+            Some(n) => Outcome::Online(&uid, n.max(0) as u64).answer(cx, to),
+            None => refused().answer(cx, to),
+        },
+        Pending::Count { to } => match counts(reply) {
+            Some((uids, connections)) => Outcome::Count {
+                uids: uids.max(0) as u64,
+                connections: connections.max(0) as u64,
+            }
+            .answer(cx, to),
+            None => refused().answer(cx, to),
+        },
+        Pending::Stats { to, own } => {
+            Outcome::Stats(with_nodes(own, reply)).answer(cx, ReplyTo::Http(to))
+        }
+        Pending::Quiet | Pending::Publish { .. } => {}
+    }
+}
+
+/// The answer to a query Redis cannot take.
+fn unavailable() -> Outcome<'static> {
+    Outcome::Failed(Failure::Unavailable, "redis unavailable".into())
+}
+
+/// The COUNT script's reply: uids online, connections.
+fn counts(reply: Frame<'_>) -> Option<(i64, i64)> {
+    let mut items = reply.items().filter(|i| i.len() == 2)?;
+    items.next()?.as_int().zip(items.next()?.as_int())
+}
+
+/// This node's /stats document with every live node's (`"nodes":[...]`).
+fn with_nodes(own: String, reply: Frame<'_>) -> String {
+    let mut body = own;
+    body.pop(); // the closing brace
+    body.push_str(",\"nodes\":[");
+    let nodes = reply.items().into_iter().flatten();
+    for (i, n) in nodes.filter_map(|r| r.as_bytes()).enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&String::from_utf8_lossy(n));
+    }
+    body.push_str("]}");
+    body
 }

@@ -2,6 +2,9 @@
 //! each connect): each reads or updates what several keys say together in
 //! one step, so that no other node sees them half-written.
 
+use super::pending::Pending;
+use crate::redis::{Client, SendError};
+
 /// Sets this node's connection count of a uid (0 removes it) and its
 /// total, keeping the uid set and the node's held set in step.
 pub(super) const SET_COUNT: &str = r#"local n = tonumber(ARGV[2])
@@ -77,7 +80,30 @@ impl Shas {
         Shas(ALL.map(|script| sha1_smol::Sha1::from(script).digest().to_string()))
     }
 
-    pub(super) fn of(&self, script: Script) -> &str {
-        &self.0[script as usize]
+    /// Runs a loaded script with EVALSHA on the command link (unbounded:
+    /// scripts keep Redis's picture of the cluster, or answer queries);
+    /// refused only while the link is not up. Borrows only the client, so
+    /// keys and arguments may borrow the rest of the cluster.
+    pub(super) fn eval(
+        &self,
+        cmd: &mut Client<Pending>,
+        script: Script,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+        tag: Pending,
+    ) -> Result<(), SendError<Pending>> {
+        const KEY_COUNTS: [&[u8]; 5] = [b"0", b"1", b"2", b"3", b"4"];
+        // EVALSHA, the SHA, the key count, then at most 4 keys and 4
+        // arguments: on the stack.
+        let mut all: [&[u8]; 11] = [b""; 11];
+        let n = 3 + keys.len() + args.len();
+        all[..3].copy_from_slice(&[
+            b"EVALSHA",
+            self.0[script as usize].as_bytes(),
+            KEY_COUNTS[keys.len()],
+        ]);
+        all[3..3 + keys.len()].copy_from_slice(keys);
+        all[3 + keys.len()..n].copy_from_slice(args);
+        cmd.send_unbounded(&all[..n], tag)
     }
 }

@@ -1,0 +1,102 @@
+//! What this node calls things in Redis (its keys, the channels, its own
+//! name on what it publishes), spelled once when the cluster is made so
+//! that commands and received messages borrow them instead of formatting.
+
+/// The prefix-qualified names of one node's keys and channels.
+pub(super) struct Names {
+    /// This node's name, as it appears in the keys and in `held:`/`alive:`.
+    pub node: String,
+    /// `PREFIX:`, which the scripts prepend to what they build.
+    pub prefix: String,
+    /// `PREFIX:u:`, the start of every uid channel.
+    pub uid_channels: Vec<u8>,
+    /// `PREFIX:all`, the broadcast channel.
+    pub all_channel: Vec<u8>,
+    /// `PREFIX:conns`: each node's bound connections.
+    pub conns: String,
+    /// `PREFIX:uids`: the uids online anywhere.
+    pub uids: String,
+    /// `PREFIX:nodes`: the nodes that sent a heartbeat.
+    pub nodes: String,
+    /// `PREFIX:alive:`, the start of every node's heartbeat key.
+    pub alive: String,
+    /// `PREFIX:alive:NODE`, this node's heartbeat key.
+    pub own_alive: String,
+    /// `PREFIX:stats:NODE`, this node's last /stats.
+    pub own_stats: String,
+    /// `PREFIX:held:NODE`, the uids this node holds.
+    pub own_held: String,
+}
+
+impl Names {
+    pub(super) fn new(prefix: &str, node: &str) -> Names {
+        let key = |rest: &str| format!("{prefix}:{rest}");
+        Names {
+            node: node.to_string(),
+            prefix: key(""),
+            uid_channels: key("u:").into_bytes(),
+            all_channel: key("all").into_bytes(),
+            conns: key("conns"),
+            uids: key("uids"),
+            nodes: key("nodes"),
+            alive: key("alive:"),
+            own_alive: key(&format!("alive:{node}")),
+            own_stats: key(&format!("stats:{node}")),
+            own_held: key(&format!("held:{node}")),
+        }
+    }
+
+    /// `PREFIX:o:UID`: the uid's connections per node.
+    pub(super) fn online_key(&self, uid: &str) -> String {
+        format!("{}o:{uid}", self.prefix)
+    }
+
+    /// The channel of `uid` (`None`: the broadcast channel), written into
+    /// `buf` (a buffer kept between pushes).
+    pub(super) fn channel_into(&self, buf: &mut Vec<u8>, uid: Option<&str>) {
+        buf.clear();
+        match uid {
+            Some(uid) => {
+                buf.extend_from_slice(&self.uid_channels);
+                buf.extend_from_slice(uid.as_bytes());
+            }
+            None => buf.extend_from_slice(&self.all_channel),
+        }
+    }
+
+    /// The channel of `uid`, for a SUBSCRIBE or an UNSUBSCRIBE.
+    pub(super) fn uid_channel(&self, uid: &str) -> Vec<u8> {
+        let mut ch = Vec::with_capacity(self.uid_channels.len() + uid.len());
+        self.channel_into(&mut ch, Some(uid));
+        ch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_channels_are_the_protocols() {
+        let n = Names::new("app", "n1");
+        assert_eq!(n.uid_channel("alice"), b"app:u:alice");
+        let mut buf = b"stale".to_vec();
+        n.channel_into(&mut buf, None);
+        assert_eq!(buf, b"app:all");
+        assert_eq!(n.online_key("alice"), "app:o:alice");
+        assert_eq!(
+            [&n.prefix, &n.alive, &n.own_alive, &n.own_stats, &n.own_held],
+            [
+                "app:",
+                "app:alive:",
+                "app:alive:n1",
+                "app:stats:n1",
+                "app:held:n1"
+            ]
+        );
+        assert_eq!(
+            [&n.conns, &n.uids, &n.nodes],
+            ["app:conns", "app:uids", "app:nodes"]
+        );
+    }
+}
