@@ -126,7 +126,10 @@ fn check_bound(fleet: &mut Fleet, n: usize, common: &Common) -> Result<(), Strin
             return Err(format!("while checking that the uids are bound: {why}"));
         }
         if !c.pending.is_empty() {
-            fleet.pump(Duration::from_millis(100), &mut |_| {})?;
+            // Check pushes answered `ok` may still arrive meanwhile (through
+            // another node, after the reply): they count.
+            let arrivals = &mut c.arrivals;
+            fleet.pump(Duration::from_millis(100), &mut |ev| arrivals.on(ev))?;
         }
     }
     let mut a = c.arrivals;
