@@ -34,7 +34,8 @@ wait_port() { for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/nul
 rport=$BASE_PORT
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
 redis_pid=$!
-trap 'kill $redis_pid 2>/dev/null' EXIT
+pa= pb=
+trap 'kill $redis_pid $pa $pb 2>/dev/null' EXIT
 wait_port "$rport" || { echo "cross-node: redis-server did not start" >&2; exit 1; }
 
 echo "reproduce: BINS=\"$BINS\" ROUNDS=$ROUNDS CONNS=$CONNS LINES=$LINES benches/cross-node.sh"

@@ -286,9 +286,7 @@ pub fn supervise(s: &Supervision, run_worker: &mut dyn FnMut(usize) -> i32) -> i
             return 1;
         }
     };
-    let seed = (u64::from(std::process::id()) << 32)
-        ^ sys::monotonic_ms().wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut pool = Pool::new(s, seed);
+    let mut pool = Pool::new(s, crate::xorshift::seed(0));
     let mut stop = Stopping::default();
     loop {
         let now = sys::monotonic_ms();

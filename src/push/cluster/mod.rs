@@ -42,6 +42,7 @@ use crate::app::ConnId;
 use crate::reactor::Context;
 use crate::redis::{Client, Link, LinkError, Push, RedisUrl, Subscriber};
 use crate::ws::CloseCode;
+use crate::xorshift;
 use names::Names;
 use pending::{Pending, Waiting};
 use scripts::Shas;
@@ -126,12 +127,11 @@ pub(super) struct Cluster {
 
 impl Cluster {
     pub(super) fn new(cfg: ClusterConfig) -> Cluster {
-        let seed = seed(&cfg.node);
         Cluster {
-            cmd: Client::new(&cfg.redis, cfg.max_pending, seed),
+            cmd: Client::new(&cfg.redis, cfg.max_pending, xorshift::seed(1)),
             cmd_conn: None,
             // Its own jitter: the two links of a node reconnect apart too.
-            sub: Subscriber::new(&cfg.redis, seed.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15),
+            sub: Subscriber::new(&cfg.redis, xorshift::seed(2)),
             sub_conn: None,
             names: Names::new(&cfg.prefix, &cfg.node),
             shas: Shas::new(),
@@ -360,13 +360,4 @@ impl Cluster {
         self.stats.pending_bytes = self.cmd.pending_bytes() as u64;
         self.stats.reconnects = self.cmd.link().reconnects() + self.sub.link().reconnects();
     }
-}
-
-/// A backoff seed that differs between processes, starts and nodes, so
-/// that nodes that lost Redis together do not come back in step.
-fn seed(node: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (node, std::process::id(), crate::sys::monotonic_ms()).hash(&mut h);
-    h.finish()
 }
