@@ -193,7 +193,7 @@ const FIGURES: &[Figure] = &[
             COUNTER,
             "Redis connections lost and retried.",
         )),
-        |f| f.redis().map_or(0, |r| r.reconnects),
+        |f| f.cluster.map_or(0, |c| c.reconnects()),
     ),
     figure(
         "redis_published",
@@ -220,7 +220,7 @@ const FIGURES: &[Figure] = &[
             GAUGE,
             "Bytes sent to Redis and not yet answered.",
         )),
-        |f| f.redis().map_or(0, |r| r.pending_bytes),
+        |f| f.cluster.map_or(0, |c| c.pending_bytes()),
     ),
     figure(
         "redis_backlog_refused",

@@ -118,8 +118,8 @@ pub(super) struct Cluster {
     /// A push's channel and payload, built in buffers kept between pushes.
     channel: Vec<u8>,
     payload: Vec<u8>,
-    /// The figures; `pending_bytes` and `reconnects` are the links', copied
-    /// after each event.
+    /// The cluster's counters (the links keep their own: `pending_bytes`,
+    /// `reconnects`).
     pub(super) stats: ClusterStats,
     /// This node's last /stats, published with each heartbeat.
     pub(super) own_stats: String,
@@ -312,7 +312,6 @@ impl Cluster {
                 self.leaving.clear();
             }
         }
-        self.copy_figures();
         if cx.is_stopping() {
             // Herald is stopping: its connections close, Redis's too.
             return;
@@ -353,11 +352,15 @@ impl Cluster {
                 self.went_down(cx, side, "could not be written to", true);
             }
         }
-        self.copy_figures();
     }
 
-    fn copy_figures(&mut self) {
-        self.stats.pending_bytes = self.cmd.pending_bytes() as u64;
-        self.stats.reconnects = self.cmd.link().reconnects() + self.sub.link().reconnects();
+    /// Bytes sent to Redis and not yet answered (the command link's).
+    pub(super) fn pending_bytes(&self) -> u64 {
+        self.cmd.pending_bytes() as u64
+    }
+
+    /// Connections to Redis lost and retried, both links.
+    pub(super) fn reconnects(&self) -> u64 {
+        self.cmd.link().reconnects() + self.sub.link().reconnects()
     }
 }

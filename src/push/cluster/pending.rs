@@ -12,10 +12,8 @@ use std::collections::HashMap;
 /// Redis figures for /stats and /metrics.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterStats {
-    pub reconnects: u64,
     pub published: u64,
     pub received: u64,
-    pub pending_bytes: u64,
     pub backlog_refused: u64,
     /// Pushes answered with delivery / with none, cluster-wide.
     pub pushes_ok: u64,
