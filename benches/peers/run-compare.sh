@@ -111,7 +111,7 @@ SERVER_PID=
 start_server() {
   local name=$1 slog=$OUT/server-$1-$WS_PORT.log
   case $name in
-    before) "$BEFORE" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http off --routing >"$slog" 2>&1 & ;;
+    before) "$BEFORE" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http 127.0.0.1:"$HTTP_PORT" --routing >"$slog" 2>&1 & ;;
     herald) "$HERALD" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http 127.0.0.1:"$HTTP_PORT" --routing >"$slog" 2>&1 & ;;
     uws) WS_PORT=$WS_PORT TCP_PORT=$TEXT_PORT "$UWS" >"$slog" 2>&1 & ;;
     node) node benches/peers/node-ws/server.js "$WS_PORT" "$TEXT_PORT" 127.0.0.1 >"$slog" 2>&1 & ;;
@@ -142,9 +142,11 @@ trap 'stop_server; exit 130' INT TERM
 bench_args() { # mode server
   local ws=127.0.0.1:$WS_PORT text=127.0.0.1:$TEXT_PORT
   local common=(--label "$2" --timeout "$PHASE_TIMEOUT")
-  # herald's own counters: its writes and messages per write.
+  # herald's own counters: its writes and messages per write. Asked of an
+  # older herald too: the query lands inside the measured window (it costs
+  # the server CPU), so both must pay it or neither.
   local stats=()
-  [ "$2" = herald ] && stats=(--stats 127.0.0.1:"$HTTP_PORT")
+  case $2 in herald | before) stats=(--stats 127.0.0.1:"$HTTP_PORT") ;; esac
   case $1 in
     idle) echo idle --ws "$ws" --text "$text" --pid "$SERVER_PID" --counts "$IDLE_COUNTS" "${common[@]}" ;;
     broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" --size "$SIZE" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
