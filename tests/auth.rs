@@ -433,6 +433,26 @@ fn the_http_api_wants_the_bearer_token() {
 }
 
 #[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    // RFC 9110 11.1: the authentication scheme is a case-insensitive token.
+    let f = secret_file(&format!("{API}\n"));
+    let h = Herald::start(&["--api-token-file", f.to_str().unwrap()]);
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let auth = format!("Authorization: {scheme} {API}");
+        let r = http_request(h.http_addr(), "GET", "/stats", &[&auth], None);
+        assert_eq!(r.status, 200, "{scheme}: {}", r.body);
+    }
+    // Another scheme, or a scheme run into its token, is still refused.
+    for auth in [
+        format!("Authorization: Basic {API}"),
+        format!("Authorization: Bearer{API}"),
+    ] {
+        let r = http_request(h.http_addr(), "GET", "/stats", &[&auth], None);
+        assert_eq!(r.status, 401, "{auth}");
+    }
+}
+
+#[test]
 fn a_browser_from_another_origin_gets_403() {
     let h = Herald::start(&[
         "--allow-origin",

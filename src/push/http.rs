@@ -63,10 +63,7 @@ impl PushApp {
         req: &Request<'_>,
     ) -> Option<Response> {
         let tokens = self.config.api_tokens.as_ref()?;
-        let bearer = req
-            .header("authorization")
-            .and_then(|v| v.strip_prefix(b"Bearer "))
-            .map(<[u8]>::trim_ascii);
+        let bearer = req.header("authorization").and_then(bearer_token);
         if bearer.is_some_and(|t| tokens.accepts(t)) {
             return None;
         }
@@ -154,4 +151,16 @@ fn connections_json(cx: &Context, limit: usize) -> String {
         "{{\"total\":{},\"listed\":{listed},\"connections\":[{items}]}}",
         cx.open_connections()
     )
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme is
+/// matched without regard to case (RFC 9110 11.1: `bearer` is the same
+/// scheme), and spaces around the token are dropped.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii_start();
+    let (scheme, token) = value.split_at_checked(6)?;
+    let token = token.strip_prefix(b" ")?;
+    scheme
+        .eq_ignore_ascii_case(b"Bearer")
+        .then(|| token.trim_ascii())
 }
