@@ -469,6 +469,15 @@ fn a_browser_from_another_origin_gets_403() {
 }
 
 #[test]
+fn an_origin_given_with_a_trailing_slash_still_lets_its_browsers_in() {
+    // Copied from the address bar: browsers send the Origin without it.
+    let h = Herald::start(&["--allow-origin", "https://App.example.com/"]);
+    let origin = "Origin: https://app.example.com";
+    let (status, _, _) = handshake(h.ws_addr(), "/", &[origin], None);
+    assert_eq!(status, 101);
+}
+
+#[test]
 fn handshakes_per_ip_are_rate_limited() {
     let h = Herald::start(&["--max-handshakes-per-ip", "3"]);
     let mut open = Vec::new();

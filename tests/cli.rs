@@ -67,6 +67,14 @@ fn bad_arguments_exit_2_with_a_message() {
         (&["--max-queued", "lots"], "non-negative"),
         (&["--max-uid", "0"], "at least 1"),
         (
+            &["--allow-origin", "app.example.com"],
+            "scheme://host[:port]",
+        ),
+        (
+            &["--allow-origin", "https://app.example.com/app"],
+            "scheme://host[:port]",
+        ),
+        (
             &["--ws", "off", "--text", "off", "--http", "off"],
             "nothing to serve",
         ),

@@ -171,7 +171,7 @@ fn set(cli: &mut Cli, flag: &Flag, v: &str) -> Result<(), String> {
         "--auth-issuer" => cli.rules.issuer = Some(v.into()),
         "--auth-leeway" => cli.rules.leeway_s = parse_num(name, v)?,
         "--api-token-file" => cli.push.api_token_file = Some(v.into()),
-        "--allow-origin" => cli.push.allow_origins.extend(list(v).map(String::from)),
+        "--allow-origin" => cli.push.allow_origins.extend(parse_origins(name, v)?),
         "--max-handshakes-per-ip" => l.max_handshakes_per_ip = parse_num(name, v)?,
         "--trusted-proxy" => l.trusted_proxies.extend(parse_ips(name, v)?),
         "--redis" => cli.redis_url = Some(v.into()),
@@ -252,6 +252,28 @@ fn parse_ips(flag: &str, v: &str) -> Result<Vec<std::net::IpAddr>, String> {
 /// `a,b, c` -> ["a", "b", "c"].
 fn list(v: &str) -> impl Iterator<Item = &str> {
     v.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Origins as browsers send them, `scheme://host[:port]`: a trailing `/`
+/// (as copied from an address bar) is dropped; anything else that a
+/// browser never sends (no scheme, a path) is refused, since it would
+/// silently refuse every browser.
+fn parse_origins(flag: &str, v: &str) -> Result<Vec<String>, String> {
+    list(v)
+        .map(|o| {
+            let o = o.strip_suffix('/').unwrap_or(o);
+            match o.split_once("://") {
+                Some((scheme, host))
+                    if !scheme.is_empty() && !host.is_empty() && !host.contains('/') =>
+                {
+                    Ok(o.to_ascii_lowercase())
+                }
+                _ => Err(format!(
+                    "{flag} {o:?}: an origin is scheme://host[:port], as browsers send it (e.g. https://app.example.com)"
+                )),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
