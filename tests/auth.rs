@@ -295,11 +295,7 @@ fn tokens_minted_by_the_readme_examples_are_accepted() {
         let mut args = cmd[1..].to_vec();
         args.push(&uid);
         let Some(t) = mint_with(cmd[0], &args) else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must be able to run the {name} example (see .ci/run)"
-            );
-            eprintln!("skipped {name}: {cmd:?} does not run here");
+            skip(&format!("the {name} example to run ({cmd:?})"));
             continue;
         };
         let mut ws = ws_to(h.ws_addr(), &format!("/?token={t}"));
@@ -315,11 +311,7 @@ fn tokens_minted_by_the_readme_examples_are_accepted() {
 #[test]
 fn tokens_minted_by_pyjwt_with_an_audience_are_accepted() {
     let Some(py) = pyjwt_python() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have PyJWT (pip install pyjwt)"
-        );
-        eprintln!("skipped: no python with PyJWT (pip install pyjwt, or set HERALD_PYTHON)");
+        skip("a python with PyJWT (pip install pyjwt, or set HERALD_PYTHON)");
         return;
     };
     let script = format!(

@@ -36,11 +36,7 @@ impl Redis {
             .output()
             .is_ok_and(|o| o.status.success());
         if !installed {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must have redis-server (apt-get install redis-server)"
-            );
-            eprintln!("skipped: no redis-server here (apt-get install redis-server)");
+            skip("redis-server (apt-get install redis-server)");
             return None;
         }
         Some(Redis::launch(settings))

@@ -52,6 +52,21 @@ fn herald_command() -> Command {
 }
 
 /// Polls `cond` every 20 ms until it holds; panics with `what` after [`DEADLINE`].
+/// Records that a test could not run here because `needs` is missing, or
+/// fails it under CI (which installs everything). The line goes straight
+/// to stderr, past the test harness's capture, so that a plain `cargo test`
+/// shows what did not run instead of counting it silently as passed.
+pub fn skip(needs: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must have {needs} (see .ci/run)"
+    );
+    let test = thread::current().name().unwrap_or("a test").to_string();
+    let line = format!("\nSKIPPED {test}: did not run, needs {needs}\n");
+    // Not eprintln!: the harness captures that and shows it only on failure.
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
     while !cond() {
