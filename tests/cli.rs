@@ -74,6 +74,12 @@ fn bad_arguments_exit_2_with_a_message() {
             &["--allow-origin", "https://app.example.com/app"],
             "scheme://host[:port]",
         ),
+        (&["--redis", "foo://x"], "not a redis:// URL"),
+        (&["--redis", "redis://127.0.0.1:99999"], "cannot resolve"),
+        (
+            &["--redis", "redis://bob:pw@127.0.0.1"],
+            "only the default user",
+        ),
         (
             &["--ws", "off", "--text", "off", "--http", "off"],
             "nothing to serve",

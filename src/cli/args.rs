@@ -122,6 +122,11 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
         set(&mut cli, flag, value)?;
     }
     check(&cli, explicit.is_some())?;
+    if let Some(url) = &cli.redis_url {
+        // A bad URL is a usage error like any bad value (exit 2). Resolving
+        // its host may block on DNS: fine here, at start.
+        cli.redis = Some(herald::redis::RedisUrl::parse(url)?);
+    }
     Ok(cli)
 }
 

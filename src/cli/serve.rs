@@ -13,9 +13,6 @@ use std::net::SocketAddr;
 /// Runs the server the command line describes until it stops.
 pub fn run(mut cli: Cli) -> Result<(), String> {
     load_security(&mut cli)?;
-    if let Some(url) = &cli.redis_url {
-        cli.redis = Some(herald::redis::RedisUrl::parse(url)?);
-    }
     herald::log::set_level(cli.log_level);
     // Before anything is bound: a live daemon keeps its pid file.
     let _pid_lock = daemon::lock_pid_file(&cli)?;

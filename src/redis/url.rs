@@ -36,7 +36,8 @@ impl RedisUrl {
             // `:PASSWORD` (no user) or `USER:PASSWORD`; herald sends AUTH
             // PASSWORD, so a user name other than `default` is refused.
             Some(a) => match a.split_once(':') {
-                Some(("" | "default", p)) if !p.is_empty() => Some(p.to_string()),
+                // Percent-encoded, as URLs need for `@`, `:`, `/` or spaces.
+                Some(("" | "default", p)) if !p.is_empty() => Some(crate::http::percent_decode(p)),
                 Some((_, _)) => return Err(bad("only the default user is supported")),
                 None => return Err(bad("the password goes after a colon")),
             },
@@ -78,5 +79,7 @@ mod tests {
         assert!(RedisUrl::parse("http://x").is_err());
         assert!(RedisUrl::parse("redis://127.0.0.1:1/x").is_err());
         assert!(RedisUrl::parse("redis://bob:pw@127.0.0.1").is_err());
+        let u = RedisUrl::parse("redis://:s3cret%20pass%40x@127.0.0.1").unwrap();
+        assert_eq!(u.password.as_deref(), Some("s3cret pass@x"));
     }
 }
