@@ -686,3 +686,23 @@ fn http_errors_for_unknown_paths_methods_and_big_bodies() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.json()["ok"], false);
 }
+
+#[test]
+fn a_405_says_which_method_the_path_takes_and_a_bad_limit_is_400() {
+    let h = Herald::start(&[]);
+    let r = http_get(h.http_addr(), "/push");
+    assert_eq!(r.status, 405, "{r:?}");
+    assert_eq!(r.header("allow").as_deref(), Some("POST"), "{r:?}");
+    let r = http_request(h.http_addr(), "DELETE", "/stats", &[], None);
+    assert_eq!(r.status, 405, "{r:?}");
+    assert_eq!(r.header("allow").as_deref(), Some("GET"), "{r:?}");
+    // `herald connections --limit abc` is refused; so is the API's.
+    let r = http_get(h.http_addr(), "/connections?limit=abc");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("limit"),
+        "{r:?}"
+    );
+    let r = http_get(h.http_addr(), "/connections?limit=1");
+    assert_eq!(r.status, 200, "{r:?}");
+}

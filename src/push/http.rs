@@ -33,10 +33,13 @@ impl PushApp {
                 respond(self.router.stats(cx, conn, own))
             }
             ("GET", "/connections") => {
-                let limit = crate::http::query_param(req.query, "limit")
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(DEFAULT_LISTED)
-                    .min(MAX_LISTED);
+                let limit = match crate::http::query_param(req.query, "limit") {
+                    None => DEFAULT_LISTED,
+                    Some(v) => match v.parse::<usize>() {
+                        Ok(n) => n.min(MAX_LISTED),
+                        Err(_) => return json_error(400, "limit must be a whole number"),
+                    },
+                };
                 Response::json(200, connections_json(cx, limit))
             }
             ("GET", "/metrics") => Response::new(
@@ -48,8 +51,10 @@ impl PushApp {
                 200,
                 "herald push server: POST /push, GET /online[?uid=U], GET /stats, GET /metrics, GET /connections[?limit=N]",
             ),
-            (_, "/push" | "/online" | "/stats" | "/metrics" | "/connections") => {
-                json_error(405, "method not allowed")
+            // RFC 9110 15.5.6: a 405 says which methods the resource takes.
+            (_, "/push") => json_error(405, "method not allowed").with_header("Allow: POST\r\n"),
+            (_, "/online" | "/stats" | "/metrics" | "/connections") => {
+                json_error(405, "method not allowed").with_header("Allow: GET\r\n")
             }
             _ => json_error(404, "not found"),
         }

@@ -486,7 +486,14 @@ impl Context {
     /// Answers a deferred HTTP request.
     pub fn respond(&mut self, d: Deferred, resp: Response) -> bool {
         self.fulfil(d, |out| {
-            crate::http::write_response(out, resp.status, resp.content_type, "", &resp.body, true)
+            crate::http::write_response(
+                out,
+                resp.status,
+                resp.content_type,
+                resp.headers,
+                &resp.body,
+                true,
+            )
         })
     }
 

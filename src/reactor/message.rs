@@ -42,6 +42,9 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// Header lines beyond the content type and length, each ending in
+    /// CRLF (see [`Response::with_header`]).
+    pub(crate) headers: &'static str,
     pub(crate) later: Option<Deferred>,
 }
 
@@ -51,8 +54,15 @@ impl Response {
             status,
             content_type,
             body,
+            headers: "",
             later: None,
         }
+    }
+    /// The response with these header lines added, each ending in CRLF
+    /// (`"Allow: GET\r\n"`).
+    pub fn with_header(mut self, lines: &'static str) -> Response {
+        self.headers = lines;
+        self
     }
     pub fn json(status: u16, body: String) -> Response {
         Response::new(status, "application/json", body.into_bytes())

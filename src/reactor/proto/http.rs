@@ -48,7 +48,7 @@ impl Driver for Http {
                             out,
                             resp.status,
                             resp.content_type,
-                            "",
+                            resp.headers,
                             &resp.body,
                             keep_alive,
                         );
