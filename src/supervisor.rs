@@ -287,6 +287,7 @@ pub fn supervise(s: &Supervision, run_worker: &mut dyn FnMut(usize) -> i32) -> i
         }
     };
     let mut pool = Pool::new(s, crate::xorshift::seed(0));
+    let master = std::process::id() as i32;
     let mut stop = Stopping::default();
     loop {
         let now = sys::monotonic_ms();
@@ -295,7 +296,7 @@ pub fn supervise(s: &Supervision, run_worker: &mut dyn FnMut(usize) -> i32) -> i
             let _ = std::io::stdout().flush();
             match sys::fork() {
                 // The move is fine in a loop: `worker` never returns.
-                Ok(Fork::Child) => worker(index, signals, run_worker),
+                Ok(Fork::Child) => worker(index, master, signals, run_worker),
                 Ok(Fork::Parent(pid)) => {
                     pool.started(index, pid, now);
                     crate::log_info!("worker {index} started (pid {pid})");
@@ -421,10 +422,19 @@ impl Stopping {
 /// exits with its code.
 fn worker(
     index: usize,
+    master: i32,
     signals: SupervisorSignalFd,
     run_worker: &mut dyn FnMut(usize) -> i32,
 ) -> ! {
     signals.undo_in_worker();
+    // A worker ends with its master, whatever kills the master (the OOM
+    // killer's SIGKILL included): SIGTERM, the graceful stop. Orphans would
+    // keep serving on the shared ports with nobody to stop or restart them.
+    match sys::die_with_parent(master, sys::SIGTERM) {
+        Ok(true) => {}
+        Ok(false) => sys::exit_now(0),
+        Err(e) => crate::log_warn!("worker {index}: cannot follow its supervisor's death: {e}"),
+    }
     // A panic must not unwind into the master's loop, copied in this child.
     let code =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(index))).unwrap_or(101);

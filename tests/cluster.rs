@@ -512,3 +512,77 @@ fn a_refused_login_is_never_up_and_backs_off() {
     wait_until("it joined", || h.stderr().contains("redis: up"));
     assert_eq!(h.text_client().request(r#"{"uid":"elsewhere"}"#), "fail");
 }
+
+#[test]
+fn workers_end_with_their_supervisor_and_leave_its_pid_file_free() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "herald-orphans-{}-{}",
+        std::process::id(),
+        unique()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid_file = dir.join("herald.pid");
+    let start = || {
+        Command::new(herald_bin())
+            .args(["start", "-d", "--workers", "2", "--redis", &redis.url()])
+            .args([
+                "--redis-prefix",
+                &prefix(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+            ])
+            .args([
+                "--ws",
+                "127.0.0.1:0",
+                "--text",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap()
+    };
+    let workers_of = |pid: i32| -> Vec<i32> {
+        let out = Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let supervisor = || -> i32 {
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let r = start();
+    assert!(r.status.success(), "{r:?}");
+    let master = supervisor();
+    wait_until("two workers", || workers_of(master).len() == 2);
+    let workers = workers_of(master);
+    // What the OOM killer does: no chance to stop them.
+    signal(master, libc::SIGKILL);
+    wait_until("the workers end with their supervisor", || {
+        workers.iter().all(|&w| !pid_alive(w))
+    });
+    // No orphan holds the pid file's lock: the same command starts again.
+    let r = start();
+    assert!(r.status.success(), "{r:?}");
+    let again = supervisor();
+    assert_ne!(again, master);
+    wait_until("two new workers", || workers_of(again).len() == 2);
+    let stop = Command::new(herald_bin())
+        .args(["stop", "--pid-file", pid_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    wait_until("stopped", || !pid_alive(again));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,7 +15,7 @@ pub fn run(mut cli: Cli) -> Result<(), String> {
     load_security(&mut cli)?;
     herald::log::set_level(cli.log_level);
     // Before anything is bound: a live daemon keeps its pid file.
-    let _pid_lock = daemon::lock_pid_file(&cli)?;
+    let mut pid_lock = daemon::lock_pid_file(&cli)?;
     let log_file = daemon::log_file(&cli);
     if let Some(path) = &log_file {
         herald::log::to_file(path)
@@ -36,7 +36,7 @@ pub fn run(mut cli: Cli) -> Result<(), String> {
     log_start(&cli, &warnings, &listeners, &room);
     let res = match server {
         Some(server) => serve(server),
-        None => supervise(&cli, &listeners),
+        None => supervise(&cli, &listeners, &mut pid_lock),
     };
     match &res {
         Ok(()) => herald::log_info!("stopped"),
@@ -162,23 +162,28 @@ fn log_start(
 
 /// `--workers N`: the supervisor forks the workers, each binding
 /// `listeners` itself, and restarts them until told to stop.
-fn supervise(cli: &Cli, listeners: &[(Protocol, SocketAddr)]) -> Result<(), String> {
+fn supervise(
+    cli: &Cli,
+    listeners: &[(Protocol, SocketAddr)],
+    pid_lock: &mut Option<herald::sys::PidLock>,
+) -> Result<(), String> {
     let s = herald::supervisor::Supervision {
         workers: cli.workers,
         shutdown_grace_ms: cli.limits.shutdown_grace_ms,
         ..herald::supervisor::Supervision::default()
     };
-    let code =
-        herald::supervisor::supervise(
-            &s,
-            &mut |i| match bind_server(cli, listeners, true, Some(i)).and_then(serve) {
-                Ok(()) => 0,
-                Err(e) => {
-                    herald::log_error!("worker {i}: {e}");
-                    1
-                }
-            },
-        );
+    let code = herald::supervisor::supervise(&s, &mut |i| {
+        // In the worker: its copy of the pid file's descriptor goes,
+        // so the lock is the supervisor's alone and dies with it.
+        drop(pid_lock.take());
+        match bind_server(cli, listeners, true, Some(i)).and_then(serve) {
+            Ok(()) => 0,
+            Err(e) => {
+                herald::log_error!("worker {i}: {e}");
+                1
+            }
+        }
+    });
     match code {
         0 => Ok(()),
         c => Err(format!("the workers stopped with code {c}")),

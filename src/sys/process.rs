@@ -175,6 +175,18 @@ pub(crate) fn fork() -> io::Result<Fork> {
     })
 }
 
+/// Asks the kernel to send `sig` to this process when its parent dies
+/// (whatever killed it, SIGKILL included), then checks that the parent is
+/// still `parent`: if it died before the request, the signal would never
+/// come, so `false` says the caller is already an orphan.
+pub(crate) fn die_with_parent(parent: i32, sig: i32) -> io::Result<bool> {
+    // SAFETY (syscall!): PR_SET_PDEATHSIG takes a signal number; the unused
+    // arguments are zero as prctl(2) asks.
+    syscall!(prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0))?;
+    // SAFETY: getppid has no preconditions and cannot fail.
+    Ok(unsafe { libc::getppid() } == parent)
+}
+
 /// How a child process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitStatus {
