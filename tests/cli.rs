@@ -502,3 +502,28 @@ fn settings_come_from_the_environment_and_flags_win() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_failed_start_d_leaves_no_pid_file_behind() {
+    let (_dir, pid_file, pid_path, _guard) = daemon_files();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let r = run_herald(&[
+        "start",
+        "-d",
+        "--pid-file",
+        &pid_path,
+        "--ws",
+        &port,
+        "--text",
+        "off",
+        "--http",
+        "off",
+    ]);
+    assert_ne!(r.code(), Some(0), "{r:?}");
+    assert!(!pid_file.exists(), "an empty pid file was left: {r:?}");
+    assert!(!pid_file.with_extension("addr").exists());
+    // So `stop` has nothing misleading to say.
+    let r = run_herald(&["stop", "--pid-file", &pid_path]);
+    assert!(!r.stderr.contains("names pid ,"), "{r:?}");
+}

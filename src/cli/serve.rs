@@ -16,7 +16,19 @@ pub fn run(mut cli: Cli) -> Result<(), String> {
     herald::log::set_level(cli.log_level);
     // Before anything is bound: a live daemon keeps its pid file.
     let mut pid_lock = daemon::lock_pid_file(&cli)?;
-    let log_file = daemon::log_file(&cli);
+    let res = run_locked(&cli, &mut pid_lock);
+    if cli.daemon {
+        // Ours (we hold the lock) whether the daemon stopped or the start
+        // failed before it detached: no empty pid file is left to confuse
+        // `stop`.
+        daemon::remove_files(&cli);
+    }
+    res
+}
+
+/// [`run`], once the pid file (under `-d`) is ours.
+fn run_locked(cli: &Cli, pid_lock: &mut Option<herald::sys::PidLock>) -> Result<(), String> {
+    let log_file = daemon::log_file(cli);
     if let Some(path) = &log_file {
         herald::log::to_file(path)
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
@@ -24,26 +36,23 @@ pub fn run(mut cli: Cli) -> Result<(), String> {
     // With workers: bound here once (a port in use fails now, port 0 is
     // resolved), closed, then bound by every worker with SO_REUSEPORT.
     let workers = cli.workers > 1;
-    let mut server = bind_server(&cli, &wanted(&cli), cli.reuse_port || workers, None)?;
+    let mut server = bind_server(cli, &wanted(cli), cli.reuse_port || workers, None)?;
     let listeners = server.listeners();
     let room = Descriptors::left_by(&mut server);
     // Under workers each binds its own listeners; this process serves none.
     let server = (!workers).then_some(server);
-    let warnings = security_warnings(&cli);
+    let warnings = security_warnings(cli);
     if cli.daemon {
-        daemon::detach(&cli, &warnings, &listeners, log_file.as_deref())?;
+        daemon::detach(cli, &warnings, &listeners, log_file.as_deref())?;
     }
-    log_start(&cli, &warnings, &listeners, &room);
+    log_start(cli, &warnings, &listeners, &room);
     let res = match server {
         Some(server) => serve(server),
-        None => supervise(&cli, &listeners, &mut pid_lock),
+        None => supervise(cli, &listeners, pid_lock),
     };
     match &res {
         Ok(()) => herald::log_info!("stopped"),
         Err(e) => herald::log_error!("{e}"),
-    }
-    if cli.daemon {
-        daemon::remove_files(&cli);
     }
     res
 }
