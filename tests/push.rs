@@ -333,14 +333,21 @@ fn every_bad_line_gets_an_error_and_the_connection_keeps_working() {
             "\"uid\" must be a string or a number",
         ),
         (b"{\"uid\":\"\"}", "empty uid"),
-        (b"{\"uids\":[]}", "empty uid"),
+        (b"{\"uids\":[]}", "\"uids\" is an empty list"),
+        (
+            b"{\"uids\":\"a\"}",
+            "\"uids\" must be a list of strings or numbers",
+        ),
+        (b"{\"all\":false}", "\"all\" must be true"),
+        (b"{\"count\":false}", "\"count\" must be true"),
+        (b"{\"auth\":\"t0ken\"}", "has no API token"),
         (b"{\"uids\":[\"ok\",null]}", "must be a string or a number"),
         (b"{\"uid\":\"o\xffk\"}", "not valid UTF-8"),
         (b"\xfe\xff", "not valid UTF-8"),
         (b"{\"uid\":\"ok\",\"all\":true}", "exactly one"),
         (b"{\"uid\":\"ok\",\"uids\":[\"ok\"]}", "exactly one"),
         (b"{\"online\":\"ok\",\"count\":true}", "exactly one"),
-        (b"{\"all\":1}", "expected true"),
+        (b"{\"all\":1}", "\"all\" must be true"),
     ];
     for (line, want) in cases {
         let mut raw = line.to_vec();

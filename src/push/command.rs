@@ -38,6 +38,14 @@ pub enum CommandError {
     BadUid(&'static str),
     EmptyUid,
     Ambiguous,
+    /// `"uids"` is not a list.
+    UidsNotList,
+    /// `"uids"` is an empty list.
+    NoUids,
+    /// `"all"` or `"count"` is valid JSON but not `true`.
+    NotTrue(&'static str),
+    /// `{"auth":...}` and nothing to do: this herald asks for no API token.
+    AuthNotNeeded,
 }
 
 impl std::fmt::Display for CommandError {
@@ -54,6 +62,14 @@ impl std::fmt::Display for CommandError {
             CommandError::Ambiguous => {
                 f.write_str("use exactly one of \"uid\", \"uids\", \"all\", \"online\", \"count\"")
             }
+            CommandError::UidsNotList => {
+                f.write_str("\"uids\" must be a list of strings or numbers")
+            }
+            CommandError::NoUids => f.write_str("\"uids\" is an empty list"),
+            CommandError::NotTrue(field) => write!(f, "\"{field}\" must be true"),
+            CommandError::AuthNotNeeded => f.write_str(
+                "this herald has no API token (--api-token-file): send commands without \"auth\"",
+            ),
         }
     }
 }
@@ -368,6 +384,7 @@ pub fn parse(raw: &[u8]) -> Result<Command<'_>, CommandError> {
     }
     let mut target: Option<(&'static str, Span)> = None;
     let mut ambiguous = false;
+    let mut auth = false;
     sc.object(1, &mut |sc, k, v| {
         let key = text_of(line, k)?;
         let field = match &*key {
@@ -376,6 +393,10 @@ pub fn parse(raw: &[u8]) -> Result<Command<'_>, CommandError> {
             "all" => "all",
             "online" => "online",
             "count" => "count",
+            "auth" => {
+                auth = true;
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         let _ = sc;
@@ -393,7 +414,13 @@ pub fn parse(raw: &[u8]) -> Result<Command<'_>, CommandError> {
         return Err(CommandError::Ambiguous);
     }
     let Some((field, v)) = target else {
-        return Err(CommandError::NoTarget);
+        // The text port asks for `{"auth":..}` only with a token set, and
+        // then it never reaches the parser.
+        return Err(if auth {
+            CommandError::AuthNotNeeded
+        } else {
+            CommandError::NoTarget
+        });
     };
     match field {
         "uid" => uid_of(line, v, "uid").map(Command::Push),
@@ -404,11 +431,13 @@ pub fn parse(raw: &[u8]) -> Result<Command<'_>, CommandError> {
             } else {
                 Command::Count
             }),
-            _ => Err(CommandError::Malformed("expected true", v.start)),
+            Kind::Str { .. } | Kind::Num | Kind::Other | Kind::Array => {
+                Err(CommandError::NotTrue(field))
+            }
         },
         _ => {
             let Kind::Array = v.kind else {
-                return Err(CommandError::BadUid("uids"));
+                return Err(CommandError::UidsNotList);
             };
             let mut uids = Vec::new();
             let mut inner = Scanner { b: raw, i: v.start };
@@ -426,7 +455,7 @@ pub fn parse(raw: &[u8]) -> Result<Command<'_>, CommandError> {
             })?;
             match bad {
                 Some(e) => Err(e),
-                None if uids.is_empty() => Err(CommandError::EmptyUid),
+                None if uids.is_empty() => Err(CommandError::NoUids),
                 None => Ok(Command::PushMany(uids)),
             }
         }
@@ -489,9 +518,13 @@ mod tests {
             (b"{\"uid\":[\"a\"]}", "must be a string or a number"),
             (b"{\"uid\":\"\"}", "empty uid"),
             (b"{\"uid\":\"a\",\"all\":true}", "exactly one"),
-            (b"{\"uids\":[]}", "empty uid"),
+            (b"{\"uids\":[]}", "\"uids\" is an empty list"),
+            (b"{\"uids\":\"a\"}", "\"uids\" must be a list"),
+            (b"{\"all\":false}", "\"all\" must be true"),
+            (b"{\"count\":false}", "\"count\" must be true"),
+            (b"{\"auth\":\"t\"}", "no API token"),
             (b"{\"uids\":[\"a\",{}]}", "must be a string"),
-            (b"{\"all\":1}", "expected true"),
+            (b"{\"all\":1}", "\"all\" must be true"),
         ];
         for (line, want) in cases {
             let err = parse(line).unwrap_err().to_string();
