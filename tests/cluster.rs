@@ -586,3 +586,21 @@ fn workers_end_with_their_supervisor_and_leave_its_pid_file_free() {
     wait_until("stopped", || !pid_alive(again));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn herald_own_redis_links_are_not_counted_as_clients() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let h = Herald::start(&["--redis", &redis.url(), "--redis-prefix", &prefix()]);
+    wait_until("redis: up", || h.stderr().contains("redis: up"));
+    // A few heartbeats (every 2 s) go to Redis meanwhile.
+    thread::sleep(Duration::from_millis(2_500));
+    let stats = h.stats();
+    // The /stats request itself is the one connection and the one write.
+    assert_eq!(stats["connections"], 1, "{stats}");
+    assert_eq!(stats["messages_out"], 0, "{stats}");
+    let listed = http_get(h.http_addr(), "/connections").json();
+    let rows = listed["connections"].as_array().expect("a list").clone();
+    assert!(rows.iter().all(|c| c["protocol"] != "outbound"), "{listed}");
+}

@@ -40,7 +40,8 @@ pub struct Context {
     pub(super) per_ip: PerIp,
     /// Repeatable events counted for the next operator report.
     pub(super) reports: Reports,
-    /// Open connections, all protocols (outbound ones included).
+    /// Open client connections, all protocols; outbound links (the
+    /// application's own, e.g. to Redis) are not counted.
     pub(super) open: usize,
     /// The tick by which a graceful stop ends, once one began.
     pub(super) stopping: Option<u32>,
@@ -131,7 +132,10 @@ impl Context {
             self.slow_consumer(idx);
             return false;
         }
-        self.stats.messages_out += 1;
+        if s.kind != Kind::Outbound {
+            // Client figures: an outbound link's commands are not messages out.
+            self.stats.messages_out += 1;
+        }
         let out = self.ordered_buf(idx);
         out.reserve(a.len() + b.len());
         out.extend_from_slice(a);
@@ -196,7 +200,10 @@ impl Context {
     pub fn connections(&self) -> impl Iterator<Item = ConnInfo<'_>> + '_ {
         self.io.slots.iter().enumerate().filter_map(|(idx, s)| {
             let id = ConnId::new(idx as u32, s.gen);
-            let protocol = self.protocol(id).filter(|_| s.live())?;
+            // Clients only: outbound links are the application's own.
+            let protocol = self
+                .protocol(id)
+                .filter(|p| s.live() && *p != Protocol::Outbound)?;
             Some(ConnInfo {
                 id,
                 protocol,
@@ -430,9 +437,13 @@ impl Context {
         self.hub.connections()
     }
 
-    /// Open connections, all protocols (outbound ones included).
+    /// Open client connections, all protocols; outbound links (the
+    /// application's own, e.g. to Redis) are not counted.
     pub fn open_connections(&self) -> usize {
-        self.open
+        // Outbound connections (the application's own links, Redis) are
+        // not clients: client figures leave them out.
+        let outbound = self.io.slots.iter().filter(|s| s.kind == Kind::Outbound);
+        self.open - outbound.count()
     }
 
     // ----- timers, outbound connections, deferred replies -----

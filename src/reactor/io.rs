@@ -172,6 +172,8 @@ impl Io {
         let mut written = 0;
         let mut failed = false;
         let last = s.flags.has(Flags::CLOSE_EXCHANGED);
+        // Client figures: an outbound link's writes are the application's.
+        let counted = s.kind != Kind::Outbound;
         if let Some(out) = s.out.as_mut() {
             while written < out.len() {
                 let rest = &out[written..];
@@ -183,7 +185,7 @@ impl Io {
                 match sent {
                     Ok(n) => {
                         written += n;
-                        stats.writes += 1;
+                        stats.writes += u64::from(counted);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -193,7 +195,9 @@ impl Io {
                     }
                 }
             }
-            stats.bytes_out += written as u64;
+            if counted {
+                stats.bytes_out += written as u64;
+            }
             if written < out.len() && !failed {
                 out.drain(..written);
                 if !s.flags.has(Flags::WANT_OUT) {

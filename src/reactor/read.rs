@@ -78,7 +78,9 @@ impl<A: App> Server<A> {
                     break;
                 }
             };
-            self.cx.stats.bytes_in += n as u64;
+            if P::CLIENT {
+                self.cx.stats.bytes_in += n as u64;
+            }
             let Server {
                 cx,
                 app,

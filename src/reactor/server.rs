@@ -295,7 +295,7 @@ impl<A: App> Server<A> {
             };
             log_info!(
                 "{name}: stopping, {} connection(s) to close within --shutdown-grace {} ms",
-                self.cx.open,
+                self.cx.open_connections(),
                 self.cx.limits.shutdown_grace_ms
             );
             self.begin_stop();

@@ -33,6 +33,9 @@ pub(super) trait Driver {
     /// end the event; reading goes on until EAGAIN or the loop's read budget
     /// runs out (`Server::readable`).
     const PIPELINED: bool = false;
+    /// Its connections are clients, counted in the client figures; an
+    /// outbound link (the application's own) is not.
+    const CLIENT: bool = true;
 
     /// `data` was read on `conn`, which is not closing.
     fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]);

@@ -14,6 +14,8 @@ use std::io;
 pub(crate) struct Outbound;
 
 impl Driver for Outbound {
+    const CLIENT: bool = false;
+
     fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
         let Conn { cx, app, idx, .. } = conn;
         let id = cx.io.id(idx);
