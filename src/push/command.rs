@@ -435,30 +435,33 @@ pub fn parse(raw: &[u8]) -> Result<Command<'_>, CommandError> {
                 Err(CommandError::NotTrue(field))
             }
         },
-        _ => {
-            let Kind::Array = v.kind else {
-                return Err(CommandError::UidsNotList);
-            };
-            let mut uids = Vec::new();
-            let mut inner = Scanner { b: raw, i: v.start };
-            let mut bad = None;
-            inner.array(1, &mut |_, item| {
-                match uid_of(line, item, "uids") {
-                    Ok(u) => uids.push(u),
-                    Err(e) => {
-                        if bad.is_none() {
-                            bad = Some(e);
-                        }
-                    }
+        _ => uids_of(line, raw, v).map(Command::PushMany),
+    }
+}
+
+/// The `"uids"` list `v` of `line` (`raw` is its bytes).
+fn uids_of<'a>(line: &'a str, raw: &'a [u8], v: Span) -> Result<Vec<Cow<'a, str>>, CommandError> {
+    let Kind::Array = v.kind else {
+        return Err(CommandError::UidsNotList);
+    };
+    let mut uids = Vec::new();
+    let mut inner = Scanner { b: raw, i: v.start };
+    let mut bad = None;
+    inner.array(1, &mut |_, item| {
+        match uid_of(line, item, "uids") {
+            Ok(u) => uids.push(u),
+            Err(e) => {
+                if bad.is_none() {
+                    bad = Some(e);
                 }
-                Ok(())
-            })?;
-            match bad {
-                Some(e) => Err(e),
-                None if uids.is_empty() => Err(CommandError::NoUids),
-                None => Ok(Command::PushMany(uids)),
             }
         }
+        Ok(())
+    })?;
+    match bad {
+        Some(e) => Err(e),
+        None if uids.is_empty() => Err(CommandError::NoUids),
+        None => Ok(uids),
     }
 }
 
