@@ -527,3 +527,52 @@ fn a_failed_start_d_leaves_no_pid_file_behind() {
     let r = run_herald(&["stop", "--pid-file", &pid_path]);
     assert!(!r.stderr.contains("names pid ,"), "{r:?}");
 }
+
+#[test]
+fn the_systemd_unit_reads_the_secret_files_in_place_so_reload_rotates_them() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/herald.service"
+    ))
+    .unwrap();
+    // LoadCredential= copies the files once at start: a reload would
+    // re-read the old copy.
+    let settings: String = unit.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(!settings.contains("LoadCredential"), "{unit}");
+    assert!(!settings.contains("CREDENTIALS_DIRECTORY"), "{unit}");
+    let readable: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("ReadOnlyPaths="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    for flag in ["--auth-secret-file", "--api-token-file"] {
+        let path = unit
+            .split(flag)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{flag} in the unit"));
+        assert!(
+            readable.iter().any(|dir| path.starts_with(dir)),
+            "{flag} {path} is not under ReadOnlyPaths= {readable:?}"
+        );
+    }
+    assert!(
+        unit.contains("ExecReload=/bin/kill -HUP $MAINPID"),
+        "{unit}"
+    );
+    // Where systemd's own checker is installed, the unit must pass it.
+    let analyze = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output();
+    if analyze.is_ok_and(|o| o.status.success()) {
+        let copy = std::env::temp_dir().join(format!("herald-unit-{}.service", unique()));
+        std::fs::write(&copy, unit.replace("/usr/local/bin/herald", herald_bin())).unwrap();
+        let r = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&copy)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&copy);
+        assert!(r.status.success(), "{r:?}");
+    }
+}
