@@ -89,11 +89,13 @@ sed -e "s|^\( *\)listen 443 ssl;|\1listen 127.0.0.1:$tls_port ssl;|" \
   -e "s|/etc/ssl/herald/fullchain\.pem|$tmp/fullchain.pem|" \
   -e "s|/etc/ssl/herald/privkey\.pem|$tmp/privkey.pem|" \
   -e "s|http://127\.0\.0\.1:1234;|http://127.0.0.1:$ws_port;|" \
+  -e "s|access_log /var/log/nginx/access\.log |access_log $tmp/access.log |" \
   deploy/nginx.conf >"$tmp/herald-site.conf"
 # Each substitution must have matched: otherwise this would test something
 # other than the committed file says (or bind 443 on every interface).
 grep -q "^ *listen 127\.0\.0\.1:$tls_port ssl;" "$tmp/herald-site.conf" &&
   grep -q "proxy_pass http://127\.0\.0\.1:$ws_port;" "$tmp/herald-site.conf" &&
+  grep -q "access_log $tmp/access\.log herald_no_query;" "$tmp/herald-site.conf" &&
   ! grep -v '^ *#' "$tmp/herald-site.conf" | grep -Eq '/etc/ssl/herald|listen (\[::\]:)?443 |127\.0\.0\.1:1234;' ||
   { echo "FAIL: deploy/nginx.conf no longer has the lines .ci/tls.sh substitutes" >&2; exit 1; }
 {
@@ -168,4 +170,24 @@ done
   exit 1
 }
 pass "nginx's access log holds the $upgrades WebSocket upgrades (101) and the $refusals refusal (503) it proxied"
+# A ?token= is a bearer secret: the access log keeps the path, not the query.
+.venv/bin/python -B - "$tls_port" "$tmp/fullchain.pem" <<'PY'
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.check_hostname = False
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])))) as s:
+    s.sendall(b"GET /?token=tls-check-secret-in-query HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    while s.recv(4096):
+        pass
+PY
+for _ in $(seq 30); do
+  grep -q 'GET / HTTP/1.1' "$tmp/access.log" && break
+  sleep 0.1
+done
+if grep -q 'tls-check-secret-in-query' "$tmp/access.log"; then
+  echo "FAIL: nginx's access log holds a ?token= value" >&2
+  exit 1
+fi
+grep -q 'GET / HTTP/1.1' "$tmp/access.log" || { echo "FAIL: the ?token= request was not logged at all" >&2; exit 1; }
+pass "nginx's access log keeps the path of a ?token= request and not the token"
 echo "tls: $(grep -c '^PASS' "$tmp/passes") passed, 0 failed in $(( $(date +%s) - started )) s"
