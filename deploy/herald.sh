@@ -2,7 +2,7 @@
 # herald under a minimal init (busybox init, a plain rc script, a container
 # entrypoint): runs it in the foreground and restarts it if it dies, with a
 # pause so a crash loop cannot spin. SIGTERM / SIGINT to this script stop
-# herald gracefully and end the loop.
+# herald gracefully and end the loop. A usage error (exit 2) ends it too.
 #
 #   deploy/herald.sh /usr/local/bin/herald --ws 0.0.0.0:1234 --read-buffer 16384 --send-pool 16
 #
@@ -28,6 +28,11 @@ while [ $stopping = 0 ]; do
   while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done
   child=
   [ $stopping = 1 ] && exit 0
+  # Exit 2 is a usage error (a bad flag or value): restarting cannot fix it.
+  if [ "$status" = 2 ]; then
+    echo "herald.sh: herald refused its command line (exit 2); not restarting" >&2
+    exit 2
+  fi
   echo "herald.sh: herald exited with status $status; restarting in 2 s" >&2
   sleep 2
 done

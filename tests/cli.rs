@@ -576,3 +576,22 @@ fn the_systemd_unit_reads_the_secret_files_in_place_so_reload_rotates_them() {
         assert!(r.status.success(), "{r:?}");
     }
 }
+
+#[test]
+fn the_shell_supervisor_stops_on_a_usage_error_instead_of_restarting() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/herald.sh");
+    let started = std::time::Instant::now();
+    let r = std::process::Command::new("timeout")
+        .args(["10", "sh", script, herald_bin(), "--bogus-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2), "{r:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "it restarted"
+    );
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("not restarting"),
+        "{r:?}"
+    );
+}
