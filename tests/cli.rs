@@ -595,3 +595,41 @@ fn the_shell_supervisor_stops_on_a_usage_error_instead_of_restarting() {
         "{r:?}"
     );
 }
+
+#[test]
+fn errors_name_the_flag_or_the_variable_the_operator_set() {
+    let herald = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = std::process::Command::new(herald_bin());
+        c.args(args).env_remove("HERALD_ROUTING");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let r = herald(&[("HERALD_MAX_LINE", "abc")], &[]);
+    assert_eq!(r.status.code(), Some(2), "{r:?}");
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert!(
+        err.contains("--max-line") && err.contains("set by HERALD_MAX_LINE"),
+        "{err}"
+    );
+    // The flag given on the command line is the one to blame.
+    let r = herald(&[("HERALD_MAX_LINE", "8")], &["--max-line", "abc"]);
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert!(!err.contains("set by"), "{err}");
+    // on/off as well as 1/0 for switches.
+    let r = herald(
+        &[("HERALD_ROUTING", "on")],
+        &["--ws", "127.0.0.1:0", "--text", "nonsense"],
+    );
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert!(
+        err.contains("--text") && !err.contains("HERALD_ROUTING"),
+        "{err}"
+    );
+    // A secret file that cannot be read names its flag.
+    let r = herald(&[], &["--auth-secret-file", "/nonexistent/herald-secret"]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert!(err.contains("--auth-secret-file: cannot read"), "{err}");
+}

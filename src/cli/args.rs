@@ -95,14 +95,28 @@ pub fn with_env(
             (None, _) => {}
             (Some(v), Kind::Value(_)) => out.extend([flag.long.to_string(), v]),
             (Some(v), _) => match v.as_str() {
-                "" | "0" | "false" | "no" => {}
-                "1" | "true" | "yes" => out.push(flag.long.to_string()),
-                other => return Err(format!("{name}: expected 1 or 0, got {other:?}")),
+                "" | "0" | "false" | "no" | "off" => {}
+                "1" | "true" | "yes" | "on" => out.push(flag.long.to_string()),
+                other => return Err(format!("{name}: expected 1 or 0 (on/off), got {other:?}")),
             },
         }
     }
     out.extend(rest.iter().cloned());
     Ok(out)
+}
+
+/// An error about a flag that no argument gave, only its `HERALD_<FLAG>`
+/// variable: says so, since the operator set the variable, not the flag.
+pub fn blame_env(error: String, args: &[String], env: impl Fn(&str) -> Option<String>) -> String {
+    let from_env = flags::all().find(|f| {
+        error.starts_with(f.long)
+            && !args.iter().any(|a| a == f.long)
+            && f.env_name().is_some_and(|name| env(&name).is_some())
+    });
+    match from_env.and_then(|f| f.env_name()) {
+        Some(name) => format!("{error} (set by {name})"),
+        None => error,
+    }
 }
 
 pub fn parse_args(args: &[String]) -> Result<Cli, String> {

@@ -17,14 +17,14 @@ use std::process::ExitCode;
 /// exit code 2 for a usage error, 1 for a failure.
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cli =
-        match args::with_env(&args, |k| std::env::var(k).ok()).and_then(|a| args::parse_args(&a)) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("herald: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let env = |k: &str| std::env::var(k).ok();
+    let cli = match args::with_env(&args, env).and_then(|a| args::parse_args(&a)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald: {}", args::blame_env(e, &args, env));
+            return ExitCode::from(2);
+        }
+    };
     let res = match cli.command.as_str() {
         "help" => {
             print!("{}", flags::help());

@@ -26,7 +26,11 @@ fn api_get(cli: &Cli, path: &str) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
         .map_err(|e| format!("herald is not answering on {addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let token = secrets::load(cli.push.api_token_file.as_deref(), "HERALD_API_TOKEN", 1)?;
+    let token = secrets::load(
+        ("--api-token-file", cli.push.api_token_file.as_deref()),
+        "HERALD_API_TOKEN",
+        1,
+    )?;
     let auth = token
         .and_then(|t| t.into_iter().last())
         .map(|t| format!("Authorization: Bearer {}\r\n", String::from_utf8_lossy(&t)))

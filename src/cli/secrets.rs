@@ -4,15 +4,18 @@
 use herald::auth;
 use std::path::Path;
 
-/// The secrets in `file`, else in the environment variable `var`, each at
-/// least `min_len` bytes; `None` when neither is set.
+/// The secrets in the file `flag` names, else in the environment variable
+/// `var`, each at least `min_len` bytes; `None` when neither is set. An
+/// error names the flag or the variable it came through.
 pub fn load(
-    file: Option<&Path>,
+    (flag, file): (&str, Option<&Path>),
     var: &str,
     min_len: usize,
 ) -> Result<Option<Vec<Vec<u8>>>, String> {
     match (file, std::env::var(var)) {
-        (Some(path), _) => auth::load_secrets(path, min_len).map(Some),
+        (Some(path), _) => auth::load_secrets(path, min_len)
+            .map(Some)
+            .map_err(|e| format!("{flag}: {e}")),
         (None, Ok(v)) => auth::check_secrets(auth::parse_secrets(&v), min_len)
             .map(Some)
             .map_err(|e| format!("{var}: {e}")),

@@ -60,13 +60,13 @@ fn run_locked(cli: &Cli, pid_lock: &mut Option<herald::sys::PidLock>) -> Result<
 /// The uid-token keys and API tokens, read before anything is bound.
 fn load_security(cli: &mut Cli) -> Result<(), String> {
     let keys = secrets::load(
-        cli.push.auth_secret_file.as_deref(),
+        ("--auth-secret-file", cli.push.auth_secret_file.as_deref()),
         "HERALD_AUTH_SECRET",
         auth::MIN_KEY,
     )?;
     cli.push.tokens = keys.map(|k| Verifier::new(k, cli.rules.clone()));
     let api = secrets::load(
-        cli.push.api_token_file.as_deref(),
+        ("--api-token-file", cli.push.api_token_file.as_deref()),
         "HERALD_API_TOKEN",
         auth::MIN_API_TOKEN,
     )?;
