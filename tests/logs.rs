@@ -122,3 +122,33 @@ fn the_log_level_filters_and_the_log_file_receives() {
     assert!(err.is_empty(), "logged to the file, not stderr: {err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn refusals_waiting_for_the_next_report_are_logged_at_stop() {
+    let mut h = Herald::start(&["--max-handshakes-per-ip", "1"]);
+    let mut kept = Vec::new();
+    let mut flood = |n: usize| {
+        for _ in 0..n {
+            let mut s = tcp(h.ws_addr());
+            let _ = s.write_all(upgrade_request(h.ws_addr()).as_bytes());
+            kept.push(s);
+        }
+    };
+    flood(3);
+    wait_until("the first report", || {
+        h.stderr().contains(" so far: HTTP 429")
+    });
+    // These wait for the next report, 10 s away: the stop must not lose them.
+    flood(5);
+    std::thread::sleep(Duration::from_millis(200));
+    h.terminate();
+    assert!(
+        h.wait_exit(Duration::from_secs(10)).is_some(),
+        "herald did not stop"
+    );
+    let err = h.stderr();
+    let last = err
+        .lines()
+        .find(|l| log_message(l).contains("since the last report"));
+    assert!(last.is_some_and(|l| l.contains("HTTP 429")), "{err}");
+}

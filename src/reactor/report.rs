@@ -89,17 +89,34 @@ impl Reports {
     /// enough (the first one at once). `now` is the wheel's tick, `nofile`
     /// the open-file limit in force.
     pub(super) fn report(&mut self, now: u32, nofile: u64, limits: &Limits) {
-        let r = self;
-        if !r.pending()
-            || r.last
-                .is_some_and(|at| now.wrapping_sub(at) < ms_to_ticks(REPORT_EVERY_MS))
+        if self
+            .last
+            .is_some_and(|at| now.wrapping_sub(at) < ms_to_ticks(REPORT_EVERY_MS))
         {
             return;
         }
-        let since = match r.last {
+        let since = match self.last {
             Some(_) => "in the last 10 s",
             None => "so far",
         };
+        self.write(now, nofile, limits, since);
+    }
+
+    /// Logs what is still counted as the server stops, whatever the time
+    /// since the last report: nothing counted is lost at stop.
+    pub(super) fn flush(&mut self, now: u32, nofile: u64, limits: &Limits) {
+        let since = match self.last {
+            Some(_) => "since the last report",
+            None => "so far",
+        };
+        self.write(now, nofile, limits, since);
+    }
+
+    fn write(&mut self, now: u32, nofile: u64, limits: &Limits, since: &str) {
+        let r = self;
+        if !r.pending() {
+            return;
+        }
         if r.fd_refused > 0 {
             log_warn!(
                 "out of file descriptors (open-file limit {}): refused {} connection(s) {since}",

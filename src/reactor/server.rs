@@ -179,6 +179,7 @@ impl<A: App> Server<A> {
             cx.reports.report(cx.io.now, cx.nofile.0, &cx.limits);
             if let Some(deadline) = self.cx.stopping {
                 if self.cx.open == 0 {
+                    self.final_report();
                     return Ok(());
                 }
                 if self.cx.io.now >= deadline {
@@ -186,6 +187,7 @@ impl<A: App> Server<A> {
                         self.cx.io.kill(idx, true);
                     }
                     self.reap();
+                    self.final_report();
                     return Ok(());
                 }
             }
@@ -221,6 +223,13 @@ impl<A: App> Server<A> {
         // on_close callbacks may have queued output or asked for connects.
         outbound::start(&mut self.cx, &mut self.app);
         self.cx.io.flush_dirty(&mut self.cx.stats);
+    }
+
+    /// What the operator reports still hold when the server stops: logged
+    /// now rather than lost with the process.
+    fn final_report(&mut self) {
+        let cx = &mut self.cx;
+        cx.reports.flush(cx.io.now, cx.nofile.0, &cx.limits);
     }
 
     /// Reports the binding changes queued by the callbacks that just ran
