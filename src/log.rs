@@ -48,6 +48,15 @@ impl Level {
 
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 
+/// The worker this process is under `--workers` (`usize::MAX`: none), named
+/// on each of its lines: workers share one log.
+static WORKER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+/// Names worker `index` on every line this process writes from now on.
+pub fn set_worker(index: usize) {
+    WORKER.store(index, Ordering::Relaxed);
+}
+
 /// The log file, when not stderr. Herald's loop is one thread; the lock is
 /// there for library users who log from others.
 static FILE: Mutex<Option<(PathBuf, File)>> = Mutex::new(None);
@@ -99,11 +108,11 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let line = format!(
-        "{} {} {args}\n",
-        timestamp(now.as_secs(), now.subsec_millis()),
-        level.name()
-    );
+    let at = timestamp(now.as_secs(), now.subsec_millis());
+    let line = match WORKER.load(Ordering::Relaxed) {
+        usize::MAX => format!("{at} {} {args}\n", level.name()),
+        w => format!("{at} {} worker {w}: {args}\n", level.name()),
+    };
     let mut g = FILE.lock().unwrap_or_else(|e| e.into_inner());
     // One write per line: O_APPEND keeps lines whole.
     let _ = match g.as_mut() {

@@ -308,6 +308,11 @@ fn workers_share_the_ports_and_one_killed_is_restarted() {
     wait_until("both joined", || {
         h.stderr().matches("redis: up").count() >= 2
     });
+    // Workers share one log: each line says which worker wrote it.
+    let log = h.stderr();
+    for w in ["worker 0: redis: up", "worker 1: redis: up"] {
+        assert!(log.contains(w), "{log}");
+    }
     // Enough connections that both workers hold some (the kernel spreads
     // them), all on one uid: every push reaches each exactly once.
     let mut tabs: Vec<Ws> = (0..16)

@@ -185,10 +185,11 @@ fn supervise(
         // In the worker: its copy of the pid file's descriptor goes,
         // so the lock is the supervisor's alone and dies with it.
         drop(pid_lock.take());
+        herald::log::set_worker(i);
         match bind_server(cli, listeners, true, Some(i)).and_then(serve) {
             Ok(()) => 0,
             Err(e) => {
-                herald::log_error!("worker {i}: {e}");
+                herald::log_error!("{e}");
                 1
             }
         }
