@@ -608,4 +608,7 @@ fn herald_own_redis_links_are_not_counted_as_clients() {
     let listed = http_get(h.http_addr(), "/connections").json();
     let rows = listed["connections"].as_array().expect("a list").clone();
     assert!(rows.iter().all(|c| c["protocol"] != "outbound"), "{listed}");
+    // Each node (each worker) lists only its own: the answer says whose.
+    assert!(listed["node"].is_string(), "{listed}");
+    assert_eq!(listed["worker"], 0, "{listed}");
 }

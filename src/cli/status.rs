@@ -122,6 +122,10 @@ pub fn status_text(v: &Value) -> String {
     }
     let nodes = v.get("nodes").and_then(Value::as_array);
     if let Some(nodes) = nodes.filter(|n| !n.is_empty()) {
+        let _ = writeln!(
+            out,
+            "  (the figures above are this node's and worker's alone; every node is below)"
+        );
         out.push('\n');
         nodes_table(nodes, &mut out);
     }
@@ -190,15 +194,28 @@ pub fn connections_text(v: &Value) -> String {
         );
     }
     let (total, listed) = (num(v, "total"), num(v, "listed"));
+    let noun = if total == 1 {
+        "connection"
+    } else {
+        "connections"
+    };
     if listed < total {
         let _ = writeln!(
             out,
-            "({} of {} connections listed; --limit N for more)",
+            "({} of {} {noun} listed; --limit N for more)",
             grouped(listed),
             grouped(total)
         );
     } else {
-        let _ = writeln!(out, "({} connections)", grouped(total));
+        let _ = writeln!(out, "({} {noun})", grouped(total));
+    }
+    if let Some(node) = v.get("node").and_then(Value::as_str) {
+        let _ = writeln!(
+            out,
+            "(these are node {node}, worker {}'s only: each node and each --workers worker \
+             lists its own; run again to reach another worker, `herald status` counts every node)",
+            num(v, "worker")
+        );
     }
     out
 }
@@ -244,5 +261,17 @@ mod tests {
         assert!(t.lines().nth(1).unwrap().contains("alice"), "{t}");
         assert!(t.contains("127.0.0.1:5000"), "{t}");
         assert!(t.contains("(1 of 3 connections listed"), "{t}");
+    }
+
+    #[test]
+    fn a_cluster_node_says_whose_connections_it_listed() {
+        let one = serde_json::json!({"total": 1, "listed": 1, "connections": []});
+        let text = connections_text(&one);
+        assert!(text.contains("(1 connection)"), "{text}");
+        assert!(!text.contains("worker"), "{text}");
+        let worker = serde_json::json!({"total": 2, "listed": 2, "node": "n1", "worker": 1, "connections": []});
+        let text = connections_text(&worker);
+        assert!(text.contains("node n1, worker 1's only"), "{text}");
+        assert!(text.contains("run again"), "{text}");
     }
 }

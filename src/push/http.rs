@@ -40,7 +40,8 @@ impl PushApp {
                         Err(_) => return json_error(400, "limit must be a whole number"),
                     },
                 };
-                Response::json(200, connections_json(cx, limit))
+                let node = self.router.cluster().map(|c| (c.node(), c.worker()));
+                Response::json(200, connections_json(cx, limit, node))
             }
             ("GET", "/metrics") => Response::new(
                 200,
@@ -132,7 +133,7 @@ fn respond(answer: Answer<'_>) -> Response {
 
 /// `{"total":N,"listed":M,"connections":[{"id":..,"protocol":"ws","peer":"ip:port",
 /// "uid":"u","age_s":12,"queued":0},...]}`: the first `limit` connections.
-fn connections_json(cx: &Context, limit: usize) -> String {
+fn connections_json(cx: &Context, limit: usize, node: Option<(&str, usize)>) -> String {
     use std::fmt::Write as _;
     let mut items = String::new();
     let mut listed = 0;
@@ -152,8 +153,16 @@ fn connections_json(cx: &Context, limit: usize) -> String {
         );
         listed += 1;
     }
+    // In a cluster, say whose connections these are: each node (each
+    // worker) lists only its own.
+    let whose = node.map_or(String::new(), |(node, worker)| {
+        format!(
+            ",\"node\":{},\"worker\":{worker}",
+            serde_json::Value::from(node)
+        )
+    });
     format!(
-        "{{\"total\":{},\"listed\":{listed},\"connections\":[{items}]}}",
+        "{{\"total\":{},\"listed\":{listed}{whose},\"connections\":[{items}]}}",
         cx.open_connections()
     )
 }
