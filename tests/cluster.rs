@@ -612,3 +612,29 @@ fn herald_own_redis_links_are_not_counted_as_clients() {
     assert!(listed["node"].is_string(), "{listed}");
     assert_eq!(listed["worker"], 0, "{listed}");
 }
+
+#[test]
+fn the_redis_password_comes_from_a_file_rotates_on_reload_and_may_be_percent_encoded() {
+    let Some(redis) = Redis::start_with(&["--requirepass", "s3cret pass@x"]) else {
+        return;
+    };
+    // Percent-encoded in the URL, as URLs need for a space or an `@`.
+    let url = format!("redis://:s3cret%20pass%40x@127.0.0.1:{}", redis.port);
+    let h = Herald::start(&["--redis", &url, "--redis-prefix", &prefix()]);
+    wait_until("it joined", || h.stderr().contains("redis: up"));
+    // From a file, off the command line; a wrong one first, then rotated.
+    let file = std::env::temp_dir().join(format!("herald-redis-pw-{}", unique()));
+    std::fs::write(&file, "not-it\n").unwrap();
+    let plain = format!("redis://127.0.0.1:{}", redis.port);
+    let path = file.to_str().unwrap();
+    let h = Herald::start(&["--redis", &plain, "--redis-password-file", path]);
+    wait_until("the login refused", || h.stderr().contains("WRONGPASS"));
+    assert!(!h.stderr().contains("redis: up"));
+    std::fs::write(&file, "s3cret pass@x\n").unwrap();
+    signal(h.pid(), libc::SIGHUP);
+    wait_until("the rotated password logs in", || {
+        h.stderr().contains("redis: up")
+    });
+    assert!(h.stderr().contains("the Redis password"), "{}", h.stderr());
+    let _ = std::fs::remove_file(&file);
+}

@@ -25,6 +25,8 @@ pub struct Cli {
     /// `--redis`, as given; resolved into `redis` at start.
     pub redis_url: Option<String>,
     pub redis: Option<herald::redis::RedisUrl>,
+    /// From `--redis-password-file` or `HERALD_REDIS_PASSWORD`, read at start.
+    pub redis_password: Option<String>,
     pub redis_prefix: String,
     pub redis_max_pending: usize,
     pub workers: usize,
@@ -50,6 +52,7 @@ impl Default for Cli {
             http_given: false,
             redis_url: None,
             redis: None,
+            redis_password: None,
             redis_prefix: "herald".into(),
             redis_max_pending: 1 << 20,
             workers: 1,
@@ -195,6 +198,7 @@ fn set(cli: &mut Cli, flag: &Flag, v: &str) -> Result<(), String> {
         "--trusted-proxy" => l.trusted_proxies.extend(parse_ips(name, v)?),
         "--redis" => cli.redis_url = Some(v.into()),
         "--redis-prefix" => cli.redis_prefix = v.into(),
+        "--redis-password-file" => cli.push.redis_password_file = Some(v.into()),
         "--redis-max-pending" => cli.redis_max_pending = parse_num(name, v)?,
         "--workers" => cli.workers = parse_num(name, v)?,
         "--pid-file" => cli.pid_file = v.into(),

@@ -155,6 +155,8 @@ const LISTED: &[(&str, &[Flag])] = &[
     ("SCALE OUT (see Several processes and machines in README.md):", &[
         value("--redis", "URL", "", "redis://[:PASSWORD@]HOST:PORT[/DB]: share uids,\n\
                                      pushes and counts with every node on that Redis"),
+        value("--redis-password-file", "PATH", "", "Redis password, first line (or\n\
+                                                    HERALD_REDIS_PASSWORD); re-read on reload"),
         value("--redis-prefix", "NAME", "herald", "key and channel prefix"),
         value("--redis-max-pending", "BYTES", "1048576", "commands awaiting Redis before pushes get\n\
                                                           an error"),

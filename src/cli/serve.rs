@@ -71,6 +71,15 @@ fn load_security(cli: &mut Cli) -> Result<(), String> {
         auth::MIN_API_TOKEN,
     )?;
     cli.push.api_tokens = api.map(|t| ApiTokens::new(&t));
+    // The Redis password: a file (re-read on reload) or the environment,
+    // never a flag value that `ps` shows; either wins over the URL's.
+    cli.redis_password = match &cli.push.redis_password_file {
+        Some(path) => Some(
+            herald::push::redis_password(path)
+                .map_err(|e| format!("--redis-password-file: {e}"))?,
+        ),
+        None => std::env::var("HERALD_REDIS_PASSWORD").ok(),
+    };
     Ok(())
 }
 
@@ -209,8 +218,12 @@ fn bind_server(
 ) -> Result<Server<PushApp>, String> {
     let mut push = cli.push.clone();
     if let Some(redis) = &cli.redis {
+        let mut redis = redis.clone();
+        if let Some(password) = &cli.redis_password {
+            redis.password = Some(password.clone());
+        }
         push.cluster = Some(ClusterConfig {
-            redis: redis.clone(),
+            redis,
             prefix: cli.redis_prefix.clone(),
             max_pending: cli.redis_max_pending,
             node: node_id(worker),

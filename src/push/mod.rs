@@ -60,6 +60,9 @@ pub struct PushConfig {
     pub auth_secret_file: Option<std::path::PathBuf>,
     /// Where `api_tokens` came from, re-read by [`PushApp::reload`].
     pub api_token_file: Option<std::path::PathBuf>,
+    /// Where the Redis password came from (`--redis-password-file`),
+    /// re-read by [`PushApp::reload`]: used from the next connection on.
+    pub redis_password_file: Option<std::path::PathBuf>,
     /// Join a cluster of nodes through Redis (`--redis`).
     pub cluster: Option<ClusterConfig>,
 }
@@ -100,6 +103,10 @@ impl PushApp {
             (Some(path), Some(_)) => Some(load_secrets(path, MIN_API_TOKEN)?),
             _ => None,
         };
+        let redis = match &self.config.redis_password_file {
+            Some(path) => Some(redis_password(path)?),
+            None => None,
+        };
         let mut done = Vec::new();
         if let (Some(v), Some(keys)) = (self.config.tokens.as_mut(), keys) {
             done.push(format!("{} uid-token key(s)", keys.len()));
@@ -108,6 +115,11 @@ impl PushApp {
         if let (Some(t), Some(new)) = (self.config.api_tokens.as_mut(), api) {
             done.push(format!("{} API token(s)", new.len()));
             *t = ApiTokens::new(&new);
+        }
+        if let Some(password) = redis {
+            if self.router.set_redis_password(password) {
+                done.push("the Redis password (used from the next connection)".into());
+            }
         }
         if done.is_empty() {
             return Ok("reload: no secret file to re-read".into());
@@ -255,6 +267,13 @@ fn prove(v: &Verifier, token: &str, max_uid: usize) -> Result<String, String> {
         Ok(c) => Ok(c.sub),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The Redis password in the first line of `path`.
+pub fn redis_password(path: &std::path::Path) -> Result<String, String> {
+    let lines = crate::auth::load_secrets(path, 1)?;
+    String::from_utf8(lines.into_iter().next().unwrap_or_default())
+        .map_err(|_| format!("{}: the Redis password is not UTF-8", path.display()))
 }
 
 /// Seconds since the Unix epoch, for token expiry.

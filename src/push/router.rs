@@ -116,6 +116,17 @@ impl Router {
         }
     }
 
+    /// A rotated Redis password (on reload); false without a cluster.
+    pub(super) fn set_redis_password(&mut self, password: String) -> bool {
+        match self {
+            Router::Local => false,
+            Router::Cluster(cl) => {
+                cl.set_password(Some(password));
+                true
+            }
+        }
+    }
+
     // ----- the services' own events -----
 
     /// The server runs: the services connect. `own` is this node's /stats,

@@ -87,6 +87,8 @@ pub struct NotUp;
 /// One connection to Redis and its reconnects.
 pub struct Link {
     addr: SocketAddr,
+    /// Whether the login selects the URL's DB (not on a pub/sub link).
+    select_db: bool,
     /// AUTH and SELECT, written first on every connection; encoded once.
     login: Vec<u8>,
     login_replies: u8,
@@ -99,6 +101,22 @@ pub struct Link {
     backoff: Backoff,
     failures: u32,
     reconnects: u64,
+}
+
+/// The commands that log in to `url` (AUTH, and SELECT when `select_db`),
+/// and how many replies they get.
+fn login_of(url: &RedisUrl, select_db: bool) -> (Vec<u8>, u8) {
+    let mut login = Vec::new();
+    let mut replies = 0;
+    if let Some(password) = &url.password {
+        resp::encode(&mut login, &[b"AUTH", password.as_bytes()]);
+        replies += 1;
+    }
+    if select_db && url.db != 0 {
+        resp::encode(&mut login, &[b"SELECT", url.db.to_string().as_bytes()]);
+        replies += 1;
+    }
+    (login, replies)
 }
 
 impl fmt::Debug for Link {
@@ -120,18 +138,10 @@ impl Link {
     /// selects the URL's DB (pub/sub ignores DBs). `seed` varies the
     /// backoff's jitter (from the process, the time, the node name).
     pub(super) fn new(url: &RedisUrl, select_db: bool, seed: u64) -> Link {
-        let mut login = Vec::new();
-        let mut login_replies = 0;
-        if let Some(password) = &url.password {
-            resp::encode(&mut login, &[b"AUTH", password.as_bytes()]);
-            login_replies += 1;
-        }
-        if select_db && url.db != 0 {
-            resp::encode(&mut login, &[b"SELECT", url.db.to_string().as_bytes()]);
-            login_replies += 1;
-        }
+        let (login, login_replies) = login_of(url, select_db);
         Link {
             addr: url.addr,
+            select_db,
             login,
             login_replies,
             state: State::Waiting { at: 0 },
@@ -142,6 +152,12 @@ impl Link {
             failures: 0,
             reconnects: 0,
         }
+    }
+
+    /// Logs in with `url`'s password (and DB) from the next connection on:
+    /// a password rotated on reload. The connection up now stays.
+    pub fn set_login(&mut self, url: &RedisUrl) {
+        (self.login, self.login_replies) = login_of(url, self.select_db);
     }
 
     /// Connected and logged in: commands can be sent.

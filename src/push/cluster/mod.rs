@@ -354,6 +354,14 @@ impl Cluster {
         }
     }
 
+    /// Logs in with `password` from the next connection on (a rotation on
+    /// reload); the links up now stay up.
+    pub(in crate::push) fn set_password(&mut self, password: Option<String>) {
+        self.cfg.redis.password = password;
+        self.cmd.link_mut().set_login(&self.cfg.redis);
+        self.sub.link_mut().set_login(&self.cfg.redis);
+    }
+
     /// Bytes sent to Redis and not yet answered (the command link's).
     pub(super) fn pending_bytes(&self) -> u64 {
         self.cmd.pending_bytes() as u64
