@@ -134,6 +134,7 @@ fn status_and_stop_without_a_server_fail_clearly() {
     let r = run_herald(&["status", "--http", &port]);
     assert_eq!(r.code(), Some(1), "{r:?}");
     assert!(r.stderr.contains("not answering"), "{r:?}");
+    assert!(!r.stderr.contains("herald: herald"), "said twice: {r:?}");
 
     let dir = TempDir::new();
     let pid_file = dir.path.join("none.pid");
@@ -632,4 +633,12 @@ fn errors_name_the_flag_or_the_variable_the_operator_set() {
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr).into_owned();
     assert!(err.contains("--auth-secret-file: cannot read"), "{err}");
+}
+
+#[test]
+fn status_after_stop_says_that_no_daemon_runs() {
+    let (_dir, _pid_file, pid_path, _guard) = daemon_files();
+    let r = run_herald(&["status", "--pid-file", &pid_path]);
+    assert_eq!(r.code(), Some(1), "{r:?}");
+    assert!(r.stderr.contains("no daemon runs with pid file"), "{r:?}");
 }

@@ -23,8 +23,19 @@ fn api_addr(cli: &Cli) -> Result<SocketAddr, String> {
 /// GET `path` from the running herald's API; the body, or why not.
 fn api_get(cli: &Cli, path: &str) -> Result<String, String> {
     let addr = api_addr(cli)?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("herald is not answering on {addr}: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| {
+        // After `herald stop` the pid file is gone: say that no daemon
+        // runs, rather than only that a default address is silent.
+        let daemon = if cli.http_given || std::path::Path::new(&cli.pid_file).exists() {
+            String::new()
+        } else {
+            format!(
+                "; no daemon runs with pid file {} (give --pid-file, or --http for a herald in the foreground)",
+                cli.pid_file
+            )
+        };
+        format!("not answering on {addr}: {e}{daemon}")
+    })?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let token = secrets::load(
         ("--api-token-file", cli.push.api_token_file.as_deref()),

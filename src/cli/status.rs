@@ -71,7 +71,7 @@ const SUMMARY: &[(&str, &str)] = &[
     ),
     (
         "delivery",
-        "{messages_in} messages in, {messages_out} out \
+        "messages {messages_in} in, {messages_out} out \
          ({bytes_in:bytes} in, {bytes_out:bytes} out); \
          {dropped} dropped, {slow_consumers_closed} slow consumers closed",
     ),
@@ -172,7 +172,7 @@ pub fn connections_text(v: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<12} {:<6} {:<40} {:<24} {:>10} {:>10}",
+        "{:<20} {:<6} {:<40} {:<24} {:>10} {:>10}",
         "ID", "PROTO", "PEER", "UID", "AGE", "QUEUED"
     );
     let list = v.get("connections").and_then(Value::as_array);
@@ -184,7 +184,8 @@ pub fn connections_text(v: &Value) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<12} {:<6} {:<40} {:<24} {:>10} {:>10}",
+            // 20: a connection id is a u64 (generation and slot).
+            "{:<20} {:<6} {:<40} {:<24} {:>10} {:>10}",
             num(c, "id"),
             text("protocol"),
             text("peer"),
