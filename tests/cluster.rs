@@ -610,7 +610,8 @@ fn herald_own_redis_links_are_not_counted_as_clients() {
     assert!(rows.iter().all(|c| c["protocol"] != "outbound"), "{listed}");
     // Each node (each worker) lists only its own: the answer says whose.
     assert!(listed["node"].is_string(), "{listed}");
-    assert_eq!(listed["worker"], 0, "{listed}");
+    // A lone process is no worker (not "worker 0", which --workers has).
+    assert!(listed["worker"].is_null(), "{listed}");
 }
 
 #[test]
@@ -637,4 +638,57 @@ fn the_redis_password_comes_from_a_file_rotates_on_reload_and_may_be_percent_enc
     });
     assert!(h.stderr().contains("the Redis password"), "{}", h.stderr());
     let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn a_daemon_node_is_named_with_its_own_pid() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("herald-node-{}-{}", std::process::id(), unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pid_file = dir.join("herald.pid");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let r = Command::new(herald_bin())
+        .args([
+            "start",
+            "-d",
+            "--redis",
+            &redis.url(),
+            "--redis-prefix",
+            &prefix(),
+        ])
+        .args([
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--ws",
+            "127.0.0.1:0",
+        ])
+        .args(["--text", "off", "--http", &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut stats = serde_json::Value::Null;
+    wait_until("the node's figures", || {
+        stats = http_get(port, "/stats").json();
+        stats["node"].is_string()
+    });
+    signal(pid, libc::SIGTERM);
+    wait_until("stopped", || !pid_alive(pid));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = stats["node"].as_str().unwrap();
+    // Not the pid of the process that forked it before it detached.
+    assert!(
+        node.ends_with(&format!("-{pid}")),
+        "node {node}, daemon pid {pid}"
+    );
+    assert!(stats["worker"].is_null(), "{stats}");
 }

@@ -227,7 +227,7 @@ fn bind_server(
             prefix: cli.redis_prefix.clone(),
             max_pending: cli.redis_max_pending,
             node: node_id(worker),
-            worker: worker.unwrap_or(0),
+            worker,
         });
     }
     let mut server = Server::new(cli.limits.clone(), PushApp::new(push))
@@ -257,13 +257,15 @@ fn serve(mut server: Server<PushApp>) -> Result<(), String> {
     server.run().map_err(|e| format!("event loop failed: {e}"))
 }
 
-/// This process's name in a cluster: host, pid and start time, so that a
+/// This process's name in a cluster: host, start time and worker (the pid is
+/// added at start, by the process that serves), so that a
 /// restarted worker is a new node.
 fn node_id(worker: Option<usize>) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
+    // The serving process's pid is appended when it starts (ClusterConfig).
     let w = worker.map_or(String::new(), |i| format!("-w{i}"));
-    format!("{}-{}{w}-{started:x}", host.trim(), std::process::id())
+    format!("{}-{started:x}{w}", host.trim())
 }

@@ -114,7 +114,11 @@ pub fn status_text(v: &Value) -> String {
             "DOWN"
         };
         rows.push(("redis", format!("{up}; {}", fill(REDIS, v))));
-        rows.push(("this node", format!("{node} (worker {})", num(v, "worker"))));
+        let worker = match v.get("worker").and_then(Value::as_u64) {
+            Some(w) => format!(" (worker {w})"),
+            None => String::new(),
+        };
+        rows.push(("this node", format!("{node}{worker}")));
     }
     let mut out = format!("herald, up {}\n", duration(num(v, "uptime_seconds")));
     for (label, text) in rows {
@@ -158,7 +162,11 @@ fn nodes_table(nodes: &[Value], out: &mut String) {
             *t += x;
         }
         let name = node.get("node").and_then(Value::as_str).unwrap_or("?");
-        let worker = num(node, "worker").to_string();
+        // A lone process is no worker: `-`, not a worker 0.
+        let worker = node
+            .get("worker")
+            .and_then(Value::as_u64)
+            .map_or("-".to_string(), |w| w.to_string());
         let [c, ok, fail, rss] = figures(f);
         row([name, &worker, &c, &ok, &fail, &rss]);
     }

@@ -133,7 +133,7 @@ fn respond(answer: Answer<'_>) -> Response {
 
 /// `{"total":N,"listed":M,"connections":[{"id":..,"protocol":"ws","peer":"ip:port",
 /// "uid":"u","age_s":12,"queued":0},...]}`: the first `limit` connections.
-fn connections_json(cx: &Context, limit: usize, node: Option<(&str, usize)>) -> String {
+fn connections_json(cx: &Context, limit: usize, node: Option<(&str, Option<usize>)>) -> String {
     use std::fmt::Write as _;
     let mut items = String::new();
     let mut listed = 0;
@@ -157,8 +157,9 @@ fn connections_json(cx: &Context, limit: usize, node: Option<(&str, usize)>) -> 
     // worker) lists only its own.
     let whose = node.map_or(String::new(), |(node, worker)| {
         format!(
-            ",\"node\":{},\"worker\":{worker}",
-            serde_json::Value::from(node)
+            ",\"node\":{},\"worker\":{}",
+            serde_json::Value::from(node),
+            serde_json::Value::from(worker)
         )
     });
     format!(

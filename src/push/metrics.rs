@@ -335,7 +335,7 @@ pub(super) fn stats_json(f: &Figures<'_>) -> String {
             out,
             ",\"node\":{},\"worker\":{}",
             serde_json::Value::from(c.node()),
-            c.worker()
+            serde_json::Value::from(c.worker())
         );
     }
     out.push('}');

@@ -57,10 +57,13 @@ pub struct ClusterConfig {
     /// Bytes of commands sent to Redis and not yet answered; past it, pushes
     /// get `error redis backlog full`.
     pub max_pending: usize,
-    /// This node's name (unique per process).
+    /// This node's name. The pid of the process that serves is appended
+    /// when the server starts (`NAME-PID`), so that each process's name is
+    /// its own and carries its real pid, a daemon's or a worker's too.
     pub node: String,
-    /// The worker index under `--workers` (0 otherwise), for /stats.
-    pub worker: usize,
+    /// The worker index under `--workers` (`None` for a lone process), for
+    /// /stats.
+    pub worker: Option<usize>,
 }
 
 /// Heartbeat period.
@@ -155,7 +158,7 @@ impl Cluster {
         &self.cfg.node
     }
 
-    pub(super) fn worker(&self) -> usize {
+    pub(super) fn worker(&self) -> Option<usize> {
         self.cfg.worker
     }
 
@@ -194,6 +197,10 @@ impl Cluster {
 
     /// Starts both connections (call once the reactor runs).
     pub(super) fn start(&mut self, cx: &mut Context) {
+        // Now, in the process that serves (after a daemon's or a worker's
+        // fork): its own pid.
+        self.cfg.node = format!("{}-{}", self.cfg.node, std::process::id());
+        self.names = Names::new(&self.cfg.prefix, &self.cfg.node);
         self.connect(cx, Side::Command);
         self.connect(cx, Side::Subscribed);
         cx.set_timer(HEARTBEAT_MS, T_HEARTBEAT);
