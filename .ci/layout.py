@@ -11,7 +11,8 @@ How it reads Rust (text, not a parser; enough for this tree):
 - `#[cfg(test)]` items (the `mod tests { .. }` beside the code) are skipped;
 - a file "uses" another when it names a path into it: `use crate::a::b`,
   `crate::a::B` in code, `super::x`, `self::x`, a child module's
-  `child::x`, grouped `use` trees included; `mod x;` declarations are not uses. A path resolves to the
+  `child::x`, grouped `use` trees included; `mod x;` declarations and
+  `pub(in path)` visibility are not uses. A path resolves to the
   deepest module file it names (`crate::reactor::Context` is a use of
   src/reactor/mod.rs, even if Context is defined deeper and re-exported).
 - the library (lib.rs) and the binary (main.rs) are separate crates; the
@@ -141,6 +142,8 @@ def paths_in(code):
     for m in re.finditer(r"\buse\s+([^;]+);", code):
         paths += expand_use(m.group(1))
     code = re.sub(r"\buse\s+[^;]+;", "", code)
+    # `pub(in crate::a)` restricts visibility; it does not use `a`.
+    code = re.sub(r"\bpub\s*\(\s*in\s+[\w:]+\s*\)", "pub", code)
     paths += re.findall(r"(?<![:\w])\w+(?:::\w+)+", code)
     return paths
 
