@@ -48,6 +48,24 @@ if ! rustup component list --installed | grep -q '^rust-src' && ! rustup compone
 fi
 small_bin() { echo "target/small/$1/embedded/herald"; }
 
+# README.md's small-device table must say what this run measures (within
+# 5%: a figure that drifted further fails here instead of misleading a
+# reader): its row for target $1 gives KiB for the plain and small builds.
+readme_sizes_match() {
+  local row kib
+  row=$(grep -E "^\| $1 \|" README.md) || { echo "FAILED: README.md's small-device table has no row for $1"; exit 1; }
+  for pair in "2:$2" "3:$3"; do
+    local col=${pair%%:*} bytes=${pair#*:}
+    [ "$bytes" = - ] && continue
+    kib=$(echo "$row" | awk -F'|' -v c=$((col + 1)) '{gsub(/[^0-9]/, "", $c); print $c}')
+    local measured=$((bytes / 1024))
+    if [ -z "$kib" ] || [ $((kib * 100)) -lt $((measured * 95)) ] || [ $((kib * 100)) -gt $((measured * 105)) ]; then
+      echo "FAILED: README.md says ${kib:-nothing} KiB for $1 (column $col), this build is $measured KiB: update the small-device table"
+      exit 1
+    fi
+  done
+}
+
 step "static builds (cargo build --profile embedded)"
 printf '%-34s %14s %14s\n' target plain small
 for t in "${have[@]}"; do
@@ -60,6 +78,7 @@ for t in "${have[@]}"; do
     small=$(stat -c %s "$(small_bin "$t")")
   fi
   printf '%-34s %14s %14s\n' "$t" "$plain" "$small"
+  readme_sizes_match "$t" "$plain" "$small"
 done
 
 if has x86_64-unknown-linux-musl && [ $small_ok = 1 ]; then

@@ -642,3 +642,19 @@ fn status_after_stop_says_that_no_daemon_runs() {
     assert_eq!(r.code(), Some(1), "{r:?}");
     assert!(r.stderr.contains("no daemon runs with pid file"), "{r:?}");
 }
+
+#[test]
+fn the_start_log_sums_up_the_security_settings() {
+    let h = Herald::start(&["--routing", "--allow-origin", "https://app.example"]);
+    wait_until("the summary", || h.stderr().contains("INFO security: "));
+    let log = h.stderr();
+    let line = log.lines().find(|l| l.contains("INFO security: ")).unwrap();
+    for want in [
+        "uid tokens not required (demo mode)",
+        "no API token",
+        "browsers from https://app.example only",
+        "--routing on",
+    ] {
+        assert!(line.contains(want), "{want:?} in {line}");
+    }
+}

@@ -99,6 +99,29 @@ fn security_warnings(cli: &Cli) -> Vec<String> {
     w
 }
 
+/// The security settings in one line, so that the log says what is on as
+/// well as what is missing.
+fn security_summary(cli: &Cli) -> String {
+    let tokens = match cli.push.tokens {
+        Some(_) => "uid tokens required",
+        None => "uid tokens not required (demo mode)",
+    };
+    let api = match cli.push.api_tokens {
+        Some(_) => "API token required on the text port and HTTP API",
+        None => "no API token on the text port and HTTP API",
+    };
+    let origins = match cli.push.allow_origins.as_slice() {
+        [] => "browsers from any origin".to_string(),
+        list => format!("browsers from {} only", list.join(", ")),
+    };
+    let routing = if cli.push.routing {
+        "--routing on: clients may message any uid and everyone"
+    } else {
+        "client routing off"
+    };
+    format!("{tokens}; {api}; {origins}; {routing}")
+}
+
 /// The listeners that are not `off`.
 fn wanted(cli: &Cli) -> Vec<(Protocol, SocketAddr)> {
     [
@@ -153,6 +176,7 @@ fn log_start(
     for w in warnings {
         herald::log_warn!("{w}");
     }
+    herald::log_info!("security: {}", security_summary(cli));
     let l = &cli.limits;
     herald::log_info!(
         "limits: max-connections {}, max-per-ip {}, max-handshakes-per-ip {}, max-queued {} B, max-message {} B, idle-timeout {} s",
