@@ -658,3 +658,33 @@ fn the_start_log_sums_up_the_security_settings() {
         assert!(line.contains(want), "{want:?} in {line}");
     }
 }
+
+/// Run by `a_skipped_test_says_so_in_plain_cargo_test_output` in a child
+/// process; does nothing in a normal run.
+#[test]
+fn skip_probe() {
+    if std::env::var_os("HERALD_SKIP_PROBE").is_some() {
+        skip("the probe tool");
+    }
+}
+
+#[test]
+fn a_skipped_test_says_so_in_plain_cargo_test_output() {
+    // This test binary again, as `cargo test` runs it: output captured.
+    let r = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "skip_probe", "--test-threads", "1"])
+        .env("HERALD_SKIP_PROBE", "1")
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&r.stdout),
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(
+        shown.contains("SKIPPED skip_probe: did not run, needs the probe tool"),
+        "a skip hidden by the harness's capture:\n{shown}"
+    );
+}
