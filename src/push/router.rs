@@ -108,10 +108,11 @@ impl Router {
             Request::Online(uid) => cl.online(cx, uid, to),
             Request::Count => cl.count(cx, to),
             Request::Push(push, uids) => {
-                let n = if cl.keeps_history() {
+                let n = if cl.keeps_history() && cl.command_up() {
                     // Delivered here too when Redis hands it back with its
-                    // offset: counted now, as it will reach them.
-                    count_here(cx, uids)
+                    // offset, and counted then, in PUBLISH's count. (Redis
+                    // away: delivered here at once, as not kept.)
+                    0
                 } else {
                     deliver_here(cx, None, uids, text, stats.v1_connections > 0)
                 };
@@ -303,13 +304,5 @@ fn deliver_here(
     match uids {
         Some(uids) => uids.iter().map(|u| one(cx, Stream::Uid(u))).sum(),
         None => one(cx, Stream::All),
-    }
-}
-
-/// The connections here that a push to `uids` (`None`: everyone) reaches.
-fn count_here(cx: &Context, uids: Option<&[Cow<'_, str>]>) -> usize {
-    match uids {
-        Some(uids) => uids.iter().map(|u| cx.connections_of(u)).sum(),
-        None => cx.bound_connections(),
     }
 }

@@ -65,6 +65,9 @@ impl Cluster {
                 Some(uid) => cx.is_online(uid),
                 None => cx.bound_connections() > 0,
             } || self.leaving.contains(self.channel.as_slice());
+            // With history this node delivers what Redis hands back: its
+            // own receivers count like the others.
+            let ours = ours && !self.keeps_history();
             let tag = Pending::Publish { agg: id, ours };
             let sent = if self.keeps_history() {
                 self.add(uid, text, tag)

@@ -29,6 +29,11 @@ use crate::xorshift;
 const RECORD_TTL_S: u64 = 86_400;
 
 impl Cluster {
+    /// The command link is up: pushes can be kept.
+    pub(in crate::push) fn command_up(&self) -> bool {
+        self.cmd.link().is_up()
+    }
+
     /// History is kept in Redis.
     pub(in crate::push) fn keeps_history(&self) -> bool {
         self.history.enabled()
