@@ -124,9 +124,9 @@ impl Cluster {
         names: &Names,
         stats: &mut ClusterStats,
         resumes: &mut Resumes,
+        head: &mut Vec<u8>,
         kept: bool,
-        channel: &[u8],
-        payload: &[u8],
+        (channel, payload): (&[u8], &[u8]),
     ) {
         let Some((origin, rest)) = split_line(payload) else {
             return;
@@ -163,14 +163,15 @@ impl Cluster {
             return;
         };
         stats.received += 1;
-        let ((epoch, offset), mut head) = (position, Vec::new());
+        let (epoch, offset) = position;
+        head.clear();
         if resumes.resuming() {
             resumes.keep_live(stream, epoch, offset, text);
         }
-        stream::write_head(&mut head, stream, epoch, offset);
+        stream::write_head(head, stream, epoch, offset);
         match stream {
-            Stream::All => cx.broadcast_with(text, Some(&head)),
-            Stream::Uid(uid) => cx.send_to_uid_with(uid, text, Some(&head)),
+            Stream::All => cx.broadcast_with(text, Some(head)),
+            Stream::Uid(uid) => cx.send_to_uid_with(uid, text, Some(head)),
         };
     }
 }

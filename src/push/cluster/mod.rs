@@ -125,6 +125,8 @@ pub(super) struct Cluster {
     /// A push's channel and payload, built in buffers kept between pushes.
     channel: Vec<u8>,
     payload: Vec<u8>,
+    /// A herald.v1 head of a message heard, in a buffer kept too.
+    head: Vec<u8>,
     /// The cluster's counters (the links keep their own: `pending_bytes`,
     /// `reconnects`).
     pub(super) stats: ClusterStats,
@@ -153,6 +155,7 @@ impl Cluster {
             leaving: HashSet::new(),
             channel: Vec::new(),
             payload: Vec::new(),
+            head: Vec::new(),
             stats: ClusterStats::default(),
             own_stats: String::new(),
             history,
@@ -277,10 +280,12 @@ impl Cluster {
             Side::Subscribed => {
                 let (names, stats, leaving) = (&self.names, &mut self.stats, &mut self.leaving);
                 let (resumes, kept) = (&mut self.resumes, self.history.enabled());
+                let head = &mut self.head;
                 let mut pongs = 0;
                 let read = self.sub.handle_data(data, |push| match push {
                     Push::Message { channel, payload } => {
-                        Cluster::deliver(cx, names, stats, resumes, kept, channel, payload);
+                        let heard = (channel, payload);
+                        Cluster::deliver(cx, names, stats, resumes, head, kept, heard);
                     }
                     Push::Unsubscribed { channel, .. } => {
                         leaving.remove(channel);
