@@ -29,6 +29,8 @@ pub(super) struct ListenerInfo {
     pub(super) protocol: Protocol,
     addr: SocketAddr,
     pub(super) slot: u32,
+    /// Shared with other processes (adopted), registered EPOLLEXCLUSIVE.
+    shared: bool,
 }
 
 /// Stops a running server from another thread. The eventfd it signals stays
@@ -156,6 +158,7 @@ impl<A: App> Server<A> {
             protocol,
             addr: bound,
             slot: idx,
+            shared,
         });
         Ok(bound)
     }
@@ -348,7 +351,9 @@ impl<A: App> Server<A> {
         match s.kind {
             Kind::Free => {}
             Kind::Listener => {
-                self.accept(s.listener);
+                let li = s.listener;
+                self.accept(li);
+                self.requeue(li);
             }
             Kind::Signal => self.signal(s.fd),
             Kind::Waker => {
@@ -363,6 +368,28 @@ impl<A: App> Server<A> {
             Kind::Text => self.ready::<Text>(idx, ev.events),
             Kind::Http => self.ready::<Http>(idx, ev.events),
             Kind::Outbound => self.ready::<Outbound>(idx, ev.events),
+        }
+    }
+
+    /// Sends a shared listener to the back of the line after its wake-up.
+    /// The kernel wakes the first idle process registered on it
+    /// (EPOLLEXCLUSIVE), which would take every connection while it keeps
+    /// up and leave the other workers idle; registering again puts this
+    /// one last, so that connections go round the idle workers. Nothing is
+    /// missed meanwhile: the queue is the socket's, and registering looks
+    /// at it at once.
+    fn requeue(&mut self, li: u8) {
+        let Some(l) = self.listeners.get(li as usize).filter(|l| l.shared) else {
+            return;
+        };
+        let io = &self.cx.io;
+        let fd = io.slots[l.slot as usize].fd;
+        let _ = io.epoll.delete(fd);
+        if let Err(e) = io.epoll.add_exclusive(fd, io.id(l.slot).as_u64()) {
+            log_error!(
+                "{} listener: cannot register it again: {e}; not accepting here any more",
+                l.protocol.name()
+            );
         }
     }
 

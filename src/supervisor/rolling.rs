@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_replacement_dying_before_it_is_ready_ends_the_restart() {
-        let (mut pool, mut r) = setup(2);
+        let (pool, mut r) = setup(2);
         r.request(&pool).unwrap();
         r.next(&pool, 0);
         r.started(20, 0);
