@@ -155,10 +155,11 @@ struct Descriptors {
 
 impl Descriptors {
     /// What is left once herald's own descriptors (listeners, epoll, the
-    /// spare one, standard streams; the signalfd comes next) are counted.
+    /// spare one, standard streams; the two signalfds come next) are
+    /// counted.
     fn left_by(server: &mut Server<PushApp>) -> Descriptors {
         let (soft, hard) = server.context().nofile_limit();
-        let own = herald::sys::open_descriptors().unwrap_or(16) + 1;
+        let own = herald::sys::open_descriptors().unwrap_or(16) + 2;
         Descriptors {
             soft,
             hard,
