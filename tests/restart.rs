@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::v1;
 use common::*;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -71,11 +72,22 @@ impl Daemon {
     /// its `--pid-file`.
     fn run(&self, args: &[&str]) -> Output {
         let pid_file = self.dir.join("herald.pid");
-        Command::new(self.dir.join("herald"))
-            .args(args)
-            .args(["--pid-file", pid_file.to_str().unwrap()])
-            .output()
-            .unwrap()
+        let mut tries = 0;
+        loop {
+            let out = Command::new(self.dir.join("herald"))
+                .args(args)
+                .args(["--pid-file", pid_file.to_str().unwrap()])
+                .output();
+            match out {
+                // A binary copied while another test thread forks can be
+                // held open for writing by that child for an instant.
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    thread::sleep(Duration::from_millis(20));
+                }
+                out => return out.unwrap(),
+            }
+        }
     }
 
     fn log(&self) -> String {
@@ -380,4 +392,114 @@ fn sigusr2_to_a_lone_herald_is_logged_and_ignored() {
     });
     h.assert_still_serving();
     assert!(!h.stderr().contains("draining"), "{}", h.stderr());
+}
+
+/// Pushes `lines` through the text port at `addr`, one request at a time,
+/// reconnecting when a draining worker closes the connection: a line that
+/// got no reply was not read, and is sent again.
+fn push_through_restarts(addr: SocketAddr, lines: &[String], pause: Duration) {
+    let mut t = TextClient::connect(addr);
+    for line in lines {
+        loop {
+            let sent = t.try_send(line);
+            match t.try_reply().ok().flatten().filter(|_| sent) {
+                Some(_) => break,
+                None => t = TextClient::connect(addr),
+            }
+        }
+        thread::sleep(pause);
+    }
+}
+
+#[test]
+fn a_restart_during_pushes_loses_nothing_for_resuming_clients() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let prefix = format!("r{}", unique());
+    let url = redis.url();
+    let d = Daemon::start(
+        "resume",
+        &[
+            "--redis",
+            &url,
+            "--redis-prefix",
+            &prefix,
+            "--workers",
+            "2",
+            "--restart-drain",
+            "1000",
+            "--history",
+            "10000",
+        ],
+    );
+    wait_until("both workers joined", || {
+        d.log().matches("redis: up").count() >= 2
+    });
+    const CLIENTS: usize = 8;
+    const PUSHES: usize = 800;
+    let lines: Vec<String> = (0..PUSHES)
+        .map(|n| match n % 50 {
+            0 => format!(r#"{{"all":true,"n":{n}}}"#),
+            _ => format!(r#"{{"uid":"c{}","n":{n}}}"#, n % CLIENTS),
+        })
+        .collect();
+    // What each client must end with: its pushes and every broadcast.
+    let expected = |i: usize| -> Vec<u64> {
+        (0..PUSHES)
+            .filter(|n| n % 50 == 0 || n % CLIENTS == i)
+            .map(|n| n as u64)
+            .collect()
+    };
+    let (ws, done) = (d.ws, Arc::new(AtomicBool::new(false)));
+    let readers: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (want, done) = (expected(i), done.clone());
+            thread::spawn(move || {
+                let mut c = v1::Client::new(&format!("c{i}"));
+                c.connect(ws);
+                let (mut got, mut reconnects) = (Vec::new(), 0);
+                let end = Instant::now() + Duration::from_secs(60);
+                while got.len() < want.len() && Instant::now() < end {
+                    match c.try_read() {
+                        Ok(Some(m)) => {
+                            let v: serde_json::Value = serde_json::from_str(&m.text).unwrap();
+                            got.push(v["n"].as_u64().unwrap());
+                        }
+                        Ok(None) => {}
+                        Err(_) if done.load(Ordering::Relaxed) && got.len() >= want.len() => {}
+                        Err(_) => {
+                            reconnects += 1;
+                            thread::sleep(Duration::from_millis(50));
+                            c.connect(ws);
+                        }
+                    }
+                }
+                got.sort();
+                (got, want, reconnects)
+            })
+        })
+        .collect();
+    let mut t = TextClient::connect(d.text);
+    for i in 0..CLIENTS {
+        t.wait_online(&format!("c{i}"), 1);
+    }
+    let text = d.text;
+    let pusher = thread::spawn(move || {
+        push_through_restarts(text, &lines, Duration::from_millis(8));
+    });
+    thread::sleep(Duration::from_millis(300));
+    let out = d.run(&["restart"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_until("the restart is done", || d.log().contains("restart: done"));
+    pusher.join().unwrap();
+    done.store(true, Ordering::Relaxed);
+    let mut total_reconnects = 0;
+    for r in readers {
+        let (got, want, reconnects) = r.join().unwrap();
+        assert_eq!(got, want, "every message once (log:\n{})", d.log());
+        total_reconnects += reconnects;
+    }
+    // Every client was on a worker that was replaced.
+    assert!(total_reconnects >= CLIENTS, "{total_reconnects} reconnects");
 }

@@ -4,124 +4,13 @@
 mod common;
 
 use common::redis::Redis;
+use common::v1::Client;
 use common::*;
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
-
-/// One message of a stream as a herald.v1 client reads it.
-#[derive(Debug, PartialEq, Eq)]
-struct Msg {
-    stream: String,
-    epoch: String,
-    offset: u64,
-    text: String,
-}
-
-/// A herald.v1 client that remembers its positions, as docs/resume.md
-/// says a client does, and checks that offsets follow with no gap.
-struct Client {
-    uid: String,
-    ws: Option<Ws>,
-    /// stream -> (epoch, offset) of the last `s` or `m` line.
-    at: HashMap<String, (String, u64)>,
-    /// The `s` lines of the last hello: stream -> status.
-    statuses: HashMap<String, String>,
-}
-
-impl Client {
-    fn new(uid: &str) -> Client {
-        Client {
-            uid: uid.into(),
-            ws: None,
-            at: HashMap::new(),
-            statuses: HashMap::new(),
-        }
-    }
-
-    /// Connects to `addr` with the subprotocol, says hello with the
-    /// positions held, and reads the two `s` lines (replays may follow).
-    fn connect(&mut self, addr: SocketAddr) {
-        let mut req = format!("ws://{addr}/").into_client_request().unwrap();
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", "herald.v1".parse().unwrap());
-        let (mut ws, resp) = tungstenite::client(req, tcp(addr)).expect("v1 handshake");
-        assert_eq!(resp.headers()["sec-websocket-protocol"], "herald.v1");
-        let since: serde_json::Map<String, serde_json::Value> = self
-            .at
-            .iter()
-            .map(|(s, (e, o))| (s.clone(), format!("{e}:{o}").into()))
-            .collect();
-        let hello = serde_json::json!({"uid": self.uid, "since": since});
-        send_text(&mut ws, &hello.to_string());
-        self.ws = Some(ws);
-        self.statuses.clear();
-    }
-
-    /// The next line: an `s` line is taken in (and `None` returned), an
-    /// `m` line checked against the position and returned.
-    fn read(&mut self) -> Option<Msg> {
-        let text = recv_text(self.ws.as_mut().expect("connected"));
-        if let Some(s) = text.strip_prefix("s ") {
-            let f: Vec<&str> = s.split(' ').collect();
-            assert_eq!(f.len(), 4, "{text:?}");
-            self.at
-                .insert(f[0].into(), (f[1].into(), f[2].parse().unwrap()));
-            self.statuses.insert(f[0].into(), f[3].into());
-            return None;
-        }
-        let (head, body) = text.split_once('\n').unwrap_or_else(|| panic!("{text:?}"));
-        let f: Vec<&str> = head
-            .strip_prefix("m ")
-            .expect("an m line")
-            .split(' ')
-            .collect();
-        let m = Msg {
-            stream: f[0].into(),
-            epoch: f[1].into(),
-            offset: f[2].parse().unwrap(),
-            text: body.into(),
-        };
-        let (epoch, last) = self.at.get(&m.stream).cloned().expect("s line first");
-        assert_eq!(
-            (&m.epoch, m.offset),
-            (&epoch, last + 1),
-            "gap or duplicate: {m:?}"
-        );
-        self.at
-            .insert(m.stream.clone(), (m.epoch.clone(), m.offset));
-        Some(m)
-    }
-
-    /// The next `m` line's text (taking `s` lines in on the way).
-    fn next_text(&mut self) -> String {
-        loop {
-            if let Some(m) = self.read() {
-                return m.text;
-            }
-        }
-    }
-
-    /// Reads until both `s` lines are in.
-    fn statuses(&mut self) -> (String, String) {
-        let own = format!("u:{}", self.uid);
-        while !(self.statuses.contains_key(&own) && self.statuses.contains_key("all")) {
-            assert!(self.read().is_none(), "a message before the s lines");
-        }
-        (self.statuses[&own].clone(), self.statuses["all"].clone())
-    }
-
-    /// Drops the connection abruptly (a reset).
-    fn reset(&mut self) {
-        if let Some(ws) = self.ws.take() {
-            set_linger_zero(ws.get_ref());
-        }
-    }
-}
 
 fn push(h: &Herald, uid: &str, n: u32) -> String {
     h.push(&format!(r#"{{"uid":"{uid}","n":{n}}}"#))

@@ -16,6 +16,7 @@ pub use tungstenite::Message;
 
 mod raw_ws;
 pub mod redis;
+pub mod v1;
 #[allow(unused_imports)] // each test file uses its own subset
 pub use raw_ws::*;
 #[allow(unused_imports)] // each test file uses its own subset
@@ -542,6 +543,13 @@ impl TextClient {
         b.extend_from_slice(line.as_bytes());
         b.push(b'\n');
         self.send_raw(&b);
+    }
+
+    /// [`TextClient::send`], saying whether the write went through.
+    pub fn try_send(&mut self, line: &str) -> bool {
+        self.stream
+            .write_all(format!("{line}\n").as_bytes())
+            .is_ok()
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
