@@ -27,6 +27,9 @@ pub(super) struct Io {
     dirty: Vec<u32>,
     /// Slots whose socket is closed, to reap at the end of the iteration.
     pub(super) dead: Vec<u32>,
+    /// Paused slots that may read again: resumed by the application, or
+    /// their output went out. The loop looks at each (`Server::resume`).
+    pub(super) wake: Vec<u32>,
     #[allow(clippy::vec_box)] // boxes move into slots as thin pointers
     pool: Vec<Box<Vec<u8>>>,
     pub(super) wheel: Wheel,
@@ -53,6 +56,7 @@ impl Io {
             free: Vec::new(),
             dirty: Vec::new(),
             dead: Vec::new(),
+            wake: Vec::new(),
             pool: Vec::new(),
             wheel: Wheel::new(now),
             start_ms: sys::monotonic_ms(),
@@ -174,6 +178,12 @@ impl Io {
         let last = s.flags.has(Flags::CLOSE_EXCHANGED);
         // Client figures: an outbound link's writes are the application's.
         let counted = s.kind != Kind::Outbound;
+        if s.flags.has(Flags::PAUSED) {
+            // Output going out may bring a paused connection below its
+            // low-water mark: the loop looks (spurious entries are cheap).
+            self.wake.push(idx);
+        }
+        let s = &mut self.slots[idx as usize];
         if let Some(out) = s.out.as_mut() {
             while written < out.len() {
                 let rest = &out[written..];

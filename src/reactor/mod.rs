@@ -38,6 +38,7 @@ mod id;
 mod inputs;
 mod io;
 mod message;
+mod pause;
 mod per_ip;
 mod proto;
 mod rate;

@@ -169,6 +169,7 @@ impl<A: App> Server<A> {
             }
             self.events = events;
             self.run_timers();
+            self.resume_paused();
             outbound::start(&mut self.cx, &mut self.app);
             self.report_uid_events();
             let before = sys::monotonic_ms();
@@ -195,6 +196,10 @@ impl<A: App> Server<A> {
     }
 
     fn poll_timeout(&self) -> i32 {
+        if !self.cx.io.wake.is_empty() {
+            // Paused connections to look at (their output just went out).
+            return 0;
+        }
         let elapsed = self.cx.io.uptime_ms();
         let next_tick = (elapsed / TICK_MS + 1) * TICK_MS;
         let mut wait = next_tick - elapsed;
@@ -212,6 +217,7 @@ impl<A: App> Server<A> {
                 self.app.on_close(&mut self.cx, id);
             }
             self.inputs.clear_at(idx, &mut self.cx.input_bytes);
+            self.cx.forget_pause(idx);
             self.cx.replies.remove(idx);
             self.cx.unbind_at(idx);
             self.report_uid_events();

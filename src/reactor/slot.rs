@@ -72,6 +72,11 @@ impl Flags {
     /// stream (EPOLLRDHUP) closes the socket without a read, since only a
     /// misbehaving peer has sent anything after its close frame.
     pub const CLOSE_EXCHANGED: Flags = Flags(1 << 12);
+    /// Input is not read, nor buffered input handed on (backpressure: the
+    /// application cannot take the next request now, or the peer is not
+    /// reading its replies). Whoever paused it resumes it
+    /// (`Context::resume`, or a flush below the low-water mark).
+    pub const PAUSED: Flags = Flags(1 << 14);
 
     pub fn has(self, f: Flags) -> bool {
         self.0 & f.0 != 0

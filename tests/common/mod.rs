@@ -15,8 +15,11 @@ use std::time::{Duration, Instant};
 pub use tungstenite::Message;
 
 mod raw_ws;
+mod redis;
 #[allow(unused_imports)] // each test file uses its own subset
 pub use raw_ws::*;
+#[allow(unused_imports)] // each test file uses its own subset
+pub use redis::Redis;
 
 /// A blocking WebSocket client (tungstenite over a plain TcpStream).
 pub type Ws = tungstenite::WebSocket<TcpStream>;
