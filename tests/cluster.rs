@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
