@@ -57,6 +57,9 @@ pub struct Context {
     /// Slots paused by the application (`Context::pause`), which only it
     /// resumes.
     pub(super) paused_by_app: HashSet<u32>,
+    /// A connection was paused by the application since the loop last
+    /// looked (`Server::hold_until`).
+    pub(super) app_paused: bool,
 }
 
 /// The largest broadcast frame buffer kept for the next broadcast.
@@ -105,6 +108,7 @@ impl Context {
             uid_events: Vec::new(),
             frame: Vec::new(),
             paused_by_app: HashSet::new(),
+            app_paused: false,
         })
     }
 

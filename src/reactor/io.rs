@@ -266,6 +266,25 @@ impl Io {
         self.dirty.clear();
     }
 
+    /// Like `flush_dirty`, but WebSockets that are not closing stay queued
+    /// (and dirty) for a later round: while a pipelining backend waits for
+    /// Redis round trips, its pushes then reach each recipient in a few
+    /// writes, not one per round trip (`Server::hold_until`).
+    pub(super) fn flush_dirty_but_websockets(&mut self, stats: &mut Stats) {
+        let mut held = std::mem::take(&mut self.dirty);
+        held.retain(|&idx| {
+            let s = &self.slots[idx as usize];
+            if s.kind == Kind::WebSocket && s.live() && !s.flags.has(Flags::CLOSING) {
+                return true;
+            }
+            self.flush(idx, stats);
+            false
+        });
+        // Flushing adds nothing to the list (only queueing does).
+        held.append(&mut self.dirty);
+        self.dirty = held;
+    }
+
     // ----- closing -----
 
     /// Stops reading input, flushes output, then half-closes and waits for the

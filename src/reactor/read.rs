@@ -133,12 +133,17 @@ impl<A: App> Server<A> {
     /// `PIPELINED_READ_MIN_MS`): fixed at the first such read of the
     /// iteration.
     fn pipelined_read_until(&mut self) -> u64 {
-        *self.read_until.get_or_insert_with(|| {
-            let budget = self
-                .last_flush_ms
-                .clamp(PIPELINED_READ_MIN_MS, PIPELINED_READ_MAX_MS);
-            sys::monotonic_ms() + budget
-        })
+        let budget = self.pipelined_budget_ms();
+        *self
+            .read_until
+            .get_or_insert_with(|| sys::monotonic_ms() + budget)
+    }
+
+    /// How long pipelined input is read (or output held back) before a
+    /// flush: as long as the last flush took, within bounds.
+    pub(super) fn pipelined_budget_ms(&self) -> u64 {
+        self.last_flush_ms
+            .clamp(PIPELINED_READ_MIN_MS, PIPELINED_READ_MAX_MS)
     }
 
     fn peer_eof<P: Driver>(&mut self, idx: u32) {

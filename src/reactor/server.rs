@@ -58,6 +58,12 @@ pub struct Server<A: App> {
     pub(super) last_flush_ms: u64,
     /// When pipelined reading stops in this iteration, once one began.
     pub(super) read_until: Option<u64>,
+    /// Until when WebSocket output is held back (not flushed at the end of
+    /// each iteration): set when the application pauses a connection (a
+    /// pipelining backend waiting for Redis), for the pipelined read budget
+    /// (`PIPELINED_READ_MIN_MS` to `_MAX_MS`). Its pushes otherwise leave
+    /// one write per recipient per Redis round trip.
+    hold_until: Option<u64>,
     pub(super) listeners: Vec<ListenerInfo>,
     /// Keeps stop eventfds open as long as the server lives.
     wakers: Vec<Arc<OwnedFd>>,
@@ -80,6 +86,7 @@ impl<A: App> Server<A> {
             inputs: Inputs::default(),
             last_flush_ms: 0,
             read_until: None,
+            hold_until: None,
             listeners: Vec::new(),
             wakers: Vec::new(),
         })
@@ -172,9 +179,7 @@ impl<A: App> Server<A> {
             self.resume_paused();
             outbound::start(&mut self.cx, &mut self.app);
             self.report_uid_events();
-            let before = sys::monotonic_ms();
-            self.cx.io.flush_dirty(&mut self.cx.stats);
-            self.last_flush_ms = sys::monotonic_ms().saturating_sub(before);
+            self.flush_round();
             self.reap();
             let cx = &mut self.cx;
             cx.reports.report(cx.io.now, cx.nofile.0, &cx.limits);
@@ -193,6 +198,25 @@ impl<A: App> Server<A> {
                 }
             }
         }
+    }
+
+    /// The end-of-iteration flush: everything, or all but WebSockets while
+    /// output is held back (`hold_until`).
+    fn flush_round(&mut self) {
+        let before = sys::monotonic_ms();
+        if std::mem::take(&mut self.cx.app_paused) && self.hold_until.is_none() {
+            self.hold_until = Some(before + self.pipelined_budget_ms());
+        }
+        let cx = &mut self.cx;
+        match self.hold_until {
+            Some(until) if before < until && cx.stopping.is_none() => {
+                cx.io.flush_dirty_but_websockets(&mut cx.stats);
+                return;
+            }
+            _ => self.hold_until = None,
+        }
+        cx.io.flush_dirty(&mut cx.stats);
+        self.last_flush_ms = sys::monotonic_ms().saturating_sub(before);
     }
 
     fn poll_timeout(&self) -> i32 {
@@ -228,7 +252,12 @@ impl<A: App> Server<A> {
         }
         // on_close callbacks may have queued output or asked for connects.
         outbound::start(&mut self.cx, &mut self.app);
-        self.cx.io.flush_dirty(&mut self.cx.stats);
+        let cx = &mut self.cx;
+        if self.hold_until.is_some() {
+            cx.io.flush_dirty_but_websockets(&mut cx.stats);
+        } else {
+            cx.io.flush_dirty(&mut cx.stats);
+        }
     }
 
     /// What the operator reports still hold when the server stops: logged
