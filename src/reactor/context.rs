@@ -57,9 +57,11 @@ pub struct Context {
     /// Slots paused by the application (`Context::pause`), which only it
     /// resumes.
     pub(super) paused_by_app: HashSet<u32>,
-    /// A connection was paused by the application since the loop last
-    /// looked (`Server::hold_until`).
-    pub(super) app_paused: bool,
+    /// A flood is under way since the loop last looked: the application
+    /// paused a connection (a pipelining backend waiting for Redis), or an
+    /// outbound link (Redis's subscriber) filled the read buffer
+    /// (`Server::hold_until`).
+    pub(super) flood: bool,
 }
 
 /// The largest broadcast frame buffer kept for the next broadcast.
@@ -108,7 +110,7 @@ impl Context {
             uid_events: Vec::new(),
             frame: Vec::new(),
             paused_by_app: HashSet::new(),
-            app_paused: false,
+            flood: false,
         })
     }
 

@@ -33,7 +33,7 @@ impl Context {
         }
         self.paused_by_app.insert(conn.idx());
         self.set_paused(conn.idx());
-        self.app_paused = true;
+        self.flood = true;
         true
     }
 

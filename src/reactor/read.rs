@@ -88,6 +88,10 @@ impl<A: App> Server<A> {
             };
             if P::CLIENT {
                 self.cx.stats.bytes_in += n as u64;
+            } else if n == self.rbuf.len() {
+                // An outbound link (Redis's subscriber) delivering a flood:
+                // WebSocket output is held back as for a paused backend.
+                self.cx.flood = true;
             }
             let Server {
                 cx,

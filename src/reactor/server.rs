@@ -59,10 +59,11 @@ pub struct Server<A: App> {
     /// When pipelined reading stops in this iteration, once one began.
     pub(super) read_until: Option<u64>,
     /// Until when WebSocket output is held back (not flushed at the end of
-    /// each iteration): set when the application pauses a connection (a
-    /// pipelining backend waiting for Redis), for the pipelined read budget
-    /// (`PIPELINED_READ_MIN_MS` to `_MAX_MS`). Its pushes otherwise leave
-    /// one write per recipient per Redis round trip.
+    /// each iteration): set for the pipelined read budget
+    /// (`PIPELINED_READ_MIN_MS` to `_MAX_MS`) when a flood is under way
+    /// (`Context::flood`: a pipelining backend waiting for Redis, or Redis's
+    /// subscriber delivering full read buffers). Those pushes otherwise
+    /// leave one write per recipient per Redis round trip or read.
     hold_until: Option<u64>,
     pub(super) listeners: Vec<ListenerInfo>,
     /// Keeps stop eventfds open as long as the server lives.
@@ -204,7 +205,7 @@ impl<A: App> Server<A> {
     /// output is held back (`hold_until`).
     fn flush_round(&mut self) {
         let before = sys::monotonic_ms();
-        if std::mem::take(&mut self.cx.app_paused) && self.hold_until.is_none() {
+        if std::mem::take(&mut self.cx.flood) && self.hold_until.is_none() {
             self.hold_until = Some(before + self.pipelined_budget_ms());
         }
         let cx = &mut self.cx;
