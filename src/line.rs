@@ -24,11 +24,14 @@ pub struct LineState {
     skipping: bool,
     /// `partial` holds a line already handed out; cleared on the next call.
     joined: bool,
+    /// `partial` holds a whole line put back ([`put_back`]): the next call
+    /// hands it out again, as it is.
+    complete: bool,
 }
 
 impl LineState {
     fn is_idle(&self) -> bool {
-        self.partial.is_empty() && !self.skipping
+        self.partial.is_empty() && !self.skipping && !self.complete
     }
 
     /// Bytes held (for memory accounting).
@@ -52,6 +55,11 @@ pub fn next<'a, H: Held<LineState>>(
 ) -> (usize, Option<Line<'a>>) {
     let mut skipped = 0;
     if let Some(st) = held.get() {
+        if st.complete {
+            st.complete = false;
+            st.joined = true;
+            return (0, held.get().map(|st| Line::Complete(&st.partial)));
+        }
         if st.joined {
             st.joined = false;
             st.partial.clear();
@@ -117,11 +125,27 @@ pub fn next<'a, H: Held<LineState>>(
 /// or is empty.
 pub fn finish<H: Held<LineState>>(held: &mut H) -> Option<Line<'_>> {
     let st = held.get()?;
+    if st.complete {
+        st.complete = false;
+        st.joined = true;
+        return held.get().map(|st| Line::Complete(&st.partial));
+    }
     if st.joined || st.skipping || st.partial.is_empty() {
         return None;
     }
     st.joined = true;
     held_line(held)
+}
+
+/// Puts back `line`, which [`next`] (or [`finish`]) just handed out and the
+/// application could not take now: the next call hands it out again, before
+/// anything after it. The bytes `next` used for it stay used: the line is
+/// held here, whole, so that what follows it is read as before.
+pub fn put_back<H: Held<LineState>>(held: &mut H, line: Vec<u8>) {
+    let st = held.get_or_insert();
+    st.partial = line;
+    st.joined = false;
+    st.complete = true;
 }
 
 /// The line just joined in the state.
@@ -189,6 +213,46 @@ mod tests {
             assert_eq!(out, vec![None, Some("ok".into())], "{chunks:?}");
             assert!(idle);
         }
+    }
+
+    #[test]
+    fn a_line_put_back_comes_again_before_the_rest() {
+        // Direct, joined from two reads, after a skipped over-long line, and
+        // as the last line of the stream: each comes again, as it was.
+        let mut st: Option<Box<LineState>> = None;
+        let (used, l) = next(&mut st, b"a\r\r\nb\n", 10);
+        assert_eq!((used, l), (4, Some(Line::Complete(b"a\r"))));
+        put_back(&mut st, b"a\r".to_vec());
+        assert_eq!(next(&mut st, b"b\n", 10), (0, Some(Line::Complete(b"a\r"))));
+        assert_eq!(next(&mut st, b"b\n", 10), (2, Some(Line::Complete(b"b"))));
+        assert_eq!(next(&mut st, b"xy", 10), (2, None));
+        assert_eq!(
+            next(&mut st, b"z\nq\n", 10),
+            (2, Some(Line::Complete(b"xyz")))
+        );
+        put_back(&mut st, b"xyz".to_vec());
+        assert_eq!(next(&mut st, b"q\n", 10), (0, Some(Line::Complete(b"xyz"))));
+        assert_eq!(next(&mut st, b"q\n", 10), (2, Some(Line::Complete(b"q"))));
+        assert_eq!(next(&mut st, b"", 10), (0, None));
+        assert!(st.is_none(), "idle again");
+        assert_eq!(
+            next(&mut st, b"0123456789ab", 10),
+            (12, Some(Line::TooLong))
+        );
+        assert_eq!(
+            next(&mut st, b"c\nok\n", 10),
+            (5, Some(Line::Complete(b"ok")))
+        );
+        put_back(&mut st, b"ok".to_vec());
+        assert_eq!(next(&mut st, b"", 10), (0, Some(Line::Complete(b"ok"))));
+        assert_eq!(next(&mut st, b"last", 10), (4, None));
+        let line = match finish(&mut st) {
+            Some(Line::Complete(b)) => b.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        put_back(&mut st, line);
+        assert_eq!(finish(&mut st), Some(Line::Complete(b"last")));
+        assert_eq!(finish(&mut st), None);
     }
 
     #[test]

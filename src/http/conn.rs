@@ -110,6 +110,22 @@ pub fn next<'a, H: Held<HttpState>>(
     }
 }
 
+/// Puts back the request [`next`] just returned (which used `used` bytes of
+/// its `data`), so that it is returned again: returns how many of those
+/// bytes stay used. A request read from the held bytes stays there (all of
+/// `data` joined them); one read straight from `data` is handed in again
+/// by the caller (none stay used).
+pub fn put_back<H: Held<HttpState>>(held: &mut H, used: usize) -> usize {
+    match held.get() {
+        Some(st) if st.pos > 0 => {
+            // The request starts the held bytes (they were drained up to it).
+            st.pos = 0;
+            used
+        }
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +167,39 @@ mod tests {
                 assert_eq!((got, fail), (whole.clone(), None), "split {i} {j}");
                 assert!(idle, "split {i} {j}");
             }
+        }
+    }
+
+    #[test]
+    fn a_request_put_back_comes_again_before_the_rest() {
+        let wire: &[u8] = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n";
+        for split in [0, 10, 30, wire.len()] {
+            let mut st: Option<Box<HttpState>> = None;
+            let mut seen = Vec::new();
+            let mut refused = false;
+            for chunk in [&wire[..split], &wire[split..]] {
+                let mut pos = 0;
+                loop {
+                    let (used, step) = next(&mut st, &chunk[pos..], 1024, 64);
+                    let target = match step {
+                        None => {
+                            pos += used;
+                            break;
+                        }
+                        Some(Step::Request(p)) => p.head.target.to_string(),
+                        Some(Step::Failed(s, _)) => panic!("{s}"),
+                    };
+                    if target == "/b" && !refused {
+                        refused = true;
+                        pos += put_back(&mut st, used);
+                        continue;
+                    }
+                    pos += used;
+                    seen.push(target);
+                }
+                assert_eq!(pos, chunk.len(), "split {split}");
+            }
+            assert_eq!(seen, ["/a", "/b", "/c"], "split {split}");
         }
     }
 

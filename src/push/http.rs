@@ -30,7 +30,8 @@ impl PushApp {
             ("GET", "/online") => self.http_online(cx, conn, req.query),
             ("GET", "/stats") => {
                 let own = self.stats_json(cx);
-                respond(self.router.stats(cx, conn, own))
+                let answer = self.router.stats(cx, conn, own);
+                respond(cx, conn, answer)
             }
             ("GET", "/connections") => {
                 let limit = match crate::http::query_param(req.query, "limit") {
@@ -92,7 +93,7 @@ impl PushApp {
                 let answer = self
                     .router
                     .run(cx, &mut self.stats, &cmd, text, Port::Http(conn));
-                return respond(answer);
+                return respond(cx, conn, answer);
             }
             Ok(_) => {
                 "POST /push takes \"uid\", \"uids\" or \"all\"; use GET /online for queries".into()
@@ -113,18 +114,23 @@ impl PushApp {
             Some(uid) => Command::Online(uid.into()),
             None => Command::Count,
         };
-        respond(
-            self.router
-                .run(cx, &mut self.stats, &cmd, "", Port::Http(conn)),
-        )
+        let answer = self
+            .router
+            .run(cx, &mut self.stats, &cmd, "", Port::Http(conn));
+        respond(cx, conn, answer)
     }
 }
 
 /// The response to a request the router took.
-fn respond(answer: Answer<'_>) -> Response {
+fn respond(cx: &mut Context, conn: ConnId, answer: Answer<'_>) -> Response {
     match answer {
         Answer::Now(outcome) => outcome.http(),
         Answer::Later(d) => Response::later(d),
+        // The request is put back and read again once the router resumes
+        // the connection: what is returned now is not sent.
+        Answer::Wait if cx.pause(conn) => Response::new(503, "", Vec::new()),
+        // A connection that cannot pause (closing) is told.
+        Answer::Wait => Outcome::Backlogged.http(),
         Answer::Elsewhere => {
             unreachable!("the router answers HTTP requests now or at a deferred place")
         }

@@ -248,7 +248,7 @@ const FIGURES: &[Figure] = &[
         Some((
             "redis_backlog_refused_total",
             COUNTER,
-            "Pushes refused because the bytes pending to Redis were at --redis-max-pending.",
+            "Pushes refused because one alone is larger than --redis-max-pending (others wait for room).",
         )),
         |f| f.redis().map_or(0, |r| r.backlog_refused),
     ),
@@ -296,6 +296,24 @@ const FIGURES: &[Figure] = &[
             "Connections closed for a full send queue.",
         )),
         |f| f.cx.stats().slow_consumers_closed,
+    ),
+    figure(
+        "paused_connections",
+        Some((
+            "paused_connections",
+            GAUGE,
+            "Text-port and HTTP connections not read now (backpressure).",
+        )),
+        |f| f.cx.paused_connections() as u64,
+    ),
+    figure(
+        "pauses",
+        Some((
+            "pauses_total",
+            COUNTER,
+            "Times a text-port or HTTP connection stopped being read until Redis or its own replies drained.",
+        )),
+        |f| f.cx.stats().pauses,
     ),
     figure(
         "timeouts",

@@ -187,8 +187,16 @@ impl PushApp {
         // parse() checked that the line is UTF-8.
         let text = std::str::from_utf8(line).unwrap_or_default();
         let port = Port::Line(conn);
-        if let Answer::Now(outcome) = self.router.run(cx, &mut self.stats, &cmd, text, port) {
-            cx.send_line(conn, &outcome.line());
+        match self.router.run(cx, &mut self.stats, &cmd, text, port) {
+            Answer::Now(outcome) => {
+                cx.send_line(conn, &outcome.line());
+            }
+            // The line is put back and read again once the router resumes
+            // the connection; one that cannot pause (closing) is told.
+            Answer::Wait if !cx.pause(conn) => {
+                cx.send_line(conn, &Outcome::Backlogged.line());
+            }
+            Answer::Wait | Answer::Later(_) | Answer::Elsewhere => {}
         }
     }
 

@@ -42,6 +42,11 @@ pub(super) enum Answer<'a> {
     /// Given later without a place in a reply order (a routed message), or
     /// to nobody.
     Elsewhere,
+    /// Not taken now (the Redis backlog is full, or the asking connection
+    /// has too many answers outstanding): the port pauses the connection
+    /// with the request put back, and the router resumes it once there is
+    /// room. Only text-port lines and HTTP requests wait.
+    Wait,
 }
 
 /// Where pushes are delivered and queries answered.
@@ -101,10 +106,23 @@ impl Router {
             }
             Router::Cluster(cl) => cl,
         };
+        let request = Request::of(cmd);
+        if let Port::Line(conn) | Port::Http(conn) = port {
+            // Decided before anything is delivered: a request put back is
+            // run again from the start, and must not reach anyone twice.
+            let push = match request {
+                Request::Push(_, uids) => Some((uids, text)),
+                Request::Online(_) | Request::Count => None,
+            };
+            if cl.backlogged(push) || !cx.can_defer(conn) {
+                cl.wait(conn);
+                return Answer::Wait;
+            }
+        }
         let Some(to) = promise(cx, port) else {
             return Answer::Now(Outcome::Backlogged);
         };
-        match Request::of(cmd) {
+        match request {
             Request::Online(uid) => cl.online(cx, uid, to),
             Request::Count => cl.count(cx, to),
             Request::Push(push, uids) => {

@@ -23,6 +23,7 @@ use crate::sansio::Output;
 use crate::sys;
 use crate::ws::frame::{FrameHead, OpCode};
 use crate::ws::{conn as ws_conn, CloseCode};
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 
@@ -53,6 +54,14 @@ pub struct Context {
     /// The frame a broadcast copies to every recipient, kept between
     /// broadcasts while it is small.
     pub(super) frame: Vec<u8>,
+    /// Slots paused by the application (`Context::pause`), which only it
+    /// resumes.
+    pub(super) paused_by_app: HashSet<u32>,
+    /// A flood is under way since the loop last looked: the application
+    /// paused a connection (a pipelining backend waiting for Redis), or an
+    /// outbound link (Redis's subscriber) filled the read buffer
+    /// (`Server::hold_until`).
+    pub(super) flood: bool,
 }
 
 /// A binding change, reported to the application after the callback (or the
@@ -97,6 +106,8 @@ impl Context {
             input_bytes: 0,
             uid_events: Vec::new(),
             frame: Vec::new(),
+            paused_by_app: HashSet::new(),
+            flood: false,
         })
     }
 
@@ -121,15 +132,15 @@ impl Context {
             self.stats.dropped += 1;
             return false;
         }
-        let mut queued = s.out.as_ref().map_or(0, |o| o.len());
-        if s.flags.has(Flags::DEFERRED) {
-            queued += self.replies.queued(idx);
-        }
-        if queued + a.len() + b.len() > self.limits.max_queued {
+        let kind = s.kind;
+        // A text-port connection's output is its replies: a peer behind on
+        // them has its input paused (`pause.rs`), which bounds them, and is
+        // never closed for them.
+        if kind != Kind::Text && self.queued(idx) + a.len() + b.len() > self.limits.max_queued {
             self.slow_consumer(idx);
             return false;
         }
-        if s.kind != Kind::Outbound {
+        if kind != Kind::Outbound {
             // Client figures: an outbound link's commands are not messages out.
             self.stats.messages_out += 1;
         }
@@ -167,13 +178,8 @@ impl Context {
                 let reason = "slow consumer: send queue full";
                 ws_conn::close(CloseCode::POLICY, reason, &mut self.output(idx));
             }
-            Kind::Text => {
-                self.reports.slow_text += 1;
-                // Past the cap too, for the same reason.
-                let line = b"error slow consumer: send queue full\n";
-                self.ordered_buf(idx).extend_from_slice(line);
-            }
-            Kind::Http | Kind::Outbound => {}
+            // Text-port connections are paused instead (`queue_message`).
+            Kind::Text | Kind::Http | Kind::Outbound => {}
             Kind::Free | Kind::Listener | Kind::Signal | Kind::Waker => return,
         }
         self.io.begin_close(idx);
@@ -437,6 +443,15 @@ impl Context {
         }
         self.replies
             .defer(&mut self.io, conn, self.limits.max_deferred)
+    }
+
+    /// True when [`Context::defer`] would reserve a place for `conn` now.
+    pub fn can_defer(&self, conn: ConnId) -> bool {
+        self.io.slot_of(conn).is_some_and(|s| {
+            matches!(s.kind, Kind::Text | Kind::Http)
+                && s.can_send()
+                && self.replies.has_room(conn.idx(), self.limits.max_deferred)
+        })
     }
 
     /// Answers a deferred text-port line with `line` plus a newline.

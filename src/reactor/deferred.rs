@@ -69,6 +69,11 @@ impl Replies {
         Some(Deferred { conn, seq })
     }
 
+    /// True when `idx` has fewer than `max` outstanding entries.
+    pub(super) fn has_room(&self, idx: u32, max: usize) -> bool {
+        self.0.get(&idx).is_none_or(|q| q.entries.len() < max)
+    }
+
     /// Bytes of ready replies waiting behind `idx`'s outstanding places.
     pub(super) fn queued(&self, idx: u32) -> usize {
         self.0.get(&idx).map_or(0, ReplyQueue::bytes)

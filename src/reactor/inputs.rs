@@ -6,6 +6,7 @@ use crate::http::conn::HttpState;
 use crate::line::LineState;
 use crate::sansio::Held;
 use crate::ws::Partial;
+use std::collections::HashMap;
 
 /// A connection's parser state between reads: which one depends on its kind
 /// and phase. Held as `Option<Box<Input>>`: one thin pointer per idle
@@ -60,24 +61,53 @@ held_as!(Partial, Ws);
 held_as!(LineState, Lines);
 held_as!(HttpState, Http);
 
-/// Parser states by slot index.
+/// Parser states by slot index, and the input of paused connections not
+/// yet handed on.
 #[derive(Default)]
-pub(super) struct Inputs(Vec<Option<Box<Input>>>);
+pub(super) struct Inputs {
+    states: Vec<Option<Box<Input>>>,
+    /// The rest of the read a connection was paused in (`pause.rs`): at
+    /// most one read buffer per paused connection, since a paused
+    /// connection is not read.
+    stashed: HashMap<u32, Vec<u8>>,
+}
 
 impl Inputs {
     pub(super) fn at(&mut self, idx: u32) -> &mut Option<Box<Input>> {
         let i = idx as usize;
-        if i >= self.0.len() {
-            self.0.resize_with(i + 1, || None);
+        if i >= self.states.len() {
+            self.states.resize_with(i + 1, || None);
         }
-        &mut self.0[i]
+        &mut self.states[i]
     }
 
-    /// Drops the state of `idx`, keeping the byte count in step.
+    /// Keeps `rest`, input of paused `idx` not handed on yet.
+    pub(super) fn stash(&mut self, idx: u32, rest: &[u8], accounted: &mut usize) {
+        if rest.is_empty() {
+            return;
+        }
+        let kept = self.stashed.entry(idx).or_default();
+        *accounted -= kept.capacity();
+        kept.extend_from_slice(rest);
+        *accounted += kept.capacity();
+    }
+
+    /// Takes the stashed input of `idx` (empty when there is none).
+    pub(super) fn unstash(&mut self, idx: u32, accounted: &mut usize) -> Vec<u8> {
+        let kept = self.stashed.remove(&idx).unwrap_or_default();
+        *accounted -= kept.capacity();
+        kept
+    }
+
+    /// Drops the state of `idx` and its stashed input, keeping the byte
+    /// count in step.
     pub(super) fn clear_at(&mut self, idx: u32, accounted: &mut usize) {
-        if let Some(slot) = self.0.get_mut(idx as usize) {
+        if let Some(slot) = self.states.get_mut(idx as usize) {
             *accounted -= Input::heap_bytes(slot);
             *slot = None;
+        }
+        if !self.stashed.is_empty() {
+            drop(self.unstash(idx, accounted));
         }
     }
 }

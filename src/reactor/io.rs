@@ -27,6 +27,9 @@ pub(super) struct Io {
     dirty: Vec<u32>,
     /// Slots whose socket is closed, to reap at the end of the iteration.
     pub(super) dead: Vec<u32>,
+    /// Paused slots that may read again: resumed by the application, or
+    /// their output went out. The loop looks at each (`Server::resume`).
+    pub(super) wake: Vec<u32>,
     #[allow(clippy::vec_box)] // boxes move into slots as thin pointers
     pool: Vec<Box<Vec<u8>>>,
     pub(super) wheel: Wheel,
@@ -53,6 +56,7 @@ impl Io {
             free: Vec::new(),
             dirty: Vec::new(),
             dead: Vec::new(),
+            wake: Vec::new(),
             pool: Vec::new(),
             wheel: Wheel::new(now),
             start_ms: sys::monotonic_ms(),
@@ -174,6 +178,12 @@ impl Io {
         let last = s.flags.has(Flags::CLOSE_EXCHANGED);
         // Client figures: an outbound link's writes are the application's.
         let counted = s.kind != Kind::Outbound;
+        if s.flags.has(Flags::PAUSED) {
+            // Output going out may bring a paused connection below its
+            // low-water mark: the loop looks (spurious entries are cheap).
+            self.wake.push(idx);
+        }
+        let s = &mut self.slots[idx as usize];
         if let Some(out) = s.out.as_mut() {
             while written < out.len() {
                 let rest = &out[written..];
@@ -254,6 +264,25 @@ impl Io {
             i += 1;
         }
         self.dirty.clear();
+    }
+
+    /// Like `flush_dirty`, but WebSockets that are not closing stay queued
+    /// (and dirty) for a later round: while a pipelining backend waits for
+    /// Redis round trips, its pushes then reach each recipient in a few
+    /// writes, not one per round trip (`Server::hold_until`).
+    pub(super) fn flush_dirty_but_websockets(&mut self, stats: &mut Stats) {
+        let mut held = std::mem::take(&mut self.dirty);
+        held.retain(|&idx| {
+            let s = &self.slots[idx as usize];
+            if s.kind == Kind::WebSocket && s.live() && !s.flags.has(Flags::CLOSING) {
+                return true;
+            }
+            self.flush(idx, stats);
+            false
+        });
+        // Flushing adds nothing to the list (only queueing does).
+        held.append(&mut self.dirty);
+        self.dirty = held;
     }
 
     // ----- closing -----

@@ -16,7 +16,8 @@
 //!   clock), `inputs` (parser states between reads);
 //! - the services, one struct each: `deferred` (replies answered later),
 //!   `app_timers` (application timers), `connects` (outbound connects not yet
-//!   started), `per_ip` (per-address counts, with `rate` for handshakes),
+//!   started), `per_ip` (per-address counts, with `rate` for handshakes), `pause`
+//!   (backpressure: connections not read until they may go on),
 //!   `report` (aggregated operator reports), and the uid hub (`crate::hub`);
 //! - `context`: [`Context`], the I/O core plus the services, and what
 //!   callbacks may do with them; `app`: the [`App`] trait; `deadline`: what
@@ -41,6 +42,7 @@ mod id;
 mod inputs;
 mod io;
 mod message;
+mod pause;
 mod per_ip;
 mod proto;
 mod rate;

@@ -5,9 +5,11 @@
 
 use super::app::App;
 use super::inputs::Input;
+use super::proto::http::Http;
+use super::proto::text::Text;
 use super::proto::{Conn, Driver};
 use super::server::Server;
-use super::slot::Flags;
+use super::slot::{Flags, Kind};
 use crate::sys::{self, EV_CLOSED, EV_IN, EV_OUT};
 use std::io;
 
@@ -53,8 +55,14 @@ impl<A: App> Server<A> {
     /// followed by another (up to `P::READS_PER_EVENT`) before output is
     /// flushed: a backend pipelining thousands of pushes then reaches each
     /// recipient with one write for all of its messages, not one per message.
-    fn readable<P: Driver>(&mut self, idx: u32) {
-        let fd = self.cx.io.slots[idx as usize].fd;
+    pub(super) fn readable<P: Driver>(&mut self, idx: u32) {
+        let s = &self.cx.io.slots[idx as usize];
+        if s.flags.has(Flags::PAUSED) && !s.flags.has(Flags::CLOSING) {
+            // Not read until it resumes, which reads what waits meanwhile
+            // (edge-triggered: no new event will say so).
+            return;
+        }
+        let fd = s.fd;
         let until = if P::PIPELINED {
             self.pipelined_read_until()
         } else {
@@ -80,6 +88,10 @@ impl<A: App> Server<A> {
             };
             if P::CLIENT {
                 self.cx.stats.bytes_in += n as u64;
+            } else if n == self.rbuf.len() {
+                // An outbound link (Redis's subscriber) delivering a flood:
+                // WebSocket output is held back as for a paused backend.
+                self.cx.flood = true;
             }
             let Server {
                 cx,
@@ -96,13 +108,17 @@ impl<A: App> Server<A> {
                 }
                 let held = inputs.at(idx);
                 let before = Input::heap_bytes(held);
-                P::input(Conn { cx, app, held, idx }, &mut rbuf[..n]);
+                let used = P::input(Conn { cx, app, held, idx }, &mut rbuf[..n]);
                 cx.input_bytes = cx.input_bytes + Input::heap_bytes(held) - before;
+                // Paused part way: the rest waits for the resume.
+                inputs.stash(idx, &rbuf[used..n], &mut cx.input_bytes);
             }
             let s = &cx.io.slots[idx as usize];
             if s.flags.has(Flags::CLOSING) || !s.live() {
                 // Draining a closing connection: input is discarded.
                 inputs.clear_at(idx, &mut cx.input_bytes);
+            } else if s.flags.has(Flags::PAUSED) {
+                break;
             }
             // A short read usually means the socket is drained. A backend
             // that pipelines keeps writing while we read, so there we read
@@ -121,12 +137,17 @@ impl<A: App> Server<A> {
     /// `PIPELINED_READ_MIN_MS`): fixed at the first such read of the
     /// iteration.
     fn pipelined_read_until(&mut self) -> u64 {
-        *self.read_until.get_or_insert_with(|| {
-            let budget = self
-                .last_flush_ms
-                .clamp(PIPELINED_READ_MIN_MS, PIPELINED_READ_MAX_MS);
-            sys::monotonic_ms() + budget
-        })
+        let budget = self.pipelined_budget_ms();
+        *self
+            .read_until
+            .get_or_insert_with(|| sys::monotonic_ms() + budget)
+    }
+
+    /// How long pipelined input is read (or output held back) before a
+    /// flush: as long as the last flush took, within bounds.
+    pub(super) fn pipelined_budget_ms(&self) -> u64 {
+        self.last_flush_ms
+            .clamp(PIPELINED_READ_MIN_MS, PIPELINED_READ_MAX_MS)
     }
 
     fn peer_eof<P: Driver>(&mut self, idx: u32) {
@@ -134,7 +155,15 @@ impl<A: App> Server<A> {
             cx, app, inputs, ..
         } = self;
         let held = inputs.at(idx);
+        let before = Input::heap_bytes(held);
         P::eof(Conn { cx, app, held, idx });
+        cx.input_bytes = cx.input_bytes + Input::heap_bytes(held) - before;
+        let s = &cx.io.slots[idx as usize];
+        if s.flags.has(Flags::PAUSED) && s.can_send() {
+            // Its last line was put back: the end of the stream is read
+            // again once it resumes.
+            return;
+        }
         inputs.clear_at(idx, &mut cx.input_bytes);
         let io = &mut cx.io;
         let s = &mut io.slots[idx as usize];
@@ -151,5 +180,54 @@ impl<A: App> Server<A> {
         let want_out = s.flags.has(Flags::WANT_OUT);
         let _ = io.epoll.modify(s.fd, token, false, want_out);
         io.schedule_close(idx);
+    }
+}
+
+impl<A: App> Server<A> {
+    /// Looks at the paused connections that may read again (`Io::wake`):
+    /// each that may is handed its stashed input, then read.
+    pub(super) fn resume_paused(&mut self) {
+        while let Some(idx) = self.cx.io.wake.pop() {
+            if !self.cx.may_resume(idx) {
+                continue;
+            }
+            match self.cx.io.slots[idx as usize].kind {
+                Kind::Text => self.resume::<Text>(idx),
+                Kind::Http => self.resume::<Http>(idx),
+                Kind::WebSocket
+                | Kind::Outbound
+                | Kind::Free
+                | Kind::Listener
+                | Kind::Signal
+                | Kind::Waker => {}
+            }
+        }
+    }
+
+    /// Hands a resumed connection what it held back (the request put back,
+    /// the rest of the read it paused in), then reads its socket.
+    fn resume<P: Driver>(&mut self, idx: u32) {
+        let Server {
+            cx, app, inputs, ..
+        } = self;
+        let s = &mut cx.io.slots[idx as usize];
+        if s.flags.has(Flags::CLOSING) {
+            return;
+        }
+        // Input again: an HTTP connection's idle time starts over.
+        s.t = cx.io.now;
+        let mut data = inputs.unstash(idx, &mut cx.input_bytes);
+        let held = inputs.at(idx);
+        let before = Input::heap_bytes(held);
+        let used = P::input(Conn { cx, app, held, idx }, &mut data);
+        cx.input_bytes = cx.input_bytes + Input::heap_bytes(held) - before;
+        let s = &cx.io.slots[idx as usize];
+        if s.flags.has(Flags::CLOSING) || !s.live() {
+            inputs.clear_at(idx, &mut cx.input_bytes);
+        } else if s.flags.has(Flags::PAUSED) {
+            inputs.stash(idx, &data[used..], &mut cx.input_bytes);
+        } else {
+            self.readable::<P>(idx);
+        }
     }
 }

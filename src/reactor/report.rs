@@ -29,7 +29,6 @@ pub(super) struct Reports {
     pub accept_errors: u64,
     pub last_accept_error: Option<String>,
     pub slow_ws: u64,
-    pub slow_text: u64,
     refusals: Vec<(Refusal, u64)>,
     addrs: HashMap<IpAddr, u64>,
     /// Refusals whose address was not tallied (unknown, or past MAX_ADDRS).
@@ -40,7 +39,7 @@ pub(super) struct Reports {
 
 impl Reports {
     fn pending(&self) -> bool {
-        self.fd_refused + self.full_refused + self.accept_errors + self.slow_ws + self.slow_text > 0
+        self.fd_refused + self.full_refused + self.accept_errors + self.slow_ws > 0
             || !self.refusals.is_empty()
     }
 
@@ -139,12 +138,11 @@ impl Reports {
                 r.last_accept_error.as_deref().unwrap_or("unknown error")
             );
         }
-        if r.slow_ws + r.slow_text > 0 {
+        if r.slow_ws > 0 {
             log_warn!(
-                "closed {} WebSocket and {} text-port connection(s) as slow consumers {since} \
-                 (send queue past --max-queued {} bytes; a text-port backend must read its replies)",
+                "closed {} WebSocket connection(s) as slow consumers {since} \
+                 (send queue past --max-queued {} bytes)",
                 r.slow_ws,
-                r.slow_text,
                 limits.max_queued
             );
         }

@@ -61,6 +61,13 @@ pub struct Server<A: App> {
     pub(super) last_flush_ms: u64,
     /// When pipelined reading stops in this iteration, once one began.
     pub(super) read_until: Option<u64>,
+    /// Until when WebSocket output is held back (not flushed at the end of
+    /// each iteration): set for the pipelined read budget
+    /// (`PIPELINED_READ_MIN_MS` to `_MAX_MS`) when a flood is under way
+    /// (`Context::flood`: a pipelining backend waiting for Redis, or Redis's
+    /// subscriber delivering full read buffers). Those pushes otherwise
+    /// leave one write per recipient per Redis round trip or read.
+    hold_until: Option<u64>,
     pub(super) listeners: Vec<ListenerInfo>,
     /// Keeps stop eventfds open as long as the server lives.
     wakers: Vec<Arc<OwnedFd>>,
@@ -87,6 +94,7 @@ impl<A: App> Server<A> {
             inputs: Inputs::default(),
             last_flush_ms: 0,
             read_until: None,
+            hold_until: None,
             listeners: Vec::new(),
             wakers: Vec::new(),
             drain_on_usr2: false,
@@ -252,11 +260,10 @@ impl<A: App> Server<A> {
             self.events = events;
             self.run_timers();
             self.drain_step();
+            self.resume_paused();
             outbound::start(&mut self.cx, &mut self.app);
             self.report_uid_events();
-            let before = sys::monotonic_ms();
-            self.cx.io.flush_dirty(&mut self.cx.stats);
-            self.last_flush_ms = sys::monotonic_ms().saturating_sub(before);
+            self.flush_round();
             self.reap();
             let cx = &mut self.cx;
             cx.reports.report(cx.io.now, cx.nofile.0, &cx.limits);
@@ -277,7 +284,30 @@ impl<A: App> Server<A> {
         }
     }
 
+    /// The end-of-iteration flush: everything, or all but WebSockets while
+    /// output is held back (`hold_until`).
+    fn flush_round(&mut self) {
+        let before = sys::monotonic_ms();
+        if std::mem::take(&mut self.cx.flood) && self.hold_until.is_none() {
+            self.hold_until = Some(before + self.pipelined_budget_ms());
+        }
+        let cx = &mut self.cx;
+        match self.hold_until {
+            Some(until) if before < until && cx.stopping.is_none() => {
+                cx.io.flush_dirty_but_websockets(&mut cx.stats);
+                return;
+            }
+            _ => self.hold_until = None,
+        }
+        cx.io.flush_dirty(&mut cx.stats);
+        self.last_flush_ms = sys::monotonic_ms().saturating_sub(before);
+    }
+
     fn poll_timeout(&self) -> i32 {
+        if !self.cx.io.wake.is_empty() {
+            // Paused connections to look at (their output just went out).
+            return 0;
+        }
         let elapsed = self.cx.io.uptime_ms();
         let next_tick = (elapsed / TICK_MS + 1) * TICK_MS;
         let mut wait = next_tick - elapsed;
@@ -295,6 +325,7 @@ impl<A: App> Server<A> {
                 self.app.on_close(&mut self.cx, id);
             }
             self.inputs.clear_at(idx, &mut self.cx.input_bytes);
+            self.cx.forget_pause(idx);
             self.cx.replies.remove(idx);
             self.cx.unbind_at(idx);
             self.report_uid_events();
@@ -305,7 +336,12 @@ impl<A: App> Server<A> {
         }
         // on_close callbacks may have queued output or asked for connects.
         outbound::start(&mut self.cx, &mut self.app);
-        self.cx.io.flush_dirty(&mut self.cx.stats);
+        let cx = &mut self.cx;
+        if self.hold_until.is_some() {
+            cx.io.flush_dirty_but_websockets(&mut cx.stats);
+        } else {
+            cx.io.flush_dirty(&mut cx.stats);
+        }
     }
 
     /// What the operator reports still hold when the server stops: logged

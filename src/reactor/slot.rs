@@ -75,6 +75,11 @@ impl Flags {
     /// A WebSocket accepted with the application's subprotocol: sends that
     /// carry a head for such connections give it to this one.
     pub const SUBPROTOCOL: Flags = Flags(1 << 13);
+    /// Input is not read, nor buffered input handed on (backpressure: the
+    /// application cannot take the next request now, or the peer is not
+    /// reading its replies). Whoever paused it resumes it
+    /// (`Context::resume`, or a flush below the low-water mark).
+    pub const PAUSED: Flags = Flags(1 << 14);
     /// Bound, but held out of sends to its uid and broadcasts (a resume
     /// being read): the application sends to it by its id meanwhile.
     pub const HOLD: Flags = Flags(1 << 15);

@@ -20,6 +20,9 @@ pub struct Stats {
     /// Sends refused because the connection was closing or over its queue cap.
     pub dropped: u64,
     pub slow_consumers_closed: u64,
+    /// Times a text-port or HTTP connection's input was paused
+    /// (backpressure: its requests had to wait, or its replies were not read).
+    pub pauses: u64,
     pub timeouts: u64,
     pub protocol_errors: u64,
 }

@@ -70,13 +70,15 @@ fn one_run(
     let PushTally {
         replies,
         ok,
+        fail,
         delivered,
         last_reply,
         last_delivery,
         stop,
         ..
     } = t;
-    let fail = replies - ok;
+    // Neither ok nor fail: `error ...` (a refusal, not an answer).
+    let other = replies - ok - fail;
     if let Some(why) = stop {
         return Err(format!(
             "run {run}: {replies} of {lines} replies, {delivered} deliveries, then: {why}"
@@ -90,11 +92,16 @@ fn one_run(
         ));
     }
     let elapsed = (last_reply.max(last_delivery) - start).as_secs_f64();
-    let counts = [("delivered", delivered), ("fail_replies", fail)];
+    let counts = [
+        ("delivered", delivered),
+        ("ok_replies", ok),
+        ("fail_replies", fail),
+        ("other_replies", other),
+    ];
     let m = Measured::new(elapsed, delivered, &counts);
     println!(
-        "run {run}: {lines} pushes to {n} clients, {delivered} delivered, {fail} fail replies, \
-         in {:.3} s = {} pushes delivered/s",
+        "run {run}: {lines} pushes to {n} clients, {delivered} delivered, replies {ok} ok, \
+         {fail} fail, {other} other, in {:.3} s = {} pushes delivered/s",
         m.elapsed,
         fmt_num(m.rate())
     );

@@ -40,6 +40,9 @@ pub struct PushTally {
     pub replies: usize,
     /// Replies that are `ok`: pushes the server delivered.
     pub ok: usize,
+    /// Replies that are `fail`: pushes that reached nobody. Replies that
+    /// are neither (`error ...`) are `replies - ok - fail`.
+    pub fail: usize,
     pub delivered: usize,
     /// When the latest reply arrived.
     pub last_reply: Instant,
@@ -55,6 +58,7 @@ impl PushTally {
             sent,
             replies: 0,
             ok: 0,
+            fail: 0,
             delivered: 0,
             last_reply: Instant::now(),
             last_delivery: Instant::now(),
@@ -70,6 +74,8 @@ impl PushTally {
                 self.replies += 1;
                 if l.starts_with(b"ok") {
                     self.ok += 1;
+                } else if l.starts_with(b"fail") {
+                    self.fail += 1;
                 }
                 self.last_reply = Instant::now();
             }

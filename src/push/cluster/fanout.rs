@@ -12,7 +12,31 @@ use crate::reactor::Context;
 use crate::redis::resp;
 use std::borrow::Cow;
 
+/// What a query (`online`, `count`) adds to the bytes awaiting replies, at
+/// most: a script call with a key or two.
+const QUERY_BYTES: usize = 512;
+
 impl Cluster {
+    /// True when a request must wait for Redis to answer earlier ones:
+    /// its commands would take the bytes awaiting replies past
+    /// `--redis-max-pending`. `push`: a push's targets and text (`None`: a
+    /// query). Never while the link is down (answered from this node at
+    /// once) or nothing is pending (nothing would free room: a push larger
+    /// than the bound alone is refused by `publish`).
+    pub(in crate::push) fn backlogged(
+        &mut self,
+        push: Option<(Option<&[Cow<'_, str>]>, &str)>,
+    ) -> bool {
+        let pending = self.cmd.pending_bytes();
+        if !self.cmd.link().is_up() || pending == 0 {
+            return false;
+        }
+        match push {
+            Some((targets, text)) => !self.stage(targets, text),
+            None => pending.saturating_add(QUERY_BYTES) > self.cfg.max_pending,
+        }
+    }
+
     /// Publishes a push that reached `local` connections here to the other
     /// nodes; the answer goes to `to` once Redis has counted its receivers
     /// (at once when the answer is already known). `targets` are the uids,

@@ -138,6 +138,9 @@ pub(super) struct Cluster {
     resumes: resumes::Resumes,
     /// For new epochs.
     rng: u64,
+    /// Text-port and HTTP connections paused until Redis has answered
+    /// enough (`Answer::Wait`), each once.
+    waiters: Vec<ConnId>,
 }
 
 impl Cluster {
@@ -161,6 +164,7 @@ impl Cluster {
             history,
             resumes: resumes::Resumes::default(),
             rng: xorshift::seed(4) | 1,
+            waiters: Vec::new(),
             cfg,
         }
     }
@@ -305,7 +309,27 @@ impl Cluster {
             Ok(false) => {}
             Err(e) => return self.give_up(cx, side, conn, &e),
         }
+        // Half the bound free again: the waiting connections retry (a
+        // margin, so that each resume takes many requests, not one).
+        if side == Side::Command && self.cmd.pending_bytes() <= self.cfg.max_pending / 2 {
+            self.wake_waiters(cx);
+        }
         self.flush(cx);
+    }
+
+    /// `conn`'s request waits for Redis to answer earlier ones; the port
+    /// pauses it.
+    pub(in crate::push) fn wait(&mut self, conn: ConnId) {
+        if !self.waiters.contains(&conn) {
+            self.waiters.push(conn);
+        }
+    }
+
+    /// Resumes every connection waiting for Redis: each retries its request.
+    fn wake_waiters(&mut self, cx: &mut Context) {
+        for conn in self.waiters.drain(..) {
+            cx.resume(conn);
+        }
     }
 
     /// A link is up (logged in): Redis is told again what it should know
@@ -348,6 +372,9 @@ impl Cluster {
                         tag => self.waiting.settle(cx, &mut self.stats, tag, None),
                     }
                 }
+                // Nothing waits for a link that is down: requests are
+                // answered from this node.
+                self.wake_waiters(cx);
             }
             Side::Subscribed => {
                 self.sub.on_down(now);

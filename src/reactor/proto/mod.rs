@@ -14,7 +14,7 @@ pub(super) mod ws;
 use super::app::App;
 use super::context::Context;
 use super::inputs::Input;
-use super::slot::Kind;
+use super::slot::{Flags, Kind};
 
 /// The connection a driver works on for one event: the context, the
 /// application, the connection's parser state between reads and its slot.
@@ -37,8 +37,11 @@ pub(super) trait Driver {
     /// outbound link (the application's own) is not.
     const CLIENT: bool = true;
 
-    /// `data` was read on `conn`, which is not closing.
-    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]);
+    /// `data` was read on `conn`, which is not closing: returns how many of
+    /// its bytes were handed on. Fewer than all only when the connection
+    /// was paused part way (`pause.rs`): the rest is handed in again on
+    /// resume.
+    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) -> usize;
 
     /// The peer's end of stream was read; the connection closes next.
     fn eof<A: App>(_conn: Conn<'_, A>) {}
@@ -61,18 +64,20 @@ pub(super) trait Accepted: Driver {
 /// `step` parses from an offset into the read and handles what it found,
 /// returning how many bytes it used and whether to go on (false once the
 /// read is used up or the parser failed). Stops early once the connection
-/// takes no more messages (closing, or closed by the application).
+/// takes no more messages (closing, or closed by the application) or is
+/// paused. Returns how many bytes were used.
 fn each_unit(
     cx: &mut Context,
     idx: u32,
     mut step: impl FnMut(&mut Context, usize) -> (usize, bool),
-) {
+) -> usize {
     let mut pos = 0;
     loop {
         let (used, more) = step(cx, pos);
         pos += used;
-        if !more || !cx.io.slots[idx as usize].can_send() {
-            return;
+        let s = &cx.io.slots[idx as usize];
+        if !more || !s.can_send() || s.flags.has(Flags::PAUSED) {
+            return pos;
         }
     }
 }

@@ -16,10 +16,11 @@ pub(crate) struct Outbound;
 impl Driver for Outbound {
     const CLIENT: bool = false;
 
-    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
+    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) -> usize {
         let Conn { cx, app, idx, .. } = conn;
         let id = cx.io.id(idx);
         app.on_data(cx, id, data);
+        data.len()
     }
 }
 

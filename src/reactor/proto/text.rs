@@ -17,7 +17,7 @@ impl Driver for Text {
     const READS_PER_EVENT: usize = 256;
     const PIPELINED: bool = true;
 
-    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
+    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) -> usize {
         let Conn { cx, app, held, idx } = conn;
         let id = cx.io.id(idx);
         let max = cx.limits.max_line;
@@ -28,17 +28,27 @@ impl Driver for Text {
                 Some(Line::Complete(bytes)) => {
                     cx.stats.messages_in += 1;
                     app.on_message(cx, id, Message::Line(bytes));
+                    if cx.io.slots[idx as usize].flags.has(Flags::PAUSED) {
+                        // The application could not take it now.
+                        cx.stats.messages_in -= 1;
+                        let line = bytes.to_vec();
+                        line::put_back(held, line);
+                        return (used, false);
+                    }
                 }
                 Some(Line::TooLong) => {
                     let msg = format!("error line too long (max {max} bytes)");
                     cx.send_line(id, msg.as_bytes());
                 }
             }
+            cx.pause_if_backed_up(idx);
             (used, true)
-        });
+        })
     }
 
     /// The stream ended: a last line without its newline is still a line.
+    /// Put back (the connection paused), it is handed on again on resume,
+    /// when the end of the stream is read once more.
     fn eof<A: App>(conn: Conn<'_, A>) {
         let Conn { cx, app, held, idx } = conn;
         if !cx.io.slots[idx as usize].can_send() {
@@ -48,6 +58,11 @@ impl Driver for Text {
             cx.stats.messages_in += 1;
             let id = cx.io.id(idx);
             app.on_message(cx, id, Message::Line(bytes));
+            if cx.io.slots[idx as usize].flags.has(Flags::PAUSED) {
+                cx.stats.messages_in -= 1;
+                let line = bytes.to_vec();
+                line::put_back(held, line);
+            }
         }
     }
 }

@@ -19,13 +19,15 @@ use std::cell::OnceCell;
 pub(crate) struct Ws;
 
 impl Driver for Ws {
-    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
+    /// WebSockets are never paused: their input is always handed on.
+    fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) -> usize {
         let flags = conn.cx.io.slots[conn.idx as usize].flags;
         if flags.has(Flags::HANDSHAKE) {
             handshake(conn, data);
         } else {
             frames(conn, data);
         }
+        data.len()
     }
 }
 
