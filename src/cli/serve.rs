@@ -56,6 +56,12 @@ fn run_locked(cli: &Cli) -> Result<(), String> {
     if cli.daemon {
         daemon::detach(cli, &warnings, &listeners, log_file.as_deref())?;
     }
+    let server = match server {
+        // Before the start is logged: whoever reads "listening" may signal
+        // at once, and must not meet SIGUSR2's default action (exit).
+        Some(mut server) => Some(handle_signals(&mut server, false).map(|()| server)?),
+        None => None,
+    };
     log_start(cli, &warnings, &listeners, &room);
     let res = match (server, exec) {
         (Some(server), _) => serve(server, None),
@@ -258,6 +264,7 @@ fn run_worker(mut cli: Cli, mut worker: Inherited) -> Result<(), String> {
                 format!("cannot serve the inherited {} listener: {e}", proto.name())
             })?;
         }
+        handle_signals(&mut server, true)?;
         serve(server, Some(&mut worker))
     })();
     if let Err(e) = &res {
@@ -308,13 +315,18 @@ fn new_server(cli: &Cli, worker: Option<usize>) -> Result<Server<PushApp>, Strin
 
 /// Runs a server until it stops; a `worker` drains on SIGUSR2 (a lone
 /// process logs and ignores it) and tells its supervisor once it serves.
-fn serve(mut server: Server<PushApp>, worker: Option<&mut Inherited>) -> Result<(), String> {
-    // After daemonizing and forking: a signalfd registered with epoll before
-    // a fork keeps reporting the parent's signals, not the child's.
+/// Takes the signals herald handles (`worker`: SIGUSR2 drains). After
+/// daemonizing and forking: a signalfd registered with epoll before a fork
+/// keeps reporting the parent's signals, not the child's.
+fn handle_signals(server: &mut Server<PushApp>, worker: bool) -> Result<(), String> {
     server
         .stop_on_signals()
-        .and_then(|()| server.handle_sigusr2(worker.is_some()))
-        .map_err(|e| format!("cannot handle signals: {e}"))?;
+        .and_then(|()| server.handle_sigusr2(worker))
+        .map_err(|e| format!("cannot handle signals: {e}"))
+}
+
+/// Runs a server whose signals are taken until it stops.
+fn serve(mut server: Server<PushApp>, worker: Option<&mut Inherited>) -> Result<(), String> {
     let rss = server.context().rss_bytes();
     server.app().set_baseline_rss(rss);
     if let Some(w) = worker {
