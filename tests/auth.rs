@@ -6,6 +6,7 @@ mod common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use common::v1;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -567,4 +568,27 @@ fn sighup_rotates_the_secrets_without_dropping_anyone() {
     });
     assert!(h.stderr().contains("too short"), "{}", h.stderr());
     assert_eq!(status(&with_new("x")), 101);
+}
+
+#[test]
+fn a_resuming_client_proves_its_uid_in_the_hello_or_the_url() {
+    let (h, _f) = herald_with_auth(&["--history", "10"]);
+    let mut in_hello = v1::Client::new("alice");
+    in_hello.token = Some(valid("alice"));
+    in_hello.connect(h.ws_addr());
+    assert_eq!(in_hello.statuses().0, "new");
+    let mut in_url = v1::Client::new("bob");
+    in_url.path = format!("/?token={}", valid("bob"));
+    in_url.connect(h.ws_addr());
+    assert_eq!(in_url.statuses().0, "new");
+    assert_eq!(h.push(r#"{"uid":"alice","n":1}"#), "ok");
+    assert_eq!(h.push(r#"{"uid":"bob","n":1}"#), "ok");
+    assert_eq!(in_hello.next_text(), r#"{"uid":"alice","n":1}"#);
+    assert_eq!(in_url.next_text(), r#"{"uid":"bob","n":1}"#);
+    // A hello that claims a uid instead of proving one is refused.
+    let mut claim = v1::Client::new("mallory");
+    claim.connect(h.ws_addr());
+    let closed = recv_close(claim.ws.as_mut().unwrap());
+    assert_eq!(closed.code, 1008);
+    assert!(closed.reason.contains("token"), "{closed:?}");
 }

@@ -25,6 +25,10 @@ pub struct Client {
     pub at: HashMap<String, (String, u64)>,
     /// The `s` lines of the last hello: stream -> status.
     pub statuses: HashMap<String, String>,
+    /// Said in the hello instead of the uid (servers with uid tokens).
+    pub token: Option<String>,
+    /// The request target (`/?token=...` proves the uid in the URL).
+    pub path: String,
 }
 
 impl Client {
@@ -34,13 +38,16 @@ impl Client {
             ws: None,
             at: HashMap::new(),
             statuses: HashMap::new(),
+            token: None,
+            path: "/".into(),
         }
     }
 
     /// Connects to `addr` with the subprotocol, says hello with the
     /// positions held, and reads the two `s` lines (replays may follow).
     pub fn connect(&mut self, addr: SocketAddr) {
-        let mut req = format!("ws://{addr}/").into_client_request().unwrap();
+        let url = format!("ws://{addr}{}", self.path);
+        let mut req = url.into_client_request().unwrap();
         req.headers_mut()
             .insert("Sec-WebSocket-Protocol", "herald.v1".parse().unwrap());
         let (mut ws, resp) = tungstenite::client(req, tcp(addr)).expect("v1 handshake");
@@ -50,7 +57,11 @@ impl Client {
             .iter()
             .map(|(s, (e, o))| (s.clone(), format!("{e}:{o}").into()))
             .collect();
-        let hello = serde_json::json!({"uid": self.uid, "since": since});
+        let hello = match &self.token {
+            Some(t) => serde_json::json!({"token": t, "since": since}),
+            None if self.path.contains("token=") => serde_json::json!({ "since": since }),
+            None => serde_json::json!({"uid": self.uid, "since": since}),
+        };
         send_text(&mut ws, &hello.to_string());
         self.ws = Some(ws);
         self.statuses.clear();
