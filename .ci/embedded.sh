@@ -13,10 +13,12 @@ export CARGO_TERM_COLOR=never
 step() { echo; echo "=== $* ($(date +%T))"; }
 
 # The budget for x86-64 (issue 11): stripped static binary and RSS at start.
-# 512 KiB until issue 20: history, resume and backpressure are part of the
-# device build too (one protocol everywhere), and cost about 40 KiB.
-MAX_BINARY=$((576 * 1024))
-MAX_START_RSS_KIB=640
+# 512 KiB and 640 KiB until issue 20: history and resume, backpressure and
+# rolling restarts are part of the device build too (one protocol
+# everywhere) and cost about 90 KiB of code, which is nearly all resident at
+# start (the kernel maps a small binary in 64 KiB fault-around chunks).
+MAX_BINARY=$((640 * 1024))
+MAX_START_RSS_KIB=768
 
 step "targets"
 targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl i686-unknown-linux-musl armv7-unknown-linux-musleabihf)
