@@ -6,6 +6,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod broadcast;
+mod churn;
 mod cli;
 mod client;
 mod event;
@@ -31,6 +32,7 @@ const MODES: &[Mode] = &[
     push::MODE,
     latency::MODE,
     handshakes::MODE,
+    churn::MODE,
 ];
 
 fn help() -> String {

@@ -29,6 +29,11 @@ impl Reporter {
         rep
     }
 
+    /// The server's name in the output (`--label`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
     /// One JSON object on one line: the identifying fields first (in this
     /// order, for people reading logs), then the mode's extra figures.
     fn line(&self, kind: &str, run: Value, value: f64, unit: &str, extra: Map<String, Value>) {
