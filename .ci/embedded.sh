@@ -13,7 +13,9 @@ export CARGO_TERM_COLOR=never
 step() { echo; echo "=== $* ($(date +%T))"; }
 
 # The budget for x86-64 (issue 11): stripped static binary and RSS at start.
-MAX_BINARY=$((512 * 1024))
+# 512 KiB until issue 20: history, resume and backpressure are part of the
+# device build too (one protocol everywhere), and cost about 40 KiB.
+MAX_BINARY=$((576 * 1024))
 MAX_START_RSS_KIB=640
 
 step "targets"

@@ -108,7 +108,7 @@ fn websocket(reads: &[&[u8]]) -> Outcome {
                         from_held,
                     }) => {
                         seen.push(Seen::Upgrade(h.target.to_owned()));
-                        ws_conn::accept(&accept, &mut out);
+                        ws_conn::accept(&accept, None, &mut out);
                         (consumed, from_held)
                     }
                 };

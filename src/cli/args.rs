@@ -201,6 +201,15 @@ fn set(cli: &mut Cli, flag: &Flag, v: &str) -> Result<(), String> {
         "--redis-password-file" => cli.push.redis_password_file = Some(v.into()),
         "--redis-max-pending" => cli.redis_max_pending = parse_num(name, v)?,
         "--workers" => cli.workers = parse_num(name, v)?,
+        "--history" => cli.push.history.size = parse_num(name, v)?,
+        "--history-ttl" => {
+            let secs: u64 = parse_num(name, v)?;
+            if secs == 0 {
+                return Err(format!("{name} must be at least 1 second"));
+            }
+            cli.push.history.ttl_ms = secs.saturating_mul(1000);
+        }
+        "--history-memory" => cli.push.history.memory = parse_num(name, v)?,
         "--pid-file" => cli.pid_file = v.into(),
         "--log-level" => cli.log_level = parse_level(name, v)?,
         "--log-file" => cli.log_file = Some(v.into()),

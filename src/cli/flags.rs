@@ -152,6 +152,12 @@ const LISTED: &[(&str, &[Flag])] = &[
         value("--trusted-proxy", "LIST", "", "comma-separated proxy IPs whose\n\
                                               X-Forwarded-For names the client (repeatable)"),
     ]),
+    ("HISTORY (herald.v1 clients resume; see docs/resume.md):", &[
+        value("--history", "N", "0", "messages kept per stream (uid, all); 0 = off"),
+        value("--history-ttl", "SECS", "300", "how long a message is kept"),
+        value("--history-memory", "BYTES", "67108864", "all history of a node without --redis,\n\
+                                                        oldest evicted first"),
+    ]),
     ("SCALE OUT (see Several processes and machines in README.md):", &[
         value("--redis", "URL", "", "redis://[:PASSWORD@]HOST:PORT[/DB]: share uids,\n\
                                      pushes and counts with every node on that Redis"),

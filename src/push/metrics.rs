@@ -2,6 +2,8 @@
 //! here appears in both documents.
 
 use super::cluster::{Cluster, ClusterStats};
+use super::history::HistoryStats;
+use super::replay::ResumeStats;
 use crate::reactor::Context;
 use std::fmt::Write as _;
 
@@ -14,6 +16,10 @@ pub struct PushStats {
     pub auth_refused: u64,
     pub origin_refused: u64,
     pub unauthorized: u64,
+    /// herald.v1 connections open now.
+    pub v1_connections: u64,
+    /// Resumes answered from this node's memory.
+    pub resume: ResumeStats,
 }
 
 impl PushStats {
@@ -32,6 +38,8 @@ pub(super) struct Figures<'a> {
     pub cx: &'a Context,
     pub push: &'a PushStats,
     pub cluster: Option<&'a Cluster>,
+    /// The in-memory history's figures (none with Redis or without history).
+    pub history: HistoryStats,
     pub rss: u64,
     pub rss_per_connection: u64,
 }
@@ -47,6 +55,19 @@ struct Figure {
 impl Figures<'_> {
     fn redis(&self) -> Option<&ClusterStats> {
         self.cluster.map(|c| &c.stats)
+    }
+
+    /// Resumes answered from memory and from Redis.
+    fn resume(&self) -> ResumeStats {
+        let (a, b) = (
+            self.push.resume,
+            self.cluster.map(|c| c.resume_stats()).unwrap_or_default(),
+        );
+        ResumeStats {
+            ok: a.ok + b.ok,
+            lost: a.lost + b.lost,
+            replayed: a.replayed + b.replayed,
+        }
     }
 }
 
@@ -311,6 +332,78 @@ const FIGURES: &[Figure] = &[
             "Memory herald holds for connections (computed).",
         )),
         |f| f.cx.footprint_bytes() as u64,
+    ),
+    figure(
+        "v1_connections",
+        Some((
+            "v1_connections",
+            GAUGE,
+            "Connections reading herald.v1 (offsets and resume).",
+        )),
+        |f| f.push.v1_connections,
+    ),
+    figure(
+        "resumes_ok",
+        Some((
+            "resumes_ok_total",
+            COUNTER,
+            "Stream positions recovered on a resume.",
+        )),
+        |f| f.resume().ok,
+    ),
+    figure(
+        "resumes_lost",
+        Some((
+            "resumes_lost_total",
+            COUNTER,
+            "Stream positions that could not be recovered (client told to reload).",
+        )),
+        |f| f.resume().lost,
+    ),
+    figure(
+        "replayed",
+        Some((
+            "replayed_total",
+            COUNTER,
+            "Messages replayed to resuming clients.",
+        )),
+        |f| f.resume().replayed,
+    ),
+    figure(
+        "history_streams",
+        Some((
+            "history_streams",
+            GAUGE,
+            "Streams with a record in this node's memory.",
+        )),
+        |f| f.history.streams,
+    ),
+    figure(
+        "history_messages",
+        Some((
+            "history_messages",
+            GAUGE,
+            "Messages kept in this node's memory.",
+        )),
+        |f| f.history.messages,
+    ),
+    figure(
+        "history_bytes",
+        Some((
+            "history_bytes",
+            GAUGE,
+            "Bytes the in-memory history holds (texts and bookkeeping).",
+        )),
+        |f| f.history.bytes,
+    ),
+    figure(
+        "history_evicted",
+        Some((
+            "history_evicted_total",
+            COUNTER,
+            "Messages evicted from the in-memory history (size, age or memory bound).",
+        )),
+        |f| f.history.evicted,
     ),
     figure("slot_bytes", None, |f| f.cx.slot_bytes() as u64),
     figure("nofile_soft", None, |f| f.cx.nofile_limit().0),

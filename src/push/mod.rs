@@ -21,10 +21,14 @@
 
 pub mod cluster;
 pub mod command;
+pub mod history;
 mod http;
 mod metrics;
 mod outcome;
+mod replay;
+mod resume;
 mod router;
+pub mod stream;
 
 pub use metrics::PushStats;
 
@@ -36,9 +40,10 @@ use crate::reactor::{Context, Refusal};
 use crate::ws::CloseCode;
 use cluster::ClusterConfig;
 use command::Command;
+use history::HistoryConfig;
 use outcome::{Failure, Outcome};
 use router::{Answer, Port, Router};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Settings of the push application (the reactor's are in [`crate::Limits`]).
 #[derive(Clone, Debug, Default)]
@@ -65,6 +70,9 @@ pub struct PushConfig {
     pub redis_password_file: Option<std::path::PathBuf>,
     /// Join a cluster of nodes through Redis (`--redis`).
     pub cluster: Option<ClusterConfig>,
+    /// Message history for herald.v1 clients (`--history`): in memory, or
+    /// in Redis with a cluster.
+    pub history: HistoryConfig,
 }
 
 /// The push application: the ports and the router (see the module docs).
@@ -75,6 +83,9 @@ pub struct PushApp {
     baseline_rss: u64,
     /// Text-port connections that gave the API token (only with one set).
     authorized: HashSet<ConnId>,
+    /// herald.v1 connections whose URL token proved this uid, bound by
+    /// their hello.
+    url_uids: HashMap<ConnId, String>,
     router: Router,
 }
 
@@ -84,7 +95,8 @@ impl PushApp {
             stats: PushStats::default(),
             baseline_rss: 0,
             authorized: HashSet::new(),
-            router: Router::new(config.cluster.clone()),
+            url_uids: HashMap::new(),
+            router: Router::new(config.cluster.clone(), config.history),
             config,
         }
     }
@@ -181,6 +193,9 @@ impl PushApp {
     }
 
     fn on_ws_text(&mut self, cx: &mut Context, conn: ConnId, text: &str) {
+        if cx.uid(conn).is_none() && cx.has_subprotocol(conn) {
+            return self.hello(cx, conn, text);
+        }
         if cx.uid(conn).is_none() {
             if let Some(v) = &self.config.tokens {
                 // Proven uids: the first message is a token, not a uid.
@@ -253,6 +268,7 @@ impl PushApp {
             cx,
             push: &self.stats,
             cluster: self.router.cluster(),
+            history: self.router.history().map(|h| h.stats()).unwrap_or_default(),
             rss,
             rss_per_connection,
         }
@@ -289,7 +305,7 @@ fn unix_now() -> u64 {
 impl App for PushApp {
     // ----- the ports -----
 
-    fn on_upgrade(&mut self, cx: &mut Context, _conn: ConnId, req: &UpgradeRequest<'_>) -> Upgrade {
+    fn on_upgrade(&mut self, cx: &mut Context, conn: ConnId, req: &UpgradeRequest<'_>) -> Upgrade {
         let origins = &self.config.allow_origins;
         if let (false, Some(origin)) = (origins.is_empty(), req.header("origin")) {
             if !origins
@@ -300,11 +316,22 @@ impl App for PushApp {
                 return Upgrade::Refuse(403, "origin not allowed".into());
             }
         }
+        let v1 =
+            crate::ws::handshake::offers(req.header("sec-websocket-protocol"), stream::SUBPROTOCOL);
         let (Some(v), Some(token)) = (&self.config.tokens, req.query_param("token")) else {
             // No token in the URL: with proven uids the first message is one.
-            return Upgrade::Accept;
+            return if v1 {
+                Upgrade::AcceptProtocol(stream::SUBPROTOCOL)
+            } else {
+                Upgrade::Accept
+            };
         };
         match prove(v, &token, cx.limits().max_uid) {
+            Ok(uid) if v1 => {
+                // Bound by the hello, which says where the client was.
+                self.url_uids.insert(conn, uid);
+                Upgrade::AcceptProtocol(stream::SUBPROTOCOL)
+            }
             Ok(uid) => Upgrade::AcceptAs(uid),
             Err(reason) => {
                 self.stats.auth_refused += 1;
@@ -349,6 +376,11 @@ impl App for PushApp {
         if !self.authorized.is_empty() {
             self.authorized.remove(&conn);
         }
+        if cx.has_subprotocol(conn) {
+            self.stats.v1_connections -= 1;
+            self.url_uids.remove(&conn);
+            self.router.on_v1_closed(conn);
+        }
     }
 
     // ----- the router: presence, and its services' connections and timers -----
@@ -367,9 +399,12 @@ impl App for PushApp {
     }
 
     fn on_open(&mut self, cx: &mut Context, conn: ConnId) {
-        // Clients need nothing on open; outbound connections are the router's.
+        // Clients need nothing on open but a count of herald.v1 ones;
+        // outbound connections are the router's.
         if cx.protocol(conn) == Some(Protocol::Outbound) {
             self.router.on_open(cx, conn);
+        } else if cx.has_subprotocol(conn) {
+            self.stats.v1_connections += 1;
         }
     }
 

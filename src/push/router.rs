@@ -11,8 +11,10 @@
 
 use super::cluster::{Cluster, ClusterConfig};
 use super::command::Command;
+use super::history::{History, HistoryConfig};
 use super::metrics::PushStats;
 use super::outcome::{Outcome, Push, ReplyTo};
+use super::stream::{self, Stream};
 use crate::app::{ConnId, Deferred};
 use crate::reactor::Context;
 use std::borrow::Cow;
@@ -44,25 +46,42 @@ pub(super) enum Answer<'a> {
 
 /// Where pushes are delivered and queries answered.
 pub(super) enum Router {
-    /// This node alone: everything is delivered and answered at once.
-    Local,
+    /// This node alone: everything is delivered and answered at once, and
+    /// the history (with `--history`) is kept in memory.
+    Local(Option<Box<History>>),
     /// Several nodes through Redis: delivered here at once, published to
     /// the others, answered once Redis has counted them.
     Cluster(Box<Cluster>),
 }
 
 impl Router {
-    pub(super) fn new(cluster: Option<ClusterConfig>) -> Router {
-        cluster.map_or(Router::Local, |cfg| {
-            Router::Cluster(Box::new(Cluster::new(cfg)))
-        })
+    pub(super) fn new(cluster: Option<ClusterConfig>, history: HistoryConfig) -> Router {
+        match cluster {
+            Some(cfg) => Router::Cluster(Box::new(Cluster::new(cfg, history))),
+            None => {
+                let seed = crate::xorshift::seed(3);
+                Router::Local(
+                    history
+                        .enabled()
+                        .then(|| Box::new(History::new(history, seed))),
+                )
+            }
+        }
     }
 
     /// The cluster, for its figures in /stats and /metrics.
     pub(super) fn cluster(&self) -> Option<&Cluster> {
         match self {
-            Router::Local => None,
+            Router::Local(_) => None,
             Router::Cluster(cl) => Some(cl),
+        }
+    }
+
+    /// The in-memory history, for its figures.
+    pub(super) fn history(&self) -> Option<&History> {
+        match self {
+            Router::Local(h) => h.as_deref(),
+            Router::Cluster(_) => None,
         }
     }
 
@@ -76,8 +95,11 @@ impl Router {
         text: &str,
         port: Port,
     ) -> Answer<'c> {
-        let Router::Cluster(cl) = self else {
-            return Answer::Now(local(cx, stats, cmd, text));
+        let cl = match self {
+            Router::Local(history) => {
+                return Answer::Now(local(cx, stats, history.as_deref_mut(), cmd, text));
+            }
+            Router::Cluster(cl) => cl,
         };
         let Some(to) = promise(cx, port) else {
             return Answer::Now(Outcome::Backlogged);
@@ -86,7 +108,14 @@ impl Router {
             Request::Online(uid) => cl.online(cx, uid, to),
             Request::Count => cl.count(cx, to),
             Request::Push(push, uids) => {
-                let n = deliver_here(cx, uids, text);
+                let n = if cl.keeps_history() && cl.command_up() {
+                    // Delivered here too when Redis hands it back with its
+                    // offset, and counted then, in PUBLISH's count. (Redis
+                    // away: delivered here at once, as not kept.)
+                    0
+                } else {
+                    deliver_here(cx, None, uids, text, stats.v1_connections > 0)
+                };
                 if matches!(port, Port::Quiet) {
                     // Nobody waits for the cluster's count: what this node
                     // did is the tally.
@@ -116,10 +145,17 @@ impl Router {
         }
     }
 
+    /// A herald.v1 connection closed.
+    pub(super) fn on_v1_closed(&mut self, conn: ConnId) {
+        if let Router::Cluster(cl) = self {
+            cl.on_v1_closed(conn);
+        }
+    }
+
     /// A rotated Redis password (on reload); false without a cluster.
     pub(super) fn set_redis_password(&mut self, password: String) -> bool {
         match self {
-            Router::Local => false,
+            Router::Local(_) => false,
             Router::Cluster(cl) => {
                 cl.set_password(Some(password));
                 true
@@ -187,6 +223,7 @@ impl Router {
 fn local<'c>(
     cx: &mut Context,
     stats: &mut PushStats,
+    history: Option<&mut History>,
     cmd: &'c Command<'c>,
     text: &str,
 ) -> Outcome<'c> {
@@ -197,7 +234,7 @@ fn local<'c>(
             connections: cx.bound_connections() as u64,
         },
         Request::Push(push, uids) => {
-            let n = deliver_here(cx, uids, text);
+            let n = deliver_here(cx, history, uids, text, stats.v1_connections > 0);
             stats.count(n);
             Outcome::Pushed(push, n as u64)
         }
@@ -236,10 +273,36 @@ impl<'c> Request<'c> {
 }
 
 /// Delivers to this node's connections of `uids` (`None`: every bound
-/// connection); how many took it.
-fn deliver_here(cx: &mut Context, uids: Option<&[Cow<'_, str>]>, text: &str) -> usize {
+/// connection); how many took it. With a `history`, each stream keeps the
+/// message first; `tagged`: some connection here reads herald.v1, whose
+/// messages carry their stream and position.
+fn deliver_here(
+    cx: &mut Context,
+    mut history: Option<&mut History>,
+    uids: Option<&[Cow<'_, str>]>,
+    text: &str,
+    tagged: bool,
+) -> usize {
+    let now = cx.now_ms();
+    let mut head = Vec::new();
+    let mut one = |cx: &mut Context, stream: Stream<'_>| {
+        head.clear();
+        match history.as_deref_mut() {
+            Some(h) => {
+                let (epoch, offset) = h.append(stream, text, now);
+                stream::write_head(&mut head, stream, &History::epoch_name(epoch), offset);
+            }
+            None if tagged => stream::write_head(&mut head, stream, "-", 0),
+            None => {}
+        }
+        let head = (!head.is_empty()).then_some(head.as_slice());
+        match stream {
+            Stream::Uid(uid) => cx.send_to_uid_with(uid, text, head),
+            Stream::All => cx.broadcast_with(text, head),
+        }
+    };
     match uids {
-        Some(uids) => uids.iter().map(|u| cx.send_to_uid(u, text)).sum(),
-        None => cx.broadcast(text),
+        Some(uids) => uids.iter().map(|u| one(cx, Stream::Uid(u))).sum(),
+        None => one(cx, Stream::All),
     }
 }

@@ -55,9 +55,6 @@ pub struct Context {
     pub(super) frame: Vec<u8>,
 }
 
-/// The largest broadcast frame buffer kept for the next broadcast.
-const FRAME_KEPT: usize = 64 * 1024;
-
 /// A binding change, reported to the application after the callback (or the
 /// reap) that made it: `App::on_uid_bound` and `App::on_uid_unbound`.
 pub(super) enum UidEvent {
@@ -147,7 +144,7 @@ impl Context {
     /// common case (no deferred reply to wait behind, room under the cap)
     /// inlined: one check of the flags, one copy.
     #[inline]
-    fn queue_frame(&mut self, idx: u32, frame: &[u8]) -> bool {
+    pub(super) fn queue_frame(&mut self, idx: u32, frame: &[u8]) -> bool {
         let s = &self.io.slots[idx as usize];
         debug_assert!(s.can_send(), "the caller checks can_send");
         let queued = s.out.as_ref().map_or(0, |o| o.len());
@@ -372,50 +369,6 @@ impl Context {
             .map(Uid::as_str)
     }
 
-    /// Sends a text message to every connection bound to `uid`; returns how
-    /// many accepted it into their queues.
-    pub fn send_to_uid(&mut self, uid: &str, text: &str) -> usize {
-        let h = FrameHead::new(OpCode::Text, text.len());
-        let mut at = self.hub.head(&self.io.slots, uid).unwrap_or(NIL);
-        let mut sent = 0;
-        while at != NIL {
-            let next = self.io.slots[at as usize].next;
-            if self.io.slots[at as usize].can_send()
-                && self.queue_message(at, h.as_bytes(), text.as_bytes())
-            {
-                sent += 1;
-            }
-            at = next;
-        }
-        sent
-    }
-
-    /// Sends a text message to every bound WebSocket; returns how many
-    /// accepted it. The frame header is encoded once.
-    pub fn broadcast(&mut self, text: &str) -> usize {
-        // The whole frame, encoded once into a buffer kept between calls:
-        // each recipient then costs one copy into its queue.
-        let mut frame = std::mem::take(&mut self.frame);
-        frame.clear();
-        frame.extend_from_slice(FrameHead::new(OpCode::Text, text.len()).as_bytes());
-        frame.extend_from_slice(text.as_bytes());
-        let mut sent = 0;
-        for idx in 0..self.io.slots.len() as u32 {
-            let s = &self.io.slots[idx as usize];
-            if s.kind == Kind::WebSocket
-                && s.uid.is_some()
-                && s.can_send()
-                && self.queue_frame(idx, &frame)
-            {
-                sent += 1;
-            }
-        }
-        if frame.capacity() <= FRAME_KEPT {
-            self.frame = frame;
-        }
-        sent
-    }
-
     /// How many connections are bound to `uid`.
     pub fn connections_of(&self, uid: &str) -> usize {
         let mut at = self.hub.head(&self.io.slots, uid).unwrap_or(NIL);
@@ -520,6 +473,12 @@ impl Context {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The loop's clock: milliseconds since the server started, read once
+    /// per loop iteration.
+    pub fn now_ms(&self) -> u64 {
+        self.io.now_ms
     }
 
     /// Seconds since the server started.

@@ -133,6 +133,10 @@ pub enum Upgrade {
     /// Send the 101, open the connection and bind it to this uid before any
     /// message is read.
     AcceptAs(String),
+    /// Send the 101 naming this subprotocol (one the client offered) and
+    /// open the connection; sends with a head give it to this connection
+    /// ([`crate::Context::send_to_uid_with`]).
+    AcceptProtocol(&'static str),
     /// Answer with this HTTP status and reason and close; never upgraded.
     Refuse(u16, String),
 }

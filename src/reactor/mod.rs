@@ -34,6 +34,7 @@ mod connects;
 mod context;
 mod deadline;
 mod deferred;
+mod fanout;
 mod id;
 mod inputs;
 mod io;

@@ -72,6 +72,12 @@ impl Flags {
     /// stream (EPOLLRDHUP) closes the socket without a read, since only a
     /// misbehaving peer has sent anything after its close frame.
     pub const CLOSE_EXCHANGED: Flags = Flags(1 << 12);
+    /// A WebSocket accepted with the application's subprotocol: sends that
+    /// carry a head for such connections give it to this one.
+    pub const SUBPROTOCOL: Flags = Flags(1 << 13);
+    /// Bound, but held out of sends to its uid and broadcasts (a resume
+    /// being read): the application sends to it by its id meanwhile.
+    pub const HOLD: Flags = Flags(1 << 15);
 
     pub fn has(self, f: Flags) -> bool {
         self.0 & f.0 != 0

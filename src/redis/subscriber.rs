@@ -18,6 +18,9 @@ pub enum Push<'a> {
     /// An UNSUBSCRIBE took effect: until this arrives, publishers may still
     /// count this link among a channel's receivers.
     Unsubscribed { channel: &'a [u8], count: i64 },
+    /// The answer to [`Subscriber::ping`]: every SUBSCRIBE sent before it
+    /// is in effect.
+    Pong(&'a [u8]),
     /// Redis refused a command sent on the subscribed connection.
     Error(&'a [u8]),
 }
@@ -60,6 +63,12 @@ impl Subscriber {
         self.write(b"UNSUBSCRIBE", channels)
     }
 
+    /// Sends a PING carrying `tag`, answered by [`Push::Pong`] once every
+    /// command sent before it took effect: a barrier.
+    pub fn ping(&mut self, tag: &[u8]) -> Result<(), NotUp> {
+        self.write(b"PING", &[tag])
+    }
+
     fn write(&mut self, command: &[u8], channels: &[&[u8]]) -> Result<(), NotUp> {
         let out = self.link.output()?;
         if !channels.is_empty() {
@@ -69,7 +78,7 @@ impl Subscriber {
     }
 
     /// Bytes read from the connection: `on` gets what each whole reply
-    /// says (other replies, such as a PONG, are skipped). `Ok(true)` when
+    /// says (other replies are skipped). `Ok(true)` when
     /// this read completed the login: the link just came up (subscribe
     /// again now). On an `Err` the connection is unusable: close it and
     /// call [`Subscriber::on_down`].
@@ -98,6 +107,13 @@ impl Subscriber {
 fn push(frame: Frame<'_>) -> Option<Push<'_>> {
     let mut parts = match frame {
         Frame::Error(why) => return Some(Push::Error(why)),
+        Frame::Array(Some(mut parts)) if parts.len() == 2 => {
+            // A PING's answer while subscribed: ["pong", tag].
+            return match (parts.next()?.as_bytes()?, parts.next()?.as_bytes()?) {
+                (b"pong", tag) => Some(Push::Pong(tag)),
+                _ => None,
+            };
+        }
         Frame::Array(Some(parts)) if parts.len() == 3 => parts,
         _ => return None,
     };
@@ -164,6 +180,7 @@ mod tests {
                 channel: b"news",
                 payload: b"hello\r\nworld",
             },
+            Push::Pong(b""),
             Push::Message {
                 channel: b"news",
                 payload: b"",

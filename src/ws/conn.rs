@@ -72,9 +72,9 @@ fn opening<'a>(
     }
 }
 
-/// Writes the 101 for an accepted request.
-pub fn accept(accept: &[u8; 28], out: &mut dyn Output) {
-    handshake::write_accept(accept, out.buf());
+/// Writes the 101 for an accepted request (naming the subprotocol chosen).
+pub fn accept(accept: &[u8; 28], protocol: Option<&str>, out: &mut dyn Output) {
+    handshake::write_accept(accept, protocol, out.buf());
 }
 
 /// Writes the refusal of a request the application turned down.

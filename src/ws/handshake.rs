@@ -123,13 +123,28 @@ fn check(head: &Head<'_>) -> Result<[u8; 28], HandshakeError> {
     }
 }
 
-/// Appends the 101 response for an accepted upgrade.
-pub fn write_accept(accept: &[u8; 28], out: &mut Vec<u8>) {
+/// Appends the 101 response for an accepted upgrade, naming `protocol`
+/// (a subprotocol the client offered) when one was chosen.
+pub fn write_accept(accept: &[u8; 28], protocol: Option<&str>, out: &mut Vec<u8>) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
     out.extend_from_slice(accept);
+    if let Some(p) = protocol {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
+        out.extend_from_slice(p.as_bytes());
+    }
     out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Whether the request's `Sec-WebSocket-Protocol` offers `protocol` (a
+/// comma-separated list, possibly over several header lines: the first
+/// line is what most clients send).
+pub fn offers(header: Option<&[u8]>, protocol: &str) -> bool {
+    header.is_some_and(|h| {
+        h.split(|&b| b == b',')
+            .any(|p| p.trim_ascii() == protocol.as_bytes())
+    })
 }
 
 #[cfg(test)]
@@ -152,7 +167,7 @@ mod tests {
         let a = parse(GOOD.as_bytes(), 8192).unwrap().unwrap();
         assert_eq!(a.consumed, GOOD.len());
         let mut out = Vec::new();
-        write_accept(&a.accept, &mut out);
+        write_accept(&a.accept, None, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 "));
         assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));

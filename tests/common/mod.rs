@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub use tungstenite::Message;
 
 mod raw_ws;
+pub mod redis;
 #[allow(unused_imports)] // each test file uses its own subset
 pub use raw_ws::*;
 
@@ -782,4 +783,25 @@ pub fn run_herald(args: &[&str]) -> Run {
         stdout: take(out, "stdout"),
         stderr: take(err, "stderr"),
     }
+}
+
+/// Makes closing `s` a reset (RST) instead of a FIN: an abrupt drop.
+pub fn set_linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `s` is an open socket; `l` is a valid `linger` that outlives
+    // the call, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
 }

@@ -4,8 +4,10 @@
 
 use super::names::Names;
 use super::pending::{Agg, ClusterStats, Pending};
+use super::resumes::Resumes;
 use super::Cluster;
 use crate::push::outcome::{Failure, Outcome, Push, ReplyTo};
+use crate::push::stream::{self, Stream};
 use crate::reactor::Context;
 use crate::redis::resp;
 use std::borrow::Cow;
@@ -63,12 +65,17 @@ impl Cluster {
                 Some(uid) => cx.is_online(uid),
                 None => cx.bound_connections() > 0,
             } || self.leaving.contains(self.channel.as_slice());
-            let publish: [&[u8]; 3] = [b"PUBLISH", &self.channel, &self.payload];
-            if self
-                .cmd
-                .send(&publish, Pending::Publish { agg: id, ours })
-                .is_ok()
-            {
+            // With history this node delivers what Redis hands back: its
+            // own receivers count like the others.
+            let ours = ours && !self.keeps_history();
+            let tag = Pending::Publish { agg: id, ours };
+            let sent = if self.keeps_history() {
+                self.add(uid, text, tag)
+            } else {
+                let publish: [&[u8]; 3] = [b"PUBLISH", &self.channel, &self.payload];
+                self.cmd.send(&publish, tag).is_ok()
+            };
+            if sent {
                 agg.waiting += 1;
                 self.stats.published += 1;
             }
@@ -97,41 +104,80 @@ impl Cluster {
             .map(|i| {
                 let uid = targets.map(|t| t[i].as_ref());
                 self.names.channel_into(&mut self.channel, uid);
-                resp::encoded_len(&[b"PUBLISH", &self.channel, &self.payload])
+                // With history, the script's call: its SHA, the stream's
+                // keys and bounds, about this much more.
+                let script = if self.keeps_history() { 160 } else { 0 };
+                resp::encoded_len(&[b"PUBLISH", &self.channel, &self.payload]) + script
             })
             .sum();
         self.cmd.pending_bytes().saturating_add(size) <= self.cfg.max_pending
     }
 
     /// A message heard on `channel`, which another node (or this one)
-    /// published: delivered here unless this node sent it. The hot path of
-    /// the subscribed link: the channel is matched against the names spelled
-    /// once, and nothing is allocated.
+    /// published: delivered here unless this node sent it (without history:
+    /// with it, every node delivers what Redis hands back with its offset,
+    /// `NODE\nEPOCH OFFSET\nTEXT`). The hot path of the subscribed link:
+    /// the channel is matched against the names spelled once, and nothing
+    /// is allocated but a herald.v1 head.
     pub(super) fn deliver(
         cx: &mut Context,
         names: &Names,
         stats: &mut ClusterStats,
-        channel: &[u8],
-        payload: &[u8],
+        resumes: &mut Resumes,
+        head: &mut Vec<u8>,
+        kept: bool,
+        (channel, payload): (&[u8], &[u8]),
     ) {
-        let Some(nl) = payload.iter().position(|&b| b == b'\n') else {
+        let Some((origin, rest)) = split_line(payload) else {
             return;
         };
-        let (origin, text) = (&payload[..nl], &payload[nl + 1..]);
-        if origin == names.node.as_bytes() {
+        let (position, text) = if kept {
+            let Some((position, text)) = split_line(rest) else {
+                return;
+            };
+            let position = std::str::from_utf8(position).ok();
+            let Some((epoch, offset)) = position.and_then(|p| p.split_once(' ')) else {
+                return;
+            };
+            let Ok(offset) = offset.parse::<u64>() else {
+                return;
+            };
+            ((epoch, offset), text)
+        } else if origin == names.node.as_bytes() {
             // Delivered here directly when it was pushed.
             return;
-        }
+        } else {
+            (("-", 0), rest)
+        };
         let Ok(text) = std::str::from_utf8(text) else {
             return;
         };
-        stats.received += 1;
-        if channel == names.all_channel.as_slice() {
-            cx.broadcast(text);
+        let stream = if channel == names.all_channel.as_slice() {
+            Stream::All
         } else if let Some(uid) = channel.strip_prefix(names.uid_channels.as_slice()) {
-            if let Ok(uid) = std::str::from_utf8(uid) {
-                cx.send_to_uid(uid, text);
+            match std::str::from_utf8(uid) {
+                Ok(uid) => Stream::Uid(uid),
+                Err(_) => return,
             }
+        } else {
+            return;
+        };
+        stats.received += 1;
+        let (epoch, offset) = position;
+        head.clear();
+        if resumes.resuming() {
+            resumes.keep_live(stream, epoch, offset, text);
         }
+        stream::write_head(head, stream, epoch, offset);
+        match stream {
+            Stream::All => cx.broadcast_with(text, Some(head)),
+            Stream::Uid(uid) => cx.send_to_uid_with(uid, text, Some(head)),
+        };
     }
+}
+
+/// The line before the first newline, and what follows it.
+fn split_line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nl = memchr::memchr(b'\n', bytes)?;
+    Some((&bytes[..nl], &bytes[nl + 1..]))
 }

@@ -31,14 +31,18 @@
 //! keys and channels, `scripts` the Lua.
 
 mod fanout;
+mod history;
 mod names;
 mod pending;
 mod presence;
+mod resumes;
 mod scripts;
 
 pub use pending::ClusterStats;
 
 use crate::app::ConnId;
+use crate::push::history::HistoryConfig;
+use crate::push::replay::ResumeStats;
 use crate::reactor::Context;
 use crate::redis::{Client, Link, LinkError, Push, RedisUrl, Subscriber};
 use crate::ws::CloseCode;
@@ -121,15 +125,23 @@ pub(super) struct Cluster {
     /// A push's channel and payload, built in buffers kept between pushes.
     channel: Vec<u8>,
     payload: Vec<u8>,
+    /// A herald.v1 head of a message heard, in a buffer kept too.
+    head: Vec<u8>,
     /// The cluster's counters (the links keep their own: `pending_bytes`,
     /// `reconnects`).
     pub(super) stats: ClusterStats,
     /// This node's last /stats, published with each heartbeat.
     pub(super) own_stats: String,
+    /// The history kept in Redis (`size` 0: none).
+    history: HistoryConfig,
+    /// herald.v1 connections resuming.
+    resumes: resumes::Resumes,
+    /// For new epochs.
+    rng: u64,
 }
 
 impl Cluster {
-    pub(super) fn new(cfg: ClusterConfig) -> Cluster {
+    pub(super) fn new(cfg: ClusterConfig, history: HistoryConfig) -> Cluster {
         Cluster {
             cmd: Client::new(&cfg.redis, cfg.max_pending, xorshift::seed(1)),
             cmd_conn: None,
@@ -143,10 +155,19 @@ impl Cluster {
             leaving: HashSet::new(),
             channel: Vec::new(),
             payload: Vec::new(),
+            head: Vec::new(),
             stats: ClusterStats::default(),
             own_stats: String::new(),
+            history,
+            resumes: resumes::Resumes::default(),
+            rng: xorshift::seed(4) | 1,
             cfg,
         }
+    }
+
+    /// Resumes answered from the Redis history.
+    pub(in crate::push) fn resume_stats(&self) -> ResumeStats {
+        self.resumes.stats
     }
 
     /// Both Redis connections are up (logged in).
@@ -250,22 +271,33 @@ impl Cluster {
         let read = match side {
             Side::Command => {
                 let (waiting, stats) = (&mut self.waiting, &mut self.stats);
-                self.cmd.handle_data(data, |tag, reply| {
-                    waiting.settle(cx, stats, tag, Some(reply));
+                let resumes = &mut self.resumes;
+                self.cmd.handle_data(data, |tag, reply| match tag {
+                    Pending::Range { conn, which } => resumes.on_range(conn, which, Some(reply)),
+                    tag => waiting.settle(cx, stats, tag, Some(reply)),
                 })
             }
             Side::Subscribed => {
                 let (names, stats, leaving) = (&self.names, &mut self.stats, &mut self.leaving);
-                self.sub.handle_data(data, |push| match push {
+                let (resumes, kept) = (&mut self.resumes, self.history.enabled());
+                let head = &mut self.head;
+                let mut pongs = 0;
+                let read = self.sub.handle_data(data, |push| match push {
                     Push::Message { channel, payload } => {
-                        Cluster::deliver(cx, names, stats, channel, payload);
+                        let heard = (channel, payload);
+                        Cluster::deliver(cx, names, stats, resumes, head, kept, heard);
                     }
                     Push::Unsubscribed { channel, .. } => {
                         leaving.remove(channel);
                     }
+                    Push::Pong(tag) => pongs += usize::from(resumes::is_barrier(tag)),
                     Push::Error(e) => crate::log_warn!("redis: {}", String::from_utf8_lossy(e)),
                     Push::Subscribed { .. } => {}
-                })
+                });
+                for _ in 0..pongs {
+                    self.on_pong(cx);
+                }
+                read
             }
         };
         match read {
@@ -311,12 +343,16 @@ impl Cluster {
         match side {
             Side::Command => {
                 for tag in self.cmd.on_down(now) {
-                    self.waiting.settle(cx, &mut self.stats, tag, None);
+                    match tag {
+                        Pending::Range { conn, .. } => self.resumes.retry(conn),
+                        tag => self.waiting.settle(cx, &mut self.stats, tag, None),
+                    }
                 }
             }
             Side::Subscribed => {
                 self.sub.on_down(now);
                 self.leaving.clear();
+                self.barriers_lost();
             }
         }
         if cx.is_stopping() {
@@ -343,6 +379,8 @@ impl Cluster {
     /// Hands what the links have to write to their sockets. A socket that
     /// takes no more (closing, or its queue full) takes its link down.
     fn flush(&mut self, cx: &mut Context) {
+        // After whatever SUBSCRIBE this turn wrote: see `history`.
+        self.barrier();
         for side in [Side::Command, Side::Subscribed] {
             let Some(conn) = *self.conn_mut(side) else {
                 continue;

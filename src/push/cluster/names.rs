@@ -2,6 +2,8 @@
 //! name on what it publishes), spelled once when the cluster is made so
 //! that commands and received messages borrow them instead of formatting.
 
+use crate::push::stream::Stream;
+
 /// The prefix-qualified names of one node's keys and channels.
 pub(super) struct Names {
     /// This node's name, as it appears in the keys and in `held:`/`alive:`.
@@ -64,6 +66,23 @@ impl Names {
         }
     }
 
+    /// A stream's history keys: `PREFIX:h:{STREAM}` (its messages, a Redis
+    /// Stream) and `PREFIX:hm:{STREAM}` (its epoch and latest offset). The
+    /// stream's name is the hash tag, so that both keys of a stream land
+    /// on one node of a Redis Cluster, or of streams spread over several
+    /// Redis by that name, with no change of format.
+    pub(super) fn history_keys(&self, stream: Stream<'_>) -> (Vec<u8>, Vec<u8>) {
+        let mut name = Vec::new();
+        stream.write_name(&mut name);
+        let key = |kind: &str| {
+            let mut k = format!("{}{kind}:{{", self.prefix).into_bytes();
+            k.extend_from_slice(&name);
+            k.push(b'}');
+            k
+        };
+        (key("h"), key("hm"))
+    }
+
     /// The channel of `uid`, for a SUBSCRIBE or an UNSUBSCRIBE.
     pub(super) fn uid_channel(&self, uid: &str) -> Vec<u8> {
         let mut ch = Vec::with_capacity(self.uid_channels.len() + uid.len());
@@ -84,6 +103,11 @@ mod tests {
         n.channel_into(&mut buf, None);
         assert_eq!(buf, b"app:all");
         assert_eq!(n.online_key("alice"), "app:o:alice");
+        let (h, hm) = n.history_keys(Stream::Uid("alice"));
+        assert_eq!(
+            (&h[..], &hm[..]),
+            (&b"app:h:{u:alice}"[..], &b"app:hm:{u:alice}"[..])
+        );
         assert_eq!(
             [&n.prefix, &n.alive, &n.own_alive, &n.own_stats, &n.own_held],
             [

@@ -3,7 +3,7 @@
 //! answer each reply (or its loss with the connection) settles, counted in
 //! the cluster's figures.
 
-use crate::app::Deferred;
+use crate::app::{ConnId, Deferred};
 use crate::push::outcome::{Failure, Outcome, Push, ReplyTo};
 use crate::reactor::Context;
 use crate::redis::resp::Frame;
@@ -40,6 +40,12 @@ pub(super) enum Pending {
     Stats {
         to: Deferred,
         own: String,
+    },
+    /// A resuming connection's history read, of its own stream (0) or of
+    /// `all` (1).
+    Range {
+        conn: ConnId,
+        which: usize,
     },
 }
 
@@ -156,7 +162,7 @@ fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
         return match query {
             Pending::Online { to, .. } | Pending::Count { to } => unavailable().answer(cx, to),
             Pending::Stats { to, own } => Outcome::Stats(own).answer(cx, ReplyTo::Http(to)),
-            Pending::Quiet | Pending::Publish { .. } => {}
+            Pending::Quiet | Pending::Publish { .. } | Pending::Range { .. } => {}
         };
     };
     if let Frame::Error(e) = reply {
@@ -179,7 +185,7 @@ fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
         Pending::Stats { to, own } => {
             Outcome::Stats(with_nodes(own, reply)).answer(cx, ReplyTo::Http(to))
         }
-        Pending::Quiet | Pending::Publish { .. } => {}
+        Pending::Quiet | Pending::Publish { .. } | Pending::Range { .. } => {}
     }
 }
 

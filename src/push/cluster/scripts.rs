@@ -59,6 +59,47 @@ for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out"#;
 
+/// Keeps a message in its stream's history and publishes it, in one step,
+/// so that storing and fanning out cannot disagree: the next offset of the
+/// stream's epoch (a new epoch, given by the node, when Redis has no record
+/// of the stream: it lost its data or the record expired), the entry
+/// `OFFSET-1` in the capped Redis Stream, and `NODE\nEPOCH OFFSET\nTEXT` on
+/// the channel. KEYS: the stream, its record; ARGV: channel, node, text,
+/// messages kept, ttl, record ttl, new epoch. Returns PUBLISH's count.
+pub(super) const ADD: &str = r#"local e = redis.call('HGET', KEYS[2], 'e')
+if not e then
+  e = ARGV[7]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', e, 't', 0)
+end
+local t = redis.call('HINCRBY', KEYS[2], 't', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], t .. '-1', 'd', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\n' .. e .. ' ' .. t .. '\n' .. ARGV[3])"#;
+
+/// Where a client that was at EPOCH:OFFSET (ARGV 1 and 2; an empty epoch
+/// for none) is in a stream, and the messages it missed: `{epoch, latest
+/// offset, "new"|"ok"|"lost", texts...}`. KEYS: the stream, its record;
+/// ARGV 3 and 4: the epoch and ttl of a record made here.
+pub(super) const RANGE: &str = r#"local e = redis.call('HGET', KEYS[2], 'e')
+if not e then
+  e = ARGV[3]
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', e, 't', 0)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+local t = tonumber(redis.call('HGET', KEYS[2], 't'))
+if ARGV[1] == '' then return {e, t, 'new'} end
+local s = tonumber(ARGV[2])
+if ARGV[1] ~= e or s > t then return {e, t, 'lost'} end
+if s == t then return {e, t, 'ok'} end
+local r = redis.call('XRANGE', KEYS[1], (s + 1) .. '-0', '+')
+if #r == 0 or r[1][1] ~= (s + 1) .. '-1' then return {e, t, 'lost'} end
+local out = {e, t, 'ok'}
+for i = 1, #r do out[#out + 1] = r[i][2][2] end
+return out"#;
+
 /// A script, by what it does.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Script {
@@ -67,13 +108,15 @@ pub(super) enum Script {
     Count,
     Reap,
     NodeStats,
+    Add,
+    Range,
 }
 
 /// Every script's source, in [`Script`]'s order.
-pub(super) const ALL: [&str; 5] = [SET_COUNT, ONLINE, COUNT, REAP, NODE_STATS];
+pub(super) const ALL: [&str; 7] = [SET_COUNT, ONLINE, COUNT, REAP, NODE_STATS, ADD, RANGE];
 
 /// The scripts' SHA1 digests, as EVALSHA takes them.
-pub(super) struct Shas([String; 5]);
+pub(super) struct Shas([String; 7]);
 
 impl Shas {
     pub(super) fn new() -> Shas {
@@ -93,9 +136,9 @@ impl Shas {
         tag: Pending,
     ) -> Result<(), SendError<Pending>> {
         const KEY_COUNTS: [&[u8]; 5] = [b"0", b"1", b"2", b"3", b"4"];
-        // EVALSHA, the SHA, the key count, then at most 4 keys and 4
-        // arguments: on the stack.
-        let mut all: [&[u8]; 11] = [b""; 11];
+        // EVALSHA, the SHA, the key count, then at most 4 keys and 9
+        // arguments together: on the stack.
+        let mut all: [&[u8]; 16] = [b""; 16];
         let n = 3 + keys.len() + args.len();
         all[..3].copy_from_slice(&[
             b"EVALSHA",

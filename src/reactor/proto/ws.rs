@@ -78,11 +78,18 @@ fn handshake<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
             cx.io.begin_close(idx);
             return;
         }
-        Upgrade::Accept => None,
-        Upgrade::AcceptAs(uid) => Some(uid),
+        Upgrade::Accept | Upgrade::AcceptProtocol(_) => None,
+        Upgrade::AcceptAs(ref uid) => Some(uid.clone()),
     };
-    ws_conn::accept(&accept, &mut cx.output(idx));
+    let protocol = match decision {
+        Upgrade::AcceptProtocol(p) => Some(p),
+        _ => None,
+    };
+    ws_conn::accept(&accept, protocol, &mut cx.output(idx));
     let s = &mut cx.io.slots[idx as usize];
+    if protocol.is_some() {
+        s.flags.set(Flags::SUBPROTOCOL);
+    }
     s.flags.clear(Flags::HANDSHAKE);
     s.flags.set(Flags::OPENED);
     s.t = cx.io.now;

@@ -1,0 +1,178 @@
+//! History in Redis (`--history` with `--redis`): pushes kept and published
+//! by one script (`scripts::ADD`), and the resumes of herald.v1 clients.
+//!
+//! A resume must give what the client missed, then the live messages, with
+//! no gap and no duplicate, while pushes go on. Its connection is bound at
+//! once (so this node listens to its uid) but held out of live sends; a
+//! PING on the subscribed link after the SUBSCRIBE is the barrier: once its
+//! answer comes, every message published from then on reaches this node.
+//! Only then is the history read (`scripts::RANGE`, one per stream). Live
+//! messages for the held connection are kept meanwhile. The reads' replies
+//! come on the command link, which may overtake messages published before
+//! them that are still on their way on the subscribed link: a second
+//! barrier, sent once both reads are answered, waits for those. Then the
+//! client gets each stream's `s` line and replay, then the kept live
+//! messages past what the replay gave, and is released.
+
+use super::pending::Pending;
+use super::resumes::{finish, Resuming, ALL, BARRIER, OWN};
+use super::scripts::Script;
+use super::Cluster;
+use crate::app::ConnId;
+use crate::push::history::HistoryConfig;
+use crate::push::stream::{Hello, Stream};
+use crate::reactor::Context;
+use crate::xorshift;
+
+/// A stream record's time to live, at least: a client that saw everything
+/// and comes back within it is told `ok`, not `lost`.
+const RECORD_TTL_S: u64 = 86_400;
+
+impl Cluster {
+    /// The command link is up: pushes can be kept.
+    pub(in crate::push) fn command_up(&self) -> bool {
+        self.cmd.link().is_up()
+    }
+
+    /// History is kept in Redis.
+    pub(in crate::push) fn keeps_history(&self) -> bool {
+        self.history.enabled()
+    }
+
+    /// Sends the script that keeps `text` in the history of the stream of
+    /// `uid` (`None`: all) and publishes it; false when the link took none.
+    pub(super) fn add(&mut self, uid: Option<&str>, text: &str, tag: Pending) -> bool {
+        let stream = uid.map_or(Stream::All, Stream::Uid);
+        let (key, record) = self.names.history_keys(stream);
+        let epoch = self.new_epoch();
+        let cfg = self.history;
+        let (size, ttl, record_ttl) = (
+            cfg.size.to_string(),
+            ttl_s(&cfg).to_string(),
+            ttl_s(&cfg).max(RECORD_TTL_S).to_string(),
+        );
+        let args: [&[u8]; 7] = [
+            &self.channel,
+            self.names.node.as_bytes(),
+            text.as_bytes(),
+            size.as_bytes(),
+            ttl.as_bytes(),
+            record_ttl.as_bytes(),
+            epoch.as_bytes(),
+        ];
+        self.shas
+            .eval(&mut self.cmd, Script::Add, &[&key, &record], &args, tag)
+            .is_ok()
+    }
+
+    /// An epoch for a stream Redis has no record of.
+    fn new_epoch(&mut self) -> String {
+        format!("{:x}", xorshift::next(&mut self.rng) >> 16)
+    }
+
+    /// `conn` (bound to `uid` and held) resumes from where `hello` says.
+    pub(in crate::push) fn resume(&mut self, conn: ConnId, uid: &str, hello: &Hello) {
+        let since = [Stream::Uid(uid), Stream::All].map(|s| hello.position(s).cloned());
+        self.resumes.list.push(Resuming {
+            conn,
+            uid: uid.to_string(),
+            since,
+            barrier: 0,
+            reading: false,
+            read: [None, None],
+            live: Vec::new(),
+        });
+        // The barrier goes after the SUBSCRIBE that the binding causes:
+        // from `on_uid_bound`'s flush, right after this callback.
+    }
+
+    /// Sends a barrier for the resumes waiting for one (after the binding
+    /// events' SUBSCRIBEs, or when the subscribed link came back).
+    pub(super) fn barrier(&mut self) {
+        // Not before the command link can read the history: a barrier
+        // passed for nothing would be sent again at once.
+        if !self.cmd.link().is_up() || !self.resumes.list.iter().any(|r| r.barrier == 0) {
+            return;
+        }
+        if self.sub.ping(BARRIER).is_ok() {
+            self.resumes.sent += 1;
+            let id = self.resumes.sent;
+            for r in self.resumes.list.iter_mut().filter(|r| r.barrier == 0) {
+                r.barrier = id;
+            }
+        }
+    }
+
+    /// The subscribed link went down: barriers in flight are void.
+    pub(super) fn barriers_lost(&mut self) {
+        self.resumes.passed = self.resumes.sent;
+        for r in self.resumes.list.iter_mut() {
+            if !r.reading || r.read_all() {
+                r.barrier = 0;
+            }
+        }
+    }
+
+    /// A barrier's answer: the resumes that waited for it read the
+    /// history, or finish.
+    pub(super) fn on_pong(&mut self, cx: &mut Context) {
+        self.resumes.passed += 1;
+        let passed = self.resumes.passed;
+        let mut i = 0;
+        while i < self.resumes.list.len() {
+            let r = &self.resumes.list[i];
+            if r.barrier == 0 || r.barrier > passed || r.reading && !r.read_all() {
+                i += 1;
+                continue;
+            }
+            if r.read_all() {
+                let r = self.resumes.list.swap_remove(i);
+                finish(cx, &mut self.resumes.stats, r);
+                continue;
+            }
+            let (conn, uid) = (r.conn, r.uid.clone());
+            self.resumes.list[i].reading = true;
+            for (which, stream) in [(OWN, Stream::Uid(&uid)), (ALL, Stream::All)] {
+                self.read_history(conn, which, stream, i);
+            }
+            i += 1;
+        }
+    }
+
+    fn read_history(&mut self, conn: ConnId, which: usize, stream: Stream<'_>, i: usize) {
+        let (key, record) = self.names.history_keys(stream);
+        let epoch = self.new_epoch();
+        let since = self.resumes.list[i].since[which].clone();
+        let (since_epoch, since_offset) = since.map_or((String::new(), 0), |p| (p.epoch, p.offset));
+        let (offset, ttl) = (
+            since_offset.to_string(),
+            ttl_s(&self.history).max(RECORD_TTL_S).to_string(),
+        );
+        let args: [&[u8]; 4] = [
+            since_epoch.as_bytes(),
+            offset.as_bytes(),
+            epoch.as_bytes(),
+            ttl.as_bytes(),
+        ];
+        let tag = Pending::Range { conn, which };
+        if let Err(e) = self
+            .shas
+            .eval(&mut self.cmd, Script::Range, &[&key, &record], &args, tag)
+        {
+            // Not up: tried again from a new barrier once it is.
+            if let Pending::Range { conn, .. } = e.into_tag() {
+                self.resumes.retry(conn);
+            }
+        }
+    }
+
+    /// A herald.v1 connection closed: its resume, if any, is dropped.
+    pub(in crate::push) fn on_v1_closed(&mut self, conn: ConnId) {
+        self.resumes.list.retain(|r| r.conn != conn);
+    }
+}
+
+/// The history's ttl in whole seconds (at least 1).
+fn ttl_s(cfg: &HistoryConfig) -> u64 {
+    cfg.ttl_ms.div_ceil(1000).max(1)
+}
