@@ -12,6 +12,7 @@ mod client;
 mod event;
 mod fleet;
 mod handshakes;
+mod histmem;
 mod host;
 mod idle;
 mod latency;
@@ -33,6 +34,7 @@ const MODES: &[Mode] = &[
     latency::MODE,
     handshakes::MODE,
     churn::MODE,
+    histmem::MODE,
 ];
 
 fn help() -> String {
