@@ -171,6 +171,19 @@ fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
                 false,
             ),
         ],
+        "history-memory" => vec![
+            ("value", unit.to_string(), true),
+            (
+                "per_kept_message",
+                "RSS bytes per kept message".into(),
+                true,
+            ),
+            (
+                "history_bytes_per_message",
+                "history bytes per message, herald's count".into(),
+                true,
+            ),
+        ],
         _ => vec![("value", unit.to_string(), false)],
     }
 }
