@@ -46,6 +46,11 @@ pub struct Limits {
     pub close_timeout_ms: u64,
     /// How long a graceful stop may take to flush queued output. Default 5 s.
     pub shutdown_grace_ms: u64,
+    /// How long a worker being replaced (SIGUSR2) takes to close its
+    /// WebSockets with 1012, spread evenly, so that their reconnects do not
+    /// arrive as one storm; then it stops within `shutdown_grace_ms`. At
+    /// most [`Limits::MAX_RESTART_DRAIN_MS`]. Default 5 s.
+    pub restart_drain_ms: u64,
     /// Longest uid in bytes; longer first messages close with 1008. Default 128.
     pub max_uid: usize,
     /// Deferred replies outstanding on one connection (`Context::defer`);
@@ -63,10 +68,12 @@ impl Limits {
     /// The smallest [`Limits::max_head`]: room for a request line and a
     /// `Host` header.
     pub const MIN_HEAD: usize = 64;
+    /// The longest [`Limits::restart_drain_ms`]: one hour.
+    pub const MAX_RESTART_DRAIN_MS: u64 = 3_600_000;
 
     /// Refuses limits under which herald could accept nothing: a size of 0
     /// for messages, lines, send queues or uids, or a request head too small
-    /// for any request. Every other value, 0 included where documented as
+    /// for any request, or a restart drain past an hour. Every other value, 0 included where documented as
     /// "off" or "unlimited", is allowed.
     pub fn validate(&self) -> Result<(), LimitError> {
         let sizes = [
@@ -80,6 +87,9 @@ impl Limits {
         }
         if self.max_head < Limits::MIN_HEAD {
             return Err(LimitError::HeadTooSmall);
+        }
+        if self.restart_drain_ms > Limits::MAX_RESTART_DRAIN_MS {
+            return Err(LimitError::DrainTooLong);
         }
         Ok(())
     }
@@ -101,6 +111,8 @@ pub enum LimitError {
     Zero(&'static str),
     /// `max_head` is under [`Limits::MIN_HEAD`]: no request head would fit.
     HeadTooSmall,
+    /// `restart_drain_ms` is over [`Limits::MAX_RESTART_DRAIN_MS`].
+    DrainTooLong,
 }
 
 impl std::fmt::Display for LimitError {
@@ -110,6 +122,11 @@ impl std::fmt::Display for LimitError {
             LimitError::HeadTooSmall => {
                 write!(f, "max_head must be at least {}", Limits::MIN_HEAD)
             }
+            LimitError::DrainTooLong => write!(
+                f,
+                "restart_drain_ms must be at most {}",
+                Limits::MAX_RESTART_DRAIN_MS
+            ),
         }
     }
 }
@@ -137,6 +154,7 @@ impl Default for Limits {
             idle_timeout_s: 60,
             close_timeout_ms: 5_000,
             shutdown_grace_ms: 5_000,
+            restart_drain_ms: 5_000,
             max_uid: 128,
             max_deferred: 4096,
             read_buffer: 64 * 1024,
@@ -173,6 +191,11 @@ mod tests {
         assert_eq!(zero(|l| l.max_uid = 0), Err(LimitError::Zero("max_uid")));
         assert_eq!(zero(|l| l.max_head = 63), Err(LimitError::HeadTooSmall));
         assert_eq!(zero(|l| l.max_head = 64), Ok(()));
+        assert_eq!(
+            zero(|l| l.restart_drain_ms = 3_600_001),
+            Err(LimitError::DrainTooLong)
+        );
+        assert_eq!(zero(|l| l.restart_drain_ms = 0), Ok(()));
         assert_eq!(
             LimitError::Zero("max_uid").to_string(),
             "max_uid must be at least 1"

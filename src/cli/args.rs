@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 /// What the command line asks for.
 #[derive(Debug)]
 pub struct Cli {
-    /// `start` (also when none is given), `stop`, `reload`, `status`,
-    /// `connections`, or `help` / `version` from their flags.
+    /// `start` (also when none is given), `stop`, `reload`, `restart`,
+    /// `status`, `connections`, or `help` / `version` from their flags.
     pub command: String,
     pub log_level: herald::log::Level,
     pub log_file: Option<std::path::PathBuf>,
@@ -147,6 +147,27 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
     Ok(cli)
 }
 
+/// How many workers `args` (as [`with_env`] returns them) ask for, read as
+/// the parser reads them but without checking anything else: `herald
+/// restart` reads a running daemon's command line so. `None` when they do
+/// not parse.
+pub fn workers_in(args: &[String]) -> Option<usize> {
+    let (explicit, rest) = split_command(args);
+    let command = explicit.unwrap_or("start");
+    let mut workers = 1;
+    let mut rest = rest.iter();
+    while let Some(arg) = rest.next() {
+        let flag = taken_by(command, arg).ok()?;
+        if let Kind::Value(_) = flag.kind {
+            let v = rest.next()?;
+            if flag.long == "--workers" {
+                workers = v.parse().ok()?;
+            }
+        }
+    }
+    Some(workers)
+}
+
 /// The flag `arg` names, if `command` takes it.
 fn taken_by(command: &str, arg: &str) -> Result<&'static Flag, String> {
     match flags::find(arg) {
@@ -188,6 +209,7 @@ fn set(cli: &mut Cli, flag: &Flag, v: &str) -> Result<(), String> {
         "--idle-timeout" => l.idle_timeout_s = parse_num(name, v)?,
         "--close-timeout" => l.close_timeout_ms = parse_num(name, v)?,
         "--shutdown-grace" => l.shutdown_grace_ms = parse_num(name, v)?,
+        "--restart-drain" => l.restart_drain_ms = parse_num(name, v)?,
         "--auth-secret-file" => cli.push.auth_secret_file = Some(v.into()),
         "--auth-audience" => cli.rules.audience = Some(v.into()),
         "--auth-issuer" => cli.rules.issuer = Some(v.into()),
@@ -232,6 +254,10 @@ fn check(cli: &Cli, explicit: bool) -> Result<(), String> {
             "--max-message, --max-line, --max-queued and --max-uid must be at least 1".to_string()
         }
         LimitError::HeadTooSmall => format!("--max-head must be at least {}", Limits::MIN_HEAD),
+        LimitError::DrainTooLong => format!(
+            "--restart-drain must be at most {} (one hour)",
+            Limits::MAX_RESTART_DRAIN_MS
+        ),
     })?;
     if cli.workers == 0 {
         return Err("--workers must be at least 1".into());
@@ -396,12 +422,32 @@ mod tests {
             ("status --ws x", "status takes only --http"),
             ("start --json", "--json goes with status"),
             ("reload --http 1", "reload takes only --pid-file"),
+            ("restart --workers 2", "restart takes only --pid-file"),
+            (
+                "--restart-drain 3600001",
+                "--restart-drain must be at most 3600000",
+            ),
             ("--log-level loud", "expected error, warn, info or debug"),
             ("--ws off --text off --http off", "nothing to serve"),
         ] {
             let e = parse_args(&args(line)).unwrap_err();
             assert!(e.contains(error), "{line}: {e}");
         }
+    }
+
+    #[test]
+    fn the_workers_of_a_command_line_are_read_without_the_rest() {
+        let w = |line: &str| workers_in(&args(line));
+        assert_eq!(w("start -d --redis redis://h --workers 4"), Some(4));
+        assert_eq!(w("--workers 2 --log-file --workers"), Some(2));
+        assert_eq!(w("start -d --pid-file p"), Some(1));
+        assert_eq!(w("--workers x"), None);
+        assert_eq!(w("--bogus"), None);
+        let env = |k: &str| (k == "HERALD_WORKERS").then(|| "3".to_string());
+        assert_eq!(
+            workers_in(&with_env(&args("start -d"), env).unwrap()),
+            Some(3)
+        );
     }
 
     #[test]

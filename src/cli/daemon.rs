@@ -1,7 +1,8 @@
 //! `start -d` and the files a daemon keeps beside its pid file (its log,
-//! the address of its HTTP API), and `stop` / `reload` through the pid file.
+//! the address of its HTTP API), and `stop` / `reload` / `restart` through
+//! the pid file.
 
-use super::args::Cli;
+use super::args::{self, Cli};
 use herald::sys::PidLock;
 use herald::Protocol;
 use std::net::SocketAddr;
@@ -133,6 +134,49 @@ pub fn reload(cli: &Cli) -> Result<(), String> {
     let pid = signal_daemon(cli, herald::sys::SIGHUP)?;
     println!("herald: asked pid {pid} to re-read its secret files (its log says how it went)");
     Ok(())
+}
+
+/// `herald restart`: SIGUSR2, on which a daemon with `--workers` replaces
+/// them one at a time from the binary now on disk. A daemon without
+/// workers has nothing to replace them with: refused, nothing signalled.
+pub fn restart(cli: &Cli) -> Result<(), String> {
+    let pid = daemon_pid(cli)?;
+    if daemon_workers(pid) == Some(1) {
+        return Err(format!(
+            "rolling restarts need --workers: the daemon of {} (pid {pid}) runs as one process, so there is no other process to take over its connections; start it with --workers N (N > 1, with --redis), or use herald stop and herald start -d",
+            cli.pid_file
+        ));
+    }
+    herald::sys::kill(pid, herald::sys::SIGUSR2)
+        .map_err(|e| format!("cannot signal pid {pid}: {e}"))?;
+    println!(
+        "herald: asked pid {pid} to replace its workers one at a time, from the binary now on disk (its log says how it goes)"
+    );
+    Ok(())
+}
+
+/// How many workers process `pid` runs, read off its command line and
+/// environment as it read them; `None` when they cannot be read.
+fn daemon_workers(pid: i32) -> Option<usize> {
+    let read = |what: &str| -> Option<Vec<String>> {
+        let bytes = std::fs::read(format!("/proc/{pid}/{what}")).ok()?;
+        Some(
+            bytes
+                .split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect(),
+        )
+    };
+    let argv = read("cmdline")?;
+    let environ = read("environ")?;
+    let env = |k: &str| {
+        environ
+            .iter()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            .map(String::from)
+    };
+    args::workers_in(&args::with_env(argv.get(1..)?, env).ok()?)
 }
 
 #[cfg(test)]

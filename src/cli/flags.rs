@@ -32,7 +32,14 @@ pub struct Flag {
 }
 
 /// The commands, `start` (the default) first.
-pub const COMMANDS: &[&str] = &["start", "stop", "reload", "status", "connections"];
+pub const COMMANDS: &[&str] = &[
+    "start",
+    "stop",
+    "reload",
+    "restart",
+    "status",
+    "connections",
+];
 const START: &[&str] = &["start"];
 /// Flags `status` and `connections` need to reach the API.
 const QUERY: &[&str] = &["start", "status", "connections"];
@@ -166,8 +173,10 @@ const LISTED: &[(&str, &[Flag])] = &[
         value("--redis-prefix", "NAME", "herald", "key and channel prefix"),
         value("--redis-max-pending", "BYTES", "1048576", "commands awaiting Redis before pushes get\n\
                                                           an error"),
-        value("--workers", "N", "1", "worker processes sharing the ports\n\
-                                      (SO_REUSEPORT); N > 1 needs --redis"),
+        value("--workers", "N", "1", "worker processes sharing the listening\n\
+                                      sockets; N > 1 needs --redis"),
+        value("--restart-drain", "MS", "5000", "herald restart: a replaced worker closes its\n\
+                                               WebSockets (1012) spread over this long"),
     ]),
     ("PROCESS:", &[
         action("-d", "--daemon", "(with start) run as a daemon, writing the pid file", START),
@@ -194,6 +203,8 @@ USAGE:
     herald [start [-d]] [OPTIONS]    run the server (foreground unless -d)
     herald stop [--pid-file PATH]    stop a daemon started with -d (SIGTERM)
     herald reload [--pid-file PATH]  make it re-read its secret files (SIGHUP)
+    herald restart [--pid-file PATH] replace its --workers one at a time, from
+                                     the binary now on disk (SIGUSR2)
     herald status [--json]           its figures, for people (or /stats JSON)
     herald connections [--limit N] [--json]
                                      its connections: peer, uid, age, queue
@@ -315,6 +326,7 @@ mod tests {
     fn each_command_takes_what_it_uses() {
         assert_eq!(settings_of("stop"), ["--pid-file"]);
         assert_eq!(settings_of("reload"), ["--pid-file"]);
+        assert_eq!(settings_of("restart"), ["--pid-file"]);
         assert_eq!(
             settings_of("status"),
             ["--http", "--api-token-file", "--pid-file", "--json"]

@@ -1,6 +1,7 @@
 //! The `herald` command line: run the push server, or stop / query a
 //! running one. `flags` is the table, `args` reads it into a `Cli`; the
-//! commands are `serve` (start), `daemon` (start -d, stop, reload) and
+//! commands are `serve` (start, and a worker under `--workers`), `daemon`
+//! (start -d, stop, reload, restart) and
 //! `query` (status, connections, rendered by `status`).
 
 mod args;
@@ -36,6 +37,7 @@ pub fn main() -> ExitCode {
         }
         "stop" => daemon::stop(&cli),
         "reload" => daemon::reload(&cli),
+        "restart" => daemon::restart(&cli),
         "status" => query::status(&cli),
         "connections" => query::connections(&cli),
         _ => serve::run(cli),

@@ -1,22 +1,29 @@
 //! `herald start`: the secrets loaded, the push server built and bound, what
 //! an operator should know logged, then one server run here or one per
-//! worker under the supervisor.
+//! worker under the supervisor; and a worker, started by the supervisor
+//! from the binary on disk, serving the listening sockets it inherited.
 
 use super::args::Cli;
 use super::{daemon, secrets};
 use herald::auth::{self, ApiTokens, Verifier};
 use herald::push::cluster::ClusterConfig;
 use herald::push::PushApp;
+use herald::supervisor::{Exec, Inherited, Supervision, Workers};
 use herald::{Protocol, Server};
 use std::net::SocketAddr;
 
 /// Runs the server the command line describes until it stops.
 pub fn run(mut cli: Cli) -> Result<(), String> {
+    if let Some(worker) = Inherited::from_env()? {
+        return run_worker(cli, worker);
+    }
     load_security(&mut cli)?;
     herald::log::set_level(cli.log_level);
-    // Before anything is bound: a live daemon keeps its pid file.
-    let mut pid_lock = daemon::lock_pid_file(&cli)?;
-    let res = run_locked(&cli, &mut pid_lock);
+    // Before anything is bound: a live daemon keeps its pid file. Held
+    // until this returns; workers do not inherit it (close-on-exec), so the
+    // lock dies with this process.
+    let _pid_lock = daemon::lock_pid_file(&cli)?;
+    let res = run_locked(&cli);
     if cli.daemon {
         // Ours (we hold the lock) whether the daemon stopped or the start
         // failed before it detached: no empty pid file is left to confuse
@@ -27,28 +34,33 @@ pub fn run(mut cli: Cli) -> Result<(), String> {
 }
 
 /// [`run`], once the pid file (under `-d`) is ours.
-fn run_locked(cli: &Cli, pid_lock: &mut Option<herald::sys::PidLock>) -> Result<(), String> {
+fn run_locked(cli: &Cli) -> Result<(), String> {
     let log_file = daemon::log_file(cli);
     if let Some(path) = &log_file {
         herald::log::to_file(path)
             .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
     }
     // With workers: bound here once (a port in use fails now, port 0 is
-    // resolved), closed, then bound by every worker with SO_REUSEPORT.
-    let workers = cli.workers > 1;
-    let mut server = bind_server(cli, &wanted(cli), cli.reuse_port || workers, None)?;
+    // resolved) and kept open by this process, which serves none of them;
+    // every worker inherits them, so that one leaving (drained or dead)
+    // resets nothing in their accept queues.
+    let mut server = bind_server(cli, &wanted(cli), None)?;
     let listeners = server.listeners();
     let room = Descriptors::left_by(&mut server);
-    // Under workers each binds its own listeners; this process serves none.
-    let server = (!workers).then_some(server);
+    let (server, exec) = if cli.workers > 1 {
+        (None, Some(workers_exec(&server)?))
+    } else {
+        (Some(server), None)
+    };
     let warnings = security_warnings(cli);
     if cli.daemon {
         daemon::detach(cli, &warnings, &listeners, log_file.as_deref())?;
     }
     log_start(cli, &warnings, &listeners, &room);
-    let res = match server {
-        Some(server) => serve(server),
-        None => supervise(cli, &listeners, pid_lock),
+    let res = match (server, exec) {
+        (Some(server), _) => serve(server, None),
+        (None, Some(exec)) => supervise(cli, &exec),
+        (None, None) => unreachable!("a server or workers"),
     };
     match &res {
         Ok(()) => herald::log_info!("stopped"),
@@ -143,10 +155,11 @@ struct Descriptors {
 
 impl Descriptors {
     /// What is left once herald's own descriptors (listeners, epoll, the
-    /// spare one, standard streams; the signalfd comes next) are counted.
+    /// spare one, standard streams; the two signalfds come next) are
+    /// counted.
     fn left_by(server: &mut Server<PushApp>) -> Descriptors {
         let (soft, hard) = server.context().nofile_limit();
-        let own = herald::sys::open_descriptors().unwrap_or(16) + 1;
+        let own = herald::sys::open_descriptors().unwrap_or(16) + 2;
         Descriptors {
             soft,
             hard,
@@ -202,44 +215,79 @@ fn log_start(
     );
 }
 
-/// `--workers N`: the supervisor forks the workers, each binding
-/// `listeners` itself, and restarts them until told to stop.
-fn supervise(
-    cli: &Cli,
-    listeners: &[(Protocol, SocketAddr)],
-    pid_lock: &mut Option<herald::sys::PidLock>,
-) -> Result<(), String> {
-    let s = herald::supervisor::Supervision {
+/// The listening sockets and this binary, resolved now (before any new
+/// version replaces the file), to start the workers with.
+fn workers_exec(server: &Server<PushApp>) -> Result<Exec, String> {
+    let fds = server
+        .listener_fds()
+        .map_err(|e| format!("cannot keep the listeners for the workers: {e}"))?;
+    Exec::this_binary(fds).map_err(|e| format!("cannot find herald's own binary: {e}"))
+}
+
+/// `--workers N`: the supervisor starts the workers from this binary's
+/// path, each serving the listening sockets it holds, restarts and replaces
+/// them until told to stop.
+fn supervise(cli: &Cli, exec: &Exec) -> Result<(), String> {
+    let s = Supervision {
         workers: cli.workers,
         shutdown_grace_ms: cli.limits.shutdown_grace_ms,
-        ..herald::supervisor::Supervision::default()
+        restart_drain_ms: cli.limits.restart_drain_ms,
+        ..Supervision::default()
     };
-    let code = herald::supervisor::supervise(&s, &mut |i| {
-        // In the worker: its copy of the pid file's descriptor goes,
-        // so the lock is the supervisor's alone and dies with it.
-        drop(pid_lock.take());
-        herald::log::set_worker(i);
-        match bind_server(cli, listeners, true, Some(i)).and_then(serve) {
-            Ok(()) => 0,
-            Err(e) => {
-                herald::log_error!("{e}");
-                1
-            }
-        }
-    });
-    match code {
+    match herald::supervisor::supervise_workers(&s, Workers::Exec(exec)) {
         0 => Ok(()),
         c => Err(format!("the workers stopped with code {c}")),
     }
+}
+
+/// A worker started by the supervisor: the master's command line, its own
+/// log lines, no pid file and no daemon of its own, the inherited listening
+/// sockets.
+fn run_worker(mut cli: Cli, mut worker: Inherited) -> Result<(), String> {
+    load_security(&mut cli)?;
+    herald::log::set_level(cli.log_level);
+    herald::log::set_worker(worker.index);
+    if let Some(path) = daemon::log_file(&cli) {
+        herald::log::to_file(&path)
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    }
+    let res = (|| {
+        let mut server = new_server(&cli, Some(worker.index))?;
+        for (proto, fd) in std::mem::take(&mut worker.listeners) {
+            server.adopt_listener(proto, fd).map_err(|e| {
+                format!("cannot serve the inherited {} listener: {e}", proto.name())
+            })?;
+        }
+        serve(server, Some(&mut worker))
+    })();
+    if let Err(e) = &res {
+        herald::log_error!("{e}");
+    }
+    res
 }
 
 /// A server with `listeners` bound (`worker`: its index under --workers).
 fn bind_server(
     cli: &Cli,
     listeners: &[(Protocol, SocketAddr)],
-    reuse_port: bool,
     worker: Option<usize>,
 ) -> Result<Server<PushApp>, String> {
+    let mut server = new_server(cli, worker)?;
+    for &(proto, addr) in listeners {
+        server.listen(proto, addr, cli.reuse_port).map_err(|e| {
+            let msg = format!("cannot listen on {addr} ({}): {e}", proto.name());
+            // The terminal hears it from main; a log file needs it too.
+            if herald::log::file_path().is_some() {
+                herald::log_error!("{msg}");
+            }
+            msg
+        })?;
+    }
+    Ok(server)
+}
+
+/// The push server the command line describes, not yet listening.
+fn new_server(cli: &Cli, worker: Option<usize>) -> Result<Server<PushApp>, String> {
     let mut push = cli.push.clone();
     if let Some(redis) = &cli.redis {
         let mut redis = redis.clone();
@@ -254,30 +302,26 @@ fn bind_server(
             worker,
         });
     }
-    let mut server = Server::new(cli.limits.clone(), PushApp::new(push))
-        .map_err(|e| format!("cannot start the reactor: {e}"))?;
-    for &(proto, addr) in listeners {
-        server.listen(proto, addr, reuse_port).map_err(|e| {
-            let msg = format!("cannot listen on {addr} ({}): {e}", proto.name());
-            // The terminal hears it from main; a log file needs it too.
-            if herald::log::file_path().is_some() {
-                herald::log_error!("{msg}");
-            }
-            msg
-        })?;
-    }
-    Ok(server)
+    Server::new(cli.limits.clone(), PushApp::new(push))
+        .map_err(|e| format!("cannot start the reactor: {e}"))
 }
 
-/// Runs a bound server until it stops.
-fn serve(mut server: Server<PushApp>) -> Result<(), String> {
+/// Runs a server until it stops; a `worker` drains on SIGUSR2 (a lone
+/// process logs and ignores it) and tells its supervisor once it serves.
+fn serve(mut server: Server<PushApp>, worker: Option<&mut Inherited>) -> Result<(), String> {
     // After daemonizing and forking: a signalfd registered with epoll before
     // a fork keeps reporting the parent's signals, not the child's.
     server
         .stop_on_signals()
+        .and_then(|()| server.handle_sigusr2(worker.is_some()))
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     let rss = server.context().rss_bytes();
     server.app().set_baseline_rss(rss);
+    if let Some(w) = worker {
+        if let Err(e) = w.ready() {
+            herald::log_warn!("cannot tell the supervisor this worker serves: {e}");
+        }
+    }
     server.run().map_err(|e| format!("event loop failed: {e}"))
 }
 

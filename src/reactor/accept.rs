@@ -18,22 +18,24 @@ use std::os::fd::RawFd;
 const ACCEPTS_PER_EVENT: usize = 256;
 
 impl<A: App> Server<A> {
-    pub(super) fn accept(&mut self, li: u8) {
+    /// Accepts what listener `li` has queued, up to a cap per call; true
+    /// when the cap stopped it (more may wait).
+    pub(super) fn accept(&mut self, li: u8) -> bool {
         match self.listeners[li as usize].protocol {
             Protocol::WebSocket => self.accept_as::<Ws>(li),
             Protocol::Text => self.accept_as::<Text>(li),
             Protocol::Http => self.accept_as::<Http>(li),
             // `listen` refuses it: no listener speaks it.
-            Protocol::Outbound => {}
+            Protocol::Outbound => false,
         }
     }
 
-    fn accept_as<P: Accepted>(&mut self, li: u8) {
+    fn accept_as<P: Accepted>(&mut self, li: u8) -> bool {
         let lfd = self.cx.io.slots[self.listeners[li as usize].slot as usize].fd;
         for _ in 0..ACCEPTS_PER_EVENT {
             match sys::accept(lfd) {
                 Ok(Some((fd, ip))) => self.admit::<P>(li, fd, ip),
-                Ok(None) => return,
+                Ok(None) => return false,
                 Err(e) if sys::is_fd_exhaustion(&e) => {
                     // Shed one pending connection with the spare descriptor so
                     // the listener does not stay readable forever.
@@ -45,15 +47,16 @@ impl<A: App> Server<A> {
                     self.cx.stats.refused += 1;
                     io.reserve_fd = sys::open_dev_null().unwrap_or(-1);
                     self.cx.reports.fd_refused += 1;
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     self.cx.reports.accept_errors += 1;
                     self.cx.reports.last_accept_error = Some(e.to_string());
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     fn admit<P: Accepted>(&mut self, li: u8, fd: RawFd, ip: IpAddr) {

@@ -23,7 +23,8 @@
 //!   a connection's deadline means;
 //! - `proto`: each connection protocol (`ws`, `text`, `http`, `outbound`)
 //!   behind one driver interface;
-//! - the loop: `server` ([`Server`], dispatch, reaping, stopping), `read`
+//! - the loop: `server` ([`Server`], dispatch, reaping, stopping), `drain`
+//!   (a worker being replaced closing its connections over time), `read`
 //!   (reads into a driver), `accept` (admission), `timer` (firing what is
 //!   due).
 
@@ -34,6 +35,7 @@ mod connects;
 mod context;
 mod deadline;
 mod deferred;
+mod drain;
 mod fanout;
 mod id;
 mod inputs;

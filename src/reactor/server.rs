@@ -6,6 +6,7 @@
 
 use super::app::App;
 use super::context::{Context, UidEvent};
+use super::drain::{Drain, Step};
 use super::id::{ConnId, Protocol};
 use super::inputs::Inputs;
 use super::proto::http::Http;
@@ -20,7 +21,7 @@ use crate::sys::{self, Ready};
 use crate::ws::CloseCode;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 /// One listener: the protocol it accepts, where it is bound, its slot.
@@ -28,6 +29,8 @@ pub(super) struct ListenerInfo {
     pub(super) protocol: Protocol,
     addr: SocketAddr,
     pub(super) slot: u32,
+    /// Shared with other processes (adopted), registered EPOLLEXCLUSIVE.
+    shared: bool,
 }
 
 /// Stops a running server from another thread. The eventfd it signals stays
@@ -61,6 +64,10 @@ pub struct Server<A: App> {
     pub(super) listeners: Vec<ListenerInfo>,
     /// Keeps stop eventfds open as long as the server lives.
     wakers: Vec<Arc<OwnedFd>>,
+    /// SIGUSR2 drains (a worker being replaced) rather than being ignored.
+    drain_on_usr2: bool,
+    /// The drain in progress, once SIGUSR2 began one.
+    pub(super) drain: Option<Drain>,
 }
 
 impl<A: App> Server<A> {
@@ -82,6 +89,8 @@ impl<A: App> Server<A> {
             read_until: None,
             listeners: Vec::new(),
             wakers: Vec::new(),
+            drain_on_usr2: false,
+            drain: None,
         })
     }
 
@@ -92,22 +101,81 @@ impl<A: App> Server<A> {
         addr: SocketAddr,
         reuse_port: bool,
     ) -> io::Result<SocketAddr> {
+        self.check_listener(protocol)?;
+        let fd = sys::listen_tcp(&addr, reuse_port, 4096)?;
+        self.add_listener(protocol, fd, false)
+    }
+
+    /// Adds a listener already bound and listening, shared with other
+    /// processes (a supervisor's, inherited by its workers): registered with
+    /// EPOLLEXCLUSIVE, so that a connection wakes one of the processes that
+    /// wait on it, not all. Returns its address.
+    pub fn adopt_listener(&mut self, protocol: Protocol, fd: OwnedFd) -> io::Result<SocketAddr> {
+        self.check_listener(protocol)?;
+        self.add_listener(protocol, fd.into_raw_fd(), true)
+    }
+
+    fn check_listener(&self, protocol: Protocol) -> io::Result<()> {
         if protocol == Protocol::Outbound {
             return Err(io::Error::other("outbound is not a listener protocol"));
         }
         if self.listeners.len() >= u8::MAX as usize {
             return Err(io::Error::other("too many listeners"));
         }
-        let fd = sys::listen_tcp(&addr, reuse_port, 4096)?;
-        let bound = sys::local_addr(fd)?;
+        Ok(())
+    }
+
+    /// Registers listening socket `fd`, ours from here (closed on an
+    /// error); `shared` with other processes, with EPOLLEXCLUSIVE.
+    fn add_listener(
+        &mut self,
+        protocol: Protocol,
+        fd: RawFd,
+        shared: bool,
+    ) -> io::Result<SocketAddr> {
+        let bound = match sys::local_addr(fd) {
+            Ok(a) => a,
+            Err(e) => {
+                sys::close(fd);
+                return Err(e);
+            }
+        };
         let li = self.listeners.len() as u8;
-        let idx = self.register(fd, Kind::Listener, li)?;
+        let io = &mut self.cx.io;
+        let idx = io.alloc(fd, Kind::Listener, li);
+        let token = io.id(idx).as_u64();
+        let added = if shared {
+            io.epoll.add_exclusive(fd, token)
+        } else {
+            io.epoll.add(fd, token, true, false)
+        };
+        if let Err(e) = added {
+            io.free_slot(idx);
+            sys::close(fd);
+            return Err(e);
+        }
         self.listeners.push(ListenerInfo {
             protocol,
             addr: bound,
             slot: idx,
+            shared,
         });
         Ok(bound)
+    }
+
+    /// Duplicates of the listeners' descriptors, close-on-exec, with their
+    /// protocols: what a supervisor keeps to hand to the workers it starts
+    /// (see [`Server::adopt_listener`]).
+    pub fn listener_fds(&self) -> io::Result<Vec<(Protocol, OwnedFd)>> {
+        self.listeners
+            .iter()
+            .map(|l| {
+                Ok((
+                    l.protocol,
+                    sys::dup_cloexec(self.cx.io.slots[l.slot as usize].fd)?,
+                ))
+            })
+            .collect()
     }
 
     /// Stops gracefully on SIGINT / SIGTERM, calls [`App::on_reload`] on
@@ -116,6 +184,20 @@ impl<A: App> Server<A> {
     pub fn stop_on_signals(&mut self) -> io::Result<()> {
         let fd = sys::stop_signal_fd()?;
         self.register(fd, Kind::Signal, 0).map(drop)
+    }
+
+    /// Handles SIGUSR2 (blocks it for this thread). With `drain`, it starts
+    /// a drain, as a worker being replaced does: no more accepts (what is
+    /// queued already is taken first), WebSockets closed with 1012 (Service
+    /// Restart) spread evenly over `Limits::restart_drain_ms`, text-port
+    /// and HTTP connections once their replies are written, then a graceful
+    /// stop. Without, SIGUSR2 is logged and ignored instead of killing the
+    /// process.
+    pub fn handle_sigusr2(&mut self, drain: bool) -> io::Result<()> {
+        let fd = sys::usr2_signal_fd()?;
+        self.register(fd, Kind::Signal, 0)?;
+        self.drain_on_usr2 = drain;
+        Ok(())
     }
 
     /// A handle that stops the server from another thread.
@@ -169,6 +251,7 @@ impl<A: App> Server<A> {
             }
             self.events = events;
             self.run_timers();
+            self.drain_step();
             outbound::start(&mut self.cx, &mut self.app);
             self.report_uid_events();
             let before = sys::monotonic_ms();
@@ -234,7 +317,7 @@ impl<A: App> Server<A> {
 
     /// Reports the binding changes queued by the callbacks that just ran
     /// (and any their reports cause), before any output leaves.
-    fn report_uid_events(&mut self) {
+    pub(super) fn report_uid_events(&mut self) {
         while !self.cx.uid_events.is_empty() {
             let mut batch = std::mem::take(&mut self.cx.uid_events);
             for event in batch.drain(..) {
@@ -267,7 +350,11 @@ impl<A: App> Server<A> {
         let idx = id.idx();
         match s.kind {
             Kind::Free => {}
-            Kind::Listener => self.accept(s.listener),
+            Kind::Listener => {
+                let li = s.listener;
+                self.accept(li);
+                self.requeue(li);
+            }
             Kind::Signal => self.signal(s.fd),
             Kind::Waker => {
                 if sys::eventfd_drain(s.fd) {
@@ -284,6 +371,28 @@ impl<A: App> Server<A> {
         }
     }
 
+    /// Sends a shared listener to the back of the line after its wake-up.
+    /// The kernel wakes the first idle process registered on it
+    /// (EPOLLEXCLUSIVE), which would take every connection while it keeps
+    /// up and leave the other workers idle; registering again puts this
+    /// one last, so that connections go round the idle workers. Nothing is
+    /// missed meanwhile: the queue is the socket's, and registering looks
+    /// at it at once.
+    fn requeue(&mut self, li: u8) {
+        let Some(l) = self.listeners.get(li as usize).filter(|l| l.shared) else {
+            return;
+        };
+        let io = &self.cx.io;
+        let fd = io.slots[l.slot as usize].fd;
+        let _ = io.epoll.delete(fd);
+        if let Err(e) = io.epoll.add_exclusive(fd, io.id(l.slot).as_u64()) {
+            log_error!(
+                "{} listener: cannot register it again: {e}; not accepting here any more",
+                l.protocol.name()
+            );
+        }
+    }
+
     /// SIGUSR1 reopens the log, SIGHUP reloads, SIGINT / SIGTERM stop.
     fn signal(&mut self, fd: RawFd) {
         let got = sys::drain_signal_fd(fd);
@@ -295,6 +404,11 @@ impl<A: App> Server<A> {
         }
         if got.reload {
             self.app.on_reload(&mut self.cx);
+        }
+        if got.drain && self.drain_on_usr2 {
+            self.begin_drain();
+        } else if got.drain {
+            log_warn!("SIGUSR2 ignored: only a worker under a supervisor drains (rolling restarts need --workers)");
         }
         if let Some(sig) = got.stop {
             let name = if sig == sys::SIGINT {
@@ -312,15 +426,19 @@ impl<A: App> Server<A> {
     }
 
     fn begin_stop(&mut self) {
+        self.begin_stop_with(CloseCode::GOING_AWAY, "server shutting down");
+    }
+
+    /// Stops gracefully: no more accepts, handshakes cut, WebSockets closed
+    /// with `code` and `reason`, the rest once flushed, within
+    /// `shutdown_grace_ms`.
+    pub(super) fn begin_stop_with(&mut self, code: CloseCode, reason: &str) {
         if self.cx.stopping.is_some() {
             return;
         }
+        self.close_listeners();
         let cx = &mut self.cx;
         cx.stopping = Some(cx.io.now + ms_to_ticks(cx.limits.shutdown_grace_ms));
-        for l in std::mem::take(&mut self.listeners) {
-            sys::close(cx.io.slots[l.slot as usize].fd);
-            cx.io.free_slot(l.slot);
-        }
         for idx in 0..cx.io.slots.len() as u32 {
             let s = &cx.io.slots[idx as usize];
             if !s.live() {
@@ -330,8 +448,105 @@ impl<A: App> Server<A> {
                 cx.io.kill(idx, false);
             } else {
                 let id = cx.io.id(idx);
-                cx.close(id, CloseCode::GOING_AWAY, "server shutting down");
+                cx.close(id, code, reason);
             }
+        }
+    }
+
+    /// Starts the drain (once; not while stopping): see
+    /// [`Server::handle_sigusr2`] and `drain.rs`.
+    fn begin_drain(&mut self) {
+        if self.drain.is_some() || self.cx.stopping.is_some() {
+            return;
+        }
+        // Out of the epoll set first, so that every connection arriving
+        // from now on wakes another worker; then take what is queued: its
+        // wake-up may have come here alone (EPOLLEXCLUSIVE), and the other
+        // workers would not hear of it before the next connection. The
+        // queue is shared: what is left in it is the others' to take.
+        for l in &self.listeners {
+            let io = &self.cx.io;
+            let _ = io.epoll.delete(io.slots[l.slot as usize].fd);
+        }
+        for li in 0..self.listeners.len() as u8 {
+            while self.accept(li) {}
+        }
+        self.report_uid_events();
+        self.close_listeners();
+        let cx = &mut self.cx;
+        let mut websockets = 0;
+        for idx in 0..cx.io.slots.len() as u32 {
+            let s = &cx.io.slots[idx as usize];
+            match s.kind {
+                _ if !s.live() => {}
+                Kind::WebSocket => websockets += 1,
+                // Backends reconnect to the shared port: another worker.
+                Kind::Text | Kind::Http => cx.io.close_after_replies(idx),
+                // The application's own links (Redis) serve the drain.
+                Kind::Outbound | Kind::Free | Kind::Listener | Kind::Signal | Kind::Waker => {}
+            }
+        }
+        let period = cx.limits.restart_drain_ms;
+        log_info!(
+            "SIGUSR2: draining: {websockets} WebSocket(s) to close with 1012 over --restart-drain {period} ms, then stopping"
+        );
+        self.drain = Some(Drain::new(cx.io.now_ms, period));
+        self.drain_step();
+    }
+
+    /// The drain's step for this tick: WebSockets closed with 1012, or the
+    /// stop.
+    fn drain_step(&mut self) {
+        const REASON: &str = "service restart";
+        let cx = &mut self.cx;
+        let Some(d) = self.drain.as_mut() else {
+            return;
+        };
+        if cx.stopping.is_some() || d.stepped(cx.io.now) {
+            return;
+        }
+        // Handshakes in progress count: they are closed once open, in turn.
+        let open = |s: &super::slot::Slot| {
+            s.kind == Kind::WebSocket && s.live() && !s.flags.has(Flags::CLOSING)
+        };
+        let websockets = cx.io.slots.iter().filter(|s| open(s)).count();
+        match d.step(cx.io.now_ms, cx.io.now, cx.open_connections(), websockets) {
+            Step::Idle => {}
+            Step::Close(mut n) => {
+                for idx in 0..cx.io.slots.len() as u32 {
+                    let s = &cx.io.slots[idx as usize];
+                    if n == 0 {
+                        break;
+                    }
+                    if open(s) && !s.flags.has(Flags::HANDSHAKE) {
+                        let id = cx.io.id(idx);
+                        cx.close(id, CloseCode::SERVICE_RESTART, REASON);
+                        d.closed(1);
+                        n -= 1;
+                    }
+                }
+            }
+            Step::Stop => {
+                log_info!(
+                    "drained: stopping, {} connection(s) left to close within --shutdown-grace {} ms",
+                    cx.open_connections(),
+                    cx.limits.shutdown_grace_ms
+                );
+                self.begin_stop_with(CloseCode::SERVICE_RESTART, REASON);
+            }
+        }
+    }
+
+    /// Closes the listeners. Out of the epoll set first: a listener shared
+    /// with other processes stays open there, and closing this process's
+    /// descriptor alone would leave it registered.
+    pub(super) fn close_listeners(&mut self) {
+        let io = &mut self.cx.io;
+        for l in std::mem::take(&mut self.listeners) {
+            let fd = io.slots[l.slot as usize].fd;
+            let _ = io.epoll.delete(fd);
+            sys::close(fd);
+            io.free_slot(l.slot);
         }
     }
 }

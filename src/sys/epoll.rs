@@ -36,6 +36,18 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_ADD, fd, token, want_in, want_out)
     }
 
+    /// Registers a listener shared with other processes for input, with
+    /// EPOLLEXCLUSIVE: a connection wakes one of the processes waiting on
+    /// it rather than all of them. Such a registration cannot be modified.
+    pub fn add_exclusive(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32,
+            u64: token,
+        };
+        // SAFETY (syscall!): `ev` is a valid epoll_event living across the call.
+        syscall!(epoll_ctl(self.fd, libc::EPOLL_CTL_ADD, fd, &mut ev)).map(drop)
+    }
+
     pub fn modify(&self, fd: RawFd, token: u64, want_in: bool, want_out: bool) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_MOD, fd, token, want_in, want_out)
     }

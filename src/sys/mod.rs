@@ -1,6 +1,7 @@
 //! Every libc call herald makes, by concern: `epoll`, `net` (sockets,
 //! including non-blocking connect), `signal` (signalfd, eventfd, SIGPIPE)
-//! and `process` (limits, daemon, memory, kill).
+//! `process` (limits, daemon, memory, kill) and `spawn` (a worker started
+//! from the binary on disk, its ready pipe).
 //!
 //! Nothing outside this module calls `libc` directly. Each wrapper turns the C
 //! convention (`-1` and `errno`) into `io::Result` through the `syscall!` macro.
@@ -26,6 +27,7 @@ mod fd;
 mod net;
 mod process;
 mod signal;
+mod spawn;
 
 pub use clock::*;
 pub use epoll::*;
@@ -33,3 +35,4 @@ pub(crate) use fd::*;
 pub use net::*;
 pub use process::*;
 pub use signal::*;
+pub use spawn::*;

@@ -119,6 +119,50 @@ pub(crate) fn listen_tcp(addr: &SocketAddr, reuse_port: bool, backlog: i32) -> i
     Ok(fd)
 }
 
+/// A close-on-exec duplicate of `fd`: the same socket under a descriptor
+/// of the caller's own (a supervisor keeps its listeners this way).
+pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY (syscall!): plain integers; the kernel checks `fd`.
+    let dup = syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 0))?;
+    // SAFETY: `dup` was just created and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) })
+}
+
+/// Takes over descriptor `fd`, inherited from the process that started
+/// this one, as a listening TCP socket: checked to be one (SO_ACCEPTCONN),
+/// made non-blocking and close-on-exec. The number comes from outside
+/// (the environment), hence the checks before it is owned.
+pub(crate) fn adopt_listener(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY (syscall!): plain integers; EBADF if `fd` is not open.
+    syscall!(fcntl(fd, libc::F_GETFD))?;
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY (syscall!): `v`/`len` describe a writable c_int.
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ACCEPTCONN,
+        (&mut v as *mut libc::c_int).cast(),
+        &mut len
+    ))?;
+    if v == 0 {
+        return Err(io::Error::other(format!(
+            "descriptor {fd} is not a listening socket"
+        )));
+    }
+    // SAFETY (syscall!): plain integers on an open descriptor.
+    let flags = syscall!(fcntl(fd, libc::F_GETFL))?;
+    // SAFETY (syscall!): as above.
+    syscall!(fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+    // SAFETY (syscall!): as above.
+    syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
+    // SAFETY: `fd` is open (checked) and was inherited for this process to
+    // own; nothing else in it refers to that number.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// The address a socket is bound to (useful after binding port 0).
 pub(crate) fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
     // SAFETY: all-zero sockaddr_storage is valid.

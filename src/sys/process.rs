@@ -52,6 +52,9 @@ pub const SIGINT: i32 = libc::SIGINT;
 pub const SIGHUP: i32 = libc::SIGHUP;
 /// Reopen the log file.
 pub const SIGUSR1: i32 = libc::SIGUSR1;
+/// The supervisor: a rolling restart of the workers (`herald restart`); a
+/// worker: drain, then exit.
+pub const SIGUSR2: i32 = libc::SIGUSR2;
 
 /// A pid file locked (`flock`, exclusive) for as long as its herald lives.
 /// The lock, not the pid written in the file, says whether that herald is

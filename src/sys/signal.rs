@@ -13,6 +13,20 @@ pub struct Signals {
     pub reload: bool,
     /// SIGUSR1: reopen the log file.
     pub reopen: bool,
+    /// SIGUSR2 (from [`usr2_signal_fd`]): a worker being replaced drains.
+    pub drain: bool,
+}
+
+/// Blocks SIGUSR2 for the thread and returns a non-blocking signalfd
+/// delivering it (drained by [`drain_signal_fd`] like the stop signalfd's).
+pub(crate) fn usr2_signal_fd() -> io::Result<RawFd> {
+    let set = signal_set(&[libc::SIGUSR2]);
+    // SAFETY: `set` is initialised; the old mask is not needed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))
 }
 
 /// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 (and ignores SIGPIPE) for the
@@ -51,6 +65,7 @@ pub(crate) fn drain_signal_fd(fd: RawFd) -> Signals {
     read_signals(fd, |signo| match signo {
         libc::SIGHUP => got.reload = true,
         libc::SIGUSR1 => got.reopen = true,
+        libc::SIGUSR2 => got.drain = true,
         other => got.stop = Some(other),
     });
     got
@@ -95,9 +110,11 @@ pub struct SupervisorSignals {
     pub reopen: bool,
     /// SIGCHLD: a worker exited (several exits may coalesce into one).
     pub child: bool,
+    /// SIGUSR2: replace the workers one at a time (`herald restart`).
+    pub restart: bool,
 }
 
-/// The supervisor's signalfd (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD, all
+/// The supervisor's signalfd (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD, all
 /// blocked for the calling thread) and the SIGCHLD disposition it replaced,
 /// so that each forked worker can undo both before it runs.
 pub(crate) struct SupervisorSignalFd {
@@ -111,6 +128,7 @@ fn supervisor_set() -> libc::sigset_t {
         libc::SIGINT,
         libc::SIGHUP,
         libc::SIGUSR1,
+        libc::SIGUSR2,
         libc::SIGCHLD,
     ])
 }
@@ -153,16 +171,20 @@ pub(crate) fn supervisor_signal_fd() -> io::Result<SupervisorSignalFd> {
 }
 
 impl SupervisorSignalFd {
-    /// Waits up to `timeout_ms` (-1: without bound) for a signal; true when
-    /// one is ready to drain. EINTR (a stop/continue) counts as a timeout.
-    pub(crate) fn wait(&self, timeout_ms: i32) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd,
+    /// Waits up to `timeout_ms` (-1: without bound) for a signal, or for
+    /// `also` (a worker's ready pipe) to become readable; true when one of
+    /// them is. EINTR (a stop/continue) counts as a timeout.
+    pub(crate) fn wait(&self, timeout_ms: i32, also: Option<RawFd>) -> io::Result<bool> {
+        let pfd = |fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY (syscall!): `pfd` is one valid pollfd for the call's duration.
-        match syscall!(poll(&mut pfd, 1, timeout_ms)) {
+        let mut pfds = [pfd(self.fd), pfd(also.unwrap_or(-1))];
+        let n = if also.is_some() { 2 } else { 1 };
+        // SAFETY (syscall!): `pfds` holds at least `n` valid pollfds for the
+        // call's duration.
+        match syscall!(poll(pfds.as_mut_ptr(), n, timeout_ms)) {
             Ok(n) => Ok(n > 0),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
             Err(e) => Err(e),
@@ -176,6 +198,7 @@ impl SupervisorSignalFd {
             libc::SIGHUP => got.reload = true,
             libc::SIGUSR1 => got.reopen = true,
             libc::SIGCHLD => got.child = true,
+            libc::SIGUSR2 => got.restart = true,
             other => got.stop = Some(other),
         });
         got
@@ -184,8 +207,10 @@ impl SupervisorSignalFd {
     /// In a forked worker, before it runs: closes the supervisor's signalfd
     /// (fork without exec keeps it open despite CLOEXEC), unblocks every
     /// signal and puts SIGCHLD's disposition back, so the worker starts with
-    /// the signal state of a process that was never a supervisor.
-    pub(crate) fn undo_in_worker(self) {
+    /// the signal state of a process that was never a supervisor. The
+    /// worker never returns to the supervisor's code (it ends with
+    /// `exit_now`), so nothing uses or drops `self` after this.
+    pub(crate) fn undo_in_worker(&self) {
         super::fd::close(self.fd);
         // SAFETY: sigset_t is plain data; sigemptyset initialises it.
         let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -197,8 +222,6 @@ impl SupervisorSignalFd {
         // SAFETY: `old_sigchld` is the disposition the kernel reported; the
         // previous one is not needed.
         unsafe { libc::sigaction(libc::SIGCHLD, &self.old_sigchld, std::ptr::null_mut()) };
-        // The descriptor is closed: Drop must not close it (or a reuse) again.
-        std::mem::forget(self);
     }
 }
 

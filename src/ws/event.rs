@@ -14,6 +14,9 @@ impl CloseCode {
     pub const POLICY: CloseCode = CloseCode(1008);
     pub const TOO_BIG: CloseCode = CloseCode(1009);
     pub const INTERNAL: CloseCode = CloseCode(1011);
+    /// Service Restart (IANA registry): the server restarts; reconnect.
+    /// Sent by a worker being replaced (`herald restart`).
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
     pub const TRY_AGAIN: CloseCode = CloseCode(1013);
 
     /// Codes a peer may send in a close frame: 1004-1006 and 1015 are reserved

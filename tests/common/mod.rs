@@ -18,6 +18,8 @@ mod raw_ws;
 pub mod redis;
 #[allow(unused_imports)] // each test file uses its own subset
 pub use raw_ws::*;
+#[allow(unused_imports)] // each test file uses its own subset
+pub use redis::*;
 
 /// A blocking WebSocket client (tungstenite over a plain TcpStream).
 pub type Ws = tungstenite::WebSocket<TcpStream>;
