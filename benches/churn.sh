@@ -13,7 +13,7 @@
 # (herald-bench push) and server memory per kept message (herald-bench
 # history-memory). Prints one table per part; everything goes to OUT.
 #
-#   benches/churn.sh                                     # ~12 min
+#   benches/churn.sh                                     # ~12 min (benches/README.md)
 #   SECS=10 CLIENTS=1000 COST_ROUNDS=1 COST_LINES=50000 MEM_MESSAGES=20000 benches/churn.sh
 #                                                        # a smoke run, ~2 min
 #   CONFIGS=one RESUME=on benches/churn.sh               # one row

@@ -10,8 +10,9 @@ use serde_json::{json, Map, Value};
 
 /// The header of the rows [`print`] writes.
 pub const ROW_HEADER: &str = "| run | resume | expected | delivered | missing | duplicated | \
-     lost statuses | offsets skipped | drops | server closes | pushes per server CPU-s |\n\
-     | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
+     lost statuses | offsets skipped | unanswered pushes | drops | server closes | \
+     pushes per server CPU-s |\n\
+     | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
 
 /// What the server spent over the window and the settle period.
 pub struct Cpu {
@@ -101,7 +102,7 @@ pub fn print(rep: &Reporter, o: Outcome<'_>) {
         println!("row-header: {h}");
     }
     println!(
-        "row: | {} | {} | {} | {} ({:.3}%) | {missing} | {} | {lost} | {} | {drops} | {} | {} |",
+        "row: | {} | {} | {} | {} ({:.3}%) | {missing} | {} | {lost} | {} | {} | {drops} | {} | {} |",
         rep.label(),
         if s.resume { "on" } else { "off" },
         sum.expected,
@@ -109,6 +110,7 @@ pub fn print(rep: &Reporter, o: Outcome<'_>) {
         sum.delivered_percent(),
         sum.duplicates,
         counts.skipped,
+        replies.unanswered,
         counts.server_closes,
         per_cpu.map_or("–".into(), fmt_num)
     );
