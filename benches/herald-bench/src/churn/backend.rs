@@ -1,9 +1,13 @@
 //! The backend of a churn run: one text-port connection per address given,
 //! each line written on its own (as a backend pushing events one by one
 //! does, not in batches), the replies read and counted. A connection the
-//! server closes (a worker restarting) is opened again; lines it had not
-//! answered are counted as unanswered.
+//! server closes (a worker restarting) is opened again, and the lines it
+//! had not answered are sent again, as a careful backend does (herald
+//! answers every line it handled before it closes a text connection, so an
+//! unanswered line was not handled; if it was, the copy shows as a
+//! duplicate).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
 use std::time::{Duration, Instant};
@@ -20,8 +24,9 @@ pub struct Replies {
     pub fail: u64,
     /// `error ...` and anything else.
     pub error: u64,
-    /// Lines written on a connection that ended before answering them.
-    pub unanswered: u64,
+    /// Lines written on a connection that ended before answering them, and
+    /// sent again.
+    pub resent: u64,
     /// The latest answer to `{"count":true}`: uids online.
     pub online_uids: Option<u64>,
     /// The first `error` line, to show.
@@ -54,8 +59,8 @@ struct Conn {
     out: Vec<u8>,
     /// An incomplete reply line.
     partial: Vec<u8>,
-    /// Lines written (or queued) and not answered yet.
-    in_flight: u64,
+    /// Lines written (or queued) and not answered yet, oldest first.
+    in_flight: VecDeque<Box<[u8]>>,
     retry_at: Instant,
 }
 
@@ -87,7 +92,7 @@ impl Backend {
                 stream: Some(s),
                 out: Vec::new(),
                 partial: Vec::new(),
-                in_flight: 0,
+                in_flight: VecDeque::new(),
                 retry_at: Instant::now(),
             });
         }
@@ -107,18 +112,20 @@ impl Backend {
         self.next = (self.next + 1) % self.conns.len();
         let c = &mut self.conns[k];
         c.out.extend_from_slice(line);
-        c.in_flight += 1;
+        c.in_flight.push_back(line.into());
         flush(c);
     }
 
     /// Lines written and not answered yet, on every connection.
     pub fn in_flight(&self) -> u64 {
-        self.conns.iter().map(|c| c.in_flight).sum()
+        self.conns.iter().map(|c| c.in_flight.len() as u64).sum()
     }
 
     /// Reads and counts the replies that arrived, writes what was queued,
-    /// and opens closed connections again.
+    /// opens closed connections again and sends again what they had not
+    /// answered.
     pub fn poll(&mut self) {
+        let mut again = Vec::new();
         for k in 0..self.conns.len() {
             let c = &mut self.conns[k];
             if c.stream.is_none() {
@@ -135,14 +142,17 @@ impl Backend {
             }
             flush(c);
             if !read(c, &mut self.buf, &mut self.replies) {
-                self.replies.unanswered += c.in_flight;
-                c.in_flight = 0;
+                again.extend(c.in_flight.drain(..));
                 c.out.clear();
                 c.partial.clear();
                 c.stream = None;
                 c.retry_at = Instant::now() + RETRY;
                 self.reconnects += 1;
             }
+        }
+        self.replies.resent += again.len() as u64;
+        for line in again {
+            self.send(&line);
         }
     }
 }
@@ -182,7 +192,7 @@ fn read(c: &mut Conn, buf: &mut [u8], replies: &mut Replies) -> bool {
             let line = std::mem::take(&mut c.partial);
             let line = line.strip_suffix(b"\r").unwrap_or(&line);
             replies.count(line);
-            c.in_flight = c.in_flight.saturating_sub(1);
+            c.in_flight.pop_front();
             data = &data[nl + 1..];
         }
         c.partial.extend_from_slice(data);
@@ -192,6 +202,52 @@ fn read(c: &mut Conn, buf: &mut [u8], replies: &mut Replies) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_a_closed_connection_did_not_answer_are_sent_again() {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std::net::SocketAddr::V4(addr) = listener.local_addr().unwrap() else {
+            unreachable!()
+        };
+        let mut b = Backend::connect(&[addr]).unwrap();
+        let (first, _) = listener.accept().unwrap();
+        first
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        b.send(b"one\n");
+        b.send(b"two\n");
+        // The server answers the first line only, then closes.
+        let mut lines = std::io::BufReader::new(first.try_clone().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "one");
+        (&first).write_all(b"ok\n").unwrap();
+        drop((lines, first));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b.reconnects == 0 && Instant::now() < deadline {
+            b.poll();
+        }
+        assert_eq!((b.replies.ok, b.replies.resent, b.reconnects), (1, 1, 1));
+        // The backend connects again on a later poll, then writes the line.
+        listener.set_nonblocking(true).unwrap();
+        let second = loop {
+            assert!(Instant::now() < deadline, "no second connection");
+            b.poll();
+            if let Ok((s, _)) = listener.accept() {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        second.set_nonblocking(false).unwrap();
+        second
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        b.poll();
+        let mut again = String::new();
+        std::io::BufReader::new(second)
+            .read_line(&mut again)
+            .unwrap();
+        assert_eq!(again, "two\n");
+    }
 
     #[test]
     fn replies_are_counted_by_kind() {

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 /// The header of the rows [`print`] writes.
 pub const ROW_HEADER: &str = "| run | resume | expected | delivered | missing | duplicated | \
-     lost statuses | offsets skipped | unanswered pushes | drops | server closes | \
+     lost statuses | offsets skipped | lines resent | drops | server closes | \
      pushes per server CPU-s |\n\
      | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
 
@@ -110,7 +110,7 @@ pub fn print(rep: &Reporter, o: Outcome<'_>) {
         sum.delivered_percent(),
         sum.duplicates,
         counts.skipped,
-        replies.unanswered,
+        replies.resent,
         counts.server_closes,
         per_cpu.map_or("–".into(), fmt_num)
     );
@@ -129,11 +129,12 @@ pub fn print(rep: &Reporter, o: Outcome<'_>) {
 
 fn print_counts(sum: &Summary, c: &Counts, r: &Replies, t: &Tally) {
     println!(
-        "backend replies: ok {}, fail {}, error {}, unanswered {}{}",
+        "backend replies: ok {}, fail {}, error {}; lines resent {} (unanswered when the \
+         server closed their connection){}",
         r.ok,
         r.fail,
         r.error,
-        r.unanswered,
+        r.resent,
         r.first_error
             .as_ref()
             .map(|e| format!(" (first: {e})"))
@@ -185,7 +186,7 @@ fn figures(sum: &Summary, c: &Counts, r: &Replies, t: &Tally) -> Map<String, Val
         ("replies_ok", r.ok),
         ("replies_fail", r.fail),
         ("replies_error", r.error),
-        ("unanswered", r.unanswered),
+        ("resent", r.resent),
         ("drops_clean", c.drops_clean),
         ("drops_reset", c.drops_reset),
         ("reconnects", c.reconnects),
