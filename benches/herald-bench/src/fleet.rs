@@ -83,8 +83,23 @@ impl Fleet {
         self.clients.len() - 1
     }
 
+    /// Asks for a WebSocket subprotocol (`Sec-WebSocket-Protocol`) in every
+    /// handshake from now on.
+    pub fn set_subprotocol(&mut self, protocol: &str) {
+        let key = "Sec-WebSocket-Key: ";
+        let at = self.request_head.len() - key.len();
+        self.request_head
+            .insert_str(at, &format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+
     /// Starts connecting slot `idx` (which must be Idle).
     pub fn connect(&mut self, idx: usize) -> Result<(), String> {
+        self.connect_to(idx, self.dst)
+    }
+
+    /// Starts connecting slot `idx` (which must be Idle) to `dst`, one of
+    /// the server's nodes (the fleet's own address is the first of them).
+    pub fn connect_to(&mut self, idx: usize, dst: SocketAddrV4) -> Result<(), String> {
         debug_assert_eq!(self.clients[idx].state, State::Idle);
         let src = if self.sources.is_empty() {
             None
@@ -92,18 +107,17 @@ impl Fleet {
             self.next_source = (self.next_source + 1) % self.sources.len();
             Some(self.sources[self.next_source])
         };
-        let fd = net::connect_start(self.dst, src).map_err(|e| {
+        let fd = net::connect_start(dst, src).map_err(|e| {
             let from = src.map_or("the default source".to_string(), |s| s.to_string());
             if net::is_port_exhaustion(&e) {
                 format!(
-                    "connect to {} from {from}: no ephemeral port left ({e}); \
-                     spread over more source addresses with --sources K",
-                    self.dst
+                    "connect to {dst} from {from}: no ephemeral port left ({e}); \
+                     spread over more source addresses with --sources K"
                 )
             } else if sys::is_fd_exhaustion(&e) {
                 format!("connect: out of file descriptors ({e}); lower the connection count")
             } else {
-                format!("connect to {} from {from}: {e}", self.dst)
+                format!("connect to {dst} from {from}: {e}")
             }
         })?;
         if let Err(e) = self.ep.add(fd, idx as u64, true, true) {
@@ -167,6 +181,16 @@ impl Fleet {
         c.out = Vec::new();
         c.inbuf = Vec::new();
         c.frag = None;
+    }
+
+    /// Resets client `idx` (SO_LINGER 0, then close: the server sees RST, as
+    /// from a client that lost its network), without an event.
+    pub fn reset(&mut self, idx: usize) {
+        let c = &self.clients[idx];
+        if c.state != State::Idle {
+            net::set_linger_zero(c.fd);
+        }
+        self.abort(idx);
     }
 
     /// Ends clients whose closing handshake has taken longer than `max`
@@ -304,8 +328,7 @@ impl Fleet {
                     return;
                 }
                 if let Err(e) = net::take_error(c.fd) {
-                    let dst = self.dst;
-                    return self.fail(idx, format!("connect to {dst}: {e}"), on);
+                    return self.fail(idx, format!("connect: {e}"), on);
                 }
                 c.start_handshake(&self.request_head);
                 self.flush_client(idx);

@@ -120,3 +120,50 @@ pub fn cpu_seconds(pid: u32) -> Result<f64, String> {
     // USER_HZ is 100 on Linux.
     Ok((ticks(11) + ticks(12)) as f64 / 100.0)
 }
+
+/// CPU time (user + system) of process `pid` and all its descendants so
+/// far, in seconds: a supervisor's own time, the time of the children it
+/// has reaped (cutime, cstime) and that of the live ones. A worker that
+/// exits between two readings moves from "live" to its parent's reaped
+/// time, so differences stay meaningful across a rolling restart.
+pub fn tree_cpu_seconds(pid: u32) -> Result<f64, String> {
+    let fields = |pid: u32| -> Option<[u64; 4]> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Some([t(11), t(12), t(13), t(14)])
+    };
+    let Some(top) = fields(pid) else {
+        return Err(format!(
+            "cannot read /proc/{pid}/stat (is pid {pid} running?)"
+        ));
+    };
+    let mut ticks: u64 = top.iter().sum();
+    let mut stack = children(pid);
+    while let Some(child) = stack.pop() {
+        // A child's own reaped children are counted in its cutime, and its
+        // live ones below.
+        if let Some(f) = fields(child) {
+            ticks += f.iter().sum::<u64>();
+        }
+        stack.extend(children(child));
+    }
+    Ok(ticks as f64 / 100.0)
+}
+
+/// The live children of `pid`, from /proc/PID/task/*/children.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        let list = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(
+            list.split_whitespace()
+                .filter_map(|v| v.parse::<u32>().ok()),
+        );
+    }
+    out
+}

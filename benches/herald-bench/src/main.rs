@@ -6,11 +6,13 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod broadcast;
+mod churn;
 mod cli;
 mod client;
 mod event;
 mod fleet;
 mod handshakes;
+mod histmem;
 mod host;
 mod idle;
 mod latency;
@@ -31,6 +33,8 @@ const MODES: &[Mode] = &[
     push::MODE,
     latency::MODE,
     handshakes::MODE,
+    churn::MODE,
+    histmem::MODE,
 ];
 
 fn help() -> String {

@@ -29,6 +29,11 @@ impl Reporter {
         rep
     }
 
+    /// The server's name in the output (`--label`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
     /// One JSON object on one line: the identifying fields first (in this
     /// order, for people reading logs), then the mode's extra figures.
     fn line(&self, kind: &str, run: Value, value: f64, unit: &str, extra: Map<String, Value>) {
@@ -164,6 +169,19 @@ fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
                 "messages_per_write",
                 "messages per socket write".into(),
                 false,
+            ),
+        ],
+        "history-memory" => vec![
+            ("value", unit.to_string(), true),
+            (
+                "per_kept_message",
+                "RSS bytes per kept message".into(),
+                true,
+            ),
+            (
+                "history_bytes_per_message",
+                "history bytes per message, herald's count".into(),
+                true,
             ),
         ],
         _ => vec![("value", unit.to_string(), false)],

@@ -136,8 +136,14 @@ fn put_median(extra: &mut Map<String, Value>, key: &str, all: &[f64]) {
 
 /// herald's `(writes, messages_out)` from its /stats, when `--stats` is given.
 fn server_writes(api: Option<SocketAddrV4>) -> Option<(u64, u64)> {
+    let v = stats_json(api?)?;
+    Some((v["writes"].as_u64()?, v["messages_out"].as_u64()?))
+}
+
+/// herald's /stats (`GET /stats` on its HTTP API), if it answers.
+pub fn stats_json(api: SocketAddrV4) -> Option<Value> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(api?).ok()?;
+    let mut s = std::net::TcpStream::connect(api).ok()?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .ok()?;
     s.write_all(b"GET /stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
@@ -145,8 +151,7 @@ fn server_writes(api: Option<SocketAddrV4>) -> Option<(u64, u64)> {
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     let body = resp.split_once("\r\n\r\n")?.1;
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    Some((v["writes"].as_u64()?, v["messages_out"].as_u64()?))
+    serde_json::from_str(body).ok()
 }
 
 /// Prints the server's writes over a run and the messages each carried.
