@@ -65,17 +65,14 @@ pub struct HistoryStats {
     pub evicted: u64,
 }
 
-struct Kept {
-    at_ms: u64,
-    text: Box<str>,
-}
-
 /// One stream: its record and its messages (offsets `top - len + 1 ..=
 /// top`).
 struct Log {
+    /// Its key in the map (`None` for `all`), for the global queue.
+    name: Owner,
     epoch: u64,
     top: u64,
-    msgs: VecDeque<Kept>,
+    msgs: VecDeque<Box<str>>,
 }
 
 impl Log {
@@ -104,7 +101,8 @@ pub struct History {
     made: u64,
     all: Log,
     uids: HashMap<Arc<str>, Log>,
-    queue: VecDeque<(Owner, u64)>,
+    /// Every message kept, in push order: its stream, offset and time.
+    queue: VecDeque<(Owner, u64, u64)>,
     stale: usize,
     stats: HistoryStats,
 }
@@ -118,6 +116,7 @@ impl History {
             process,
             made: 0,
             all: Log {
+                name: None,
                 epoch: process,
                 top: 0,
                 msgs: VecDeque::new(),
@@ -143,21 +142,28 @@ impl History {
     /// Keeps `text` as the next message of `stream`; its epoch and offset.
     pub fn append(&mut self, stream: Stream<'_>, text: &str, now_ms: u64) -> (u64, u64) {
         self.expire(now_ms);
-        let owner = self.make(stream);
         let size = self.cfg.size;
-        let log = self.log_mut(&owner);
+        // One lookup on the hot path: the record carries its own key.
+        let log = match stream {
+            Stream::All => &mut self.all,
+            Stream::Uid(uid) => match self.uids.get_mut(uid) {
+                Some(log) => log,
+                None => {
+                    let owner = self.make(stream);
+                    self.log_mut(&owner)
+                }
+            },
+        };
+        let owner = log.name.clone();
         log.top += 1;
-        log.msgs.push_back(Kept {
-            at_ms: now_ms,
-            text: text.into(),
-        });
+        log.msgs.push_back(text.into());
         let trimmed = if log.msgs.len() > size {
-            log.msgs.pop_front().map(|k| k.text.len())
+            log.msgs.pop_front().map(|k| k.len())
         } else {
             None
         };
         let at = (log.epoch, log.top);
-        self.queue.push_back((owner, at.1));
+        self.queue.push_back((owner, at.1, now_ms));
         self.stats.messages += 1;
         self.stats.bytes += (text.len() + MESSAGE_COST) as u64;
         if let Some(len) = trimmed {
@@ -197,7 +203,7 @@ impl History {
             Some(p) => (Status::Ok, p.offset),
         };
         let skip = (from + 1 - log.first()) as usize;
-        let missed = log.msgs.iter().skip(skip).map(|k| &*k.text).collect();
+        let missed = log.msgs.iter().skip(skip).map(|k| &**k).collect();
         let position = Position {
             offset: from,
             ..here
@@ -226,6 +232,7 @@ impl History {
         self.made += 1;
         let name: Arc<str> = uid.into();
         let log = Log {
+            name: Some(name.clone()),
             epoch: self.process | (self.made & 0xffff_ffff),
             top: 0,
             msgs: VecDeque::new(),
@@ -264,7 +271,7 @@ impl History {
 
     /// Drops the queue's front entry, and its message if it is live.
     fn evict_front(&mut self) {
-        let Some((owner, offset)) = self.queue.pop_front() else {
+        let Some((owner, offset, _)) = self.queue.pop_front() else {
             return;
         };
         if !self.live(&owner, offset) {
@@ -273,7 +280,7 @@ impl History {
         }
         let log = self.log_mut(&owner);
         if let Some(k) = log.msgs.pop_front() {
-            self.forget(k.text.len());
+            self.forget(k.len());
         }
     }
 
@@ -284,17 +291,12 @@ impl History {
         self.stats.evicted += 1;
     }
 
-    /// Evicts what is older than the ttl (and stale entries in the way).
+    /// Evicts what is older than the ttl. The queue's front is its oldest
+    /// entry, so nothing is due before its time (stale entries go when
+    /// their time comes, or at a compaction): no lookup while nothing is.
     fn expire(&mut self, now_ms: u64) {
-        while let Some((owner, offset)) = self.queue.front() {
-            let expired = match self.log_of(owner) {
-                Some(l) if !l.msgs.is_empty() && l.first() == *offset => {
-                    l.msgs[0].at_ms.saturating_add(self.cfg.ttl_ms) <= now_ms
-                }
-                // Stale: in the way.
-                _ => true,
-            };
-            if !expired {
+        while let Some(&(_, _, at_ms)) = self.queue.front() {
+            if at_ms.saturating_add(self.cfg.ttl_ms) > now_ms {
                 break;
             }
             self.evict_front();
@@ -327,7 +329,7 @@ impl History {
         let queue = std::mem::take(&mut self.queue);
         self.queue = queue
             .into_iter()
-            .filter(|(owner, offset)| {
+            .filter(|(owner, offset, _)| {
                 let log = self.log_of(owner);
                 log.is_some_and(|l| !l.msgs.is_empty() && *offset >= l.first())
             })

@@ -308,7 +308,7 @@ fn deliver_here(
         match history.as_deref_mut() {
             Some(h) => {
                 let (epoch, offset) = h.append(stream, text, now);
-                stream::write_head(&mut head, stream, &History::epoch_name(epoch), offset);
+                stream::write_head(&mut head, stream, format_args!("{epoch:x}"), offset);
             }
             None if tagged => stream::write_head(&mut head, stream, "-", 0),
             None => {}

@@ -175,7 +175,12 @@ pub fn write_status(out: &mut Vec<u8>, stream: Stream<'_>, epoch: &str, offset: 
 
 /// Appends the head of an `m` message (up to and with its newline); the
 /// payload follows it.
-pub fn write_head(out: &mut Vec<u8>, stream: Stream<'_>, epoch: &str, offset: u64) {
+pub fn write_head(
+    out: &mut Vec<u8>,
+    stream: Stream<'_>,
+    epoch: impl std::fmt::Display,
+    offset: u64,
+) {
     out.extend_from_slice(b"m ");
     stream.write_name(out);
     let _ = writeln!(ByteWriter(out), " {epoch} {offset}");
