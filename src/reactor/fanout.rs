@@ -6,7 +6,7 @@
 
 use super::context::Context;
 use super::id::ConnId;
-use super::slot::{Flags, Kind};
+use super::slot::Flags;
 use crate::hub::NIL;
 use crate::ws::frame::{FrameHead, OpCode};
 
@@ -70,19 +70,21 @@ impl Context {
             encode(&mut tagged, head, text);
         }
         let mut sent = 0;
-        for idx in 0..self.io.slots.len() as u32 {
-            let s = &self.io.slots[idx as usize];
-            if s.kind == Kind::WebSocket
-                && s.uid.is_some()
-                && s.can_send()
-                && !s.flags.has(Flags::HOLD)
-            {
-                let f = if head.is_some() && s.flags.has(Flags::SUBPROTOCOL) {
-                    &tagged
-                } else {
-                    &frame
-                };
-                sent += usize::from(self.queue_frame(idx, f));
+        // Two loops, so that the common one (no herald.v1 head) tests
+        // nothing more per connection than it did before heads existed.
+        if head.is_none() {
+            for idx in 0..self.io.slots.len() as u32 {
+                if self.io.slots[idx as usize].takes_broadcast() {
+                    sent += usize::from(self.queue_frame(idx, &frame));
+                }
+            }
+        } else {
+            for idx in 0..self.io.slots.len() as u32 {
+                let s = &self.io.slots[idx as usize];
+                if s.takes_broadcast() {
+                    let sub = s.flags.has(Flags::SUBPROTOCOL);
+                    sent += usize::from(self.queue_frame(idx, if sub { &tagged } else { &frame }));
+                }
             }
         }
         if frame.capacity() <= FRAME_KEPT {

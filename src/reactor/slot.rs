@@ -156,6 +156,19 @@ impl Slot {
                 .flags
                 .has(Flags::CLOSING | Flags::HANDSHAKE | Flags::CONNECTING)
     }
+    /// A bound WebSocket that takes a broadcast now: [`Slot::can_send`]
+    /// and not held, in one test of the flags (the fan-out's inner loop).
+    #[inline]
+    pub fn takes_broadcast(&self) -> bool {
+        const NOT: Flags = Flags(
+            Flags::DEAD.0
+                | Flags::CLOSING.0
+                | Flags::HANDSHAKE.0
+                | Flags::CONNECTING.0
+                | Flags::HOLD.0,
+        );
+        self.kind == Kind::WebSocket && self.uid.is_some() && !self.flags.has(NOT)
+    }
     pub fn out_empty(&self) -> bool {
         self.out.as_ref().is_none_or(|o| o.is_empty())
     }
