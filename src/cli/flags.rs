@@ -171,8 +171,8 @@ const LISTED: &[(&str, &[Flag])] = &[
         value("--redis-password-file", "PATH", "", "Redis password, first line (or\n\
                                                     HERALD_REDIS_PASSWORD); re-read on reload"),
         value("--redis-prefix", "NAME", "herald", "key and channel prefix"),
-        value("--redis-max-pending", "BYTES", "1048576", "commands awaiting Redis before pushes get\n\
-                                                          an error"),
+        value("--redis-max-pending", "BYTES", "1048576", "commands awaiting Redis before backends\n\
+                                                          wait (herald stops reading them)"),
         value("--workers", "N", "1", "worker processes sharing the listening\n\
                                       sockets; N > 1 needs --redis"),
         value("--restart-drain", "MS", "5000", "herald restart: a replaced worker closes its\n\

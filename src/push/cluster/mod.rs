@@ -58,8 +58,8 @@ pub struct ClusterConfig {
     pub redis: RedisUrl,
     /// Key and channel prefix, so that applications can share a Redis.
     pub prefix: String,
-    /// Bytes of commands sent to Redis and not yet answered; past it, pushes
-    /// get `error redis backlog full`.
+    /// Bytes of commands sent to Redis and not yet answered; past it,
+    /// backends wait (their connections are not read until Redis caught up).
     pub max_pending: usize,
     /// This node's name. The pid of the process that serves is appended
     /// when the server starts (`NAME-PID`), so that each process's name is
