@@ -45,7 +45,23 @@ impl HistoryConfig {
     pub fn enabled(&self) -> bool {
         self.size > 0
     }
+
+    /// The Redis history scripts' arguments that follow from this
+    /// configuration, spelled once: messages kept, their ttl and a stream
+    /// record's ttl, in whole seconds (at least 1).
+    pub fn redis_args(&self) -> [String; 3] {
+        let ttl = self.ttl_ms.div_ceil(1000).max(1);
+        [
+            self.size.to_string(),
+            ttl.to_string(),
+            ttl.max(RECORD_TTL_S).to_string(),
+        ]
+    }
 }
+
+/// A stream record's time to live in Redis, at least: a client that saw
+/// everything and comes back within it is told `ok`, not `lost`.
+const RECORD_TTL_S: u64 = 86_400;
 
 /// What a kept message costs besides its text: its entry in its stream
 /// and in the global queue, and the allocator's share.

@@ -19,14 +19,9 @@ use super::resumes::{finish, Resuming, ALL, BARRIER, OWN};
 use super::scripts::Script;
 use super::Cluster;
 use crate::app::ConnId;
-use crate::push::history::HistoryConfig;
 use crate::push::stream::{Hello, Stream};
 use crate::reactor::Context;
 use crate::xorshift;
-
-/// A stream record's time to live, at least: a client that saw everything
-/// and comes back within it is told `ok`, not `lost`.
-const RECORD_TTL_S: u64 = 86_400;
 
 impl Cluster {
     /// The command link is up: pushes can be kept.
@@ -45,12 +40,7 @@ impl Cluster {
         let stream = uid.map_or(Stream::All, Stream::Uid);
         let (key, record) = self.names.history_keys(stream);
         let epoch = self.new_epoch();
-        let cfg = self.history;
-        let (size, ttl, record_ttl) = (
-            cfg.size.to_string(),
-            ttl_s(&cfg).to_string(),
-            ttl_s(&cfg).max(RECORD_TTL_S).to_string(),
-        );
+        let [size, ttl, record_ttl] = &self.history_args;
         let args: [&[u8]; 7] = [
             &self.channel,
             self.names.node.as_bytes(),
@@ -144,15 +134,12 @@ impl Cluster {
         let epoch = self.new_epoch();
         let since = self.resumes.list[i].since[which].clone();
         let (since_epoch, since_offset) = since.map_or((String::new(), 0), |p| (p.epoch, p.offset));
-        let (offset, ttl) = (
-            since_offset.to_string(),
-            ttl_s(&self.history).max(RECORD_TTL_S).to_string(),
-        );
+        let offset = since_offset.to_string();
         let args: [&[u8]; 4] = [
             since_epoch.as_bytes(),
             offset.as_bytes(),
             epoch.as_bytes(),
-            ttl.as_bytes(),
+            self.history_args[2].as_bytes(),
         ];
         let tag = Pending::Range { conn, which };
         if let Err(e) = self
@@ -170,9 +157,4 @@ impl Cluster {
     pub(in crate::push) fn on_v1_closed(&mut self, conn: ConnId) {
         self.resumes.list.retain(|r| r.conn != conn);
     }
-}
-
-/// The history's ttl in whole seconds (at least 1).
-fn ttl_s(cfg: &HistoryConfig) -> u64 {
-    cfg.ttl_ms.div_ceil(1000).max(1)
 }

@@ -134,6 +134,8 @@ pub(super) struct Cluster {
     pub(super) own_stats: String,
     /// The history kept in Redis (`size` 0: none).
     history: HistoryConfig,
+    /// `history`'s script arguments, spelled once (`HistoryConfig::redis_args`).
+    history_args: [String; 3],
     /// herald.v1 connections resuming.
     resumes: resumes::Resumes,
     /// For new epochs.
@@ -161,6 +163,7 @@ impl Cluster {
             head: Vec::new(),
             stats: ClusterStats::default(),
             own_stats: String::new(),
+            history_args: history.redis_args(),
             history,
             resumes: resumes::Resumes::default(),
             rng: xorshift::seed(4) | 1,
