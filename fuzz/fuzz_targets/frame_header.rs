@@ -57,9 +57,9 @@ fn check_parse(bytes: &[u8], require_mask: bool, max_len: u64) {
     if require_mask {
         assert!(h.mask.is_some());
     }
-    // Lengths are minimal and RSV bits are refused, so the wire form is
+    // Lengths are minimal and RSV2/RSV3 are refused, so the wire form is
     // canonical: encoding the parsed header gives back the same bytes.
-    let mut again = FrameHead::with_bits(h.fin, false, h.opcode, h.len as usize)
+    let mut again = FrameHead::with_bits(h.fin, h.rsv1, h.opcode, h.len as usize)
         .as_bytes()
         .to_vec();
     if let Some(mask) = h.mask {
@@ -100,6 +100,7 @@ fn round_trip(bytes: &[u8]) {
     let (h, n) = parsed.unwrap().expect("a whole frame is a whole header");
     let want = Header {
         fin,
+        rsv1: false,
         opcode,
         mask: Some(mask),
         len: len as u64,

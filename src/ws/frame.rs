@@ -45,7 +45,8 @@ impl OpCode {
 /// Why a frame header was refused; each maps to a close code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
-    /// An RSV bit is set and no extension was negotiated.
+    /// RSV2 or RSV3 is set: no extension herald speaks uses them. (RSV1,
+    /// which permessage-deflate uses, is the protocol layer's to judge.)
     ReservedBits,
     /// Opcode 0x3-0x7 or 0xB-0xF.
     UnknownOpcode,
@@ -84,6 +85,9 @@ impl FrameError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     pub fin: bool,
+    /// RSV1: a compressed message (RFC 7692) when permessage-deflate was
+    /// negotiated, else a violation; the protocol layer decides.
+    pub rsv1: bool,
     pub opcode: OpCode,
     pub mask: Option<[u8; 4]>,
     pub len: u64,
@@ -107,7 +111,7 @@ impl Header {
         }
         let b0 = buf[0];
         let b1 = buf[1];
-        if b0 & 0x70 != 0 {
+        if b0 & 0x30 != 0 {
             return Err(FrameError::ReservedBits);
         }
         let opcode = OpCode::from_bits(b0 & 0x0F).ok_or(FrameError::UnknownOpcode)?;
@@ -161,6 +165,7 @@ impl Header {
         Ok(Some((
             Header {
                 fin,
+                rsv1: b0 & 0x40 != 0,
                 opcode,
                 mask,
                 len,
@@ -336,7 +341,9 @@ mod tests {
 
     #[test]
     fn reserved_bits_opcodes_mask_and_control_rules() {
-        assert_eq!(parse(&[0xC1, 0x80]), Err(FrameError::ReservedBits));
+        assert_eq!(parse(&[0xA1, 0x80]), Err(FrameError::ReservedBits));
+        assert_eq!(parse(&[0x91, 0x80]), Err(FrameError::ReservedBits));
+        assert!(parse(&[0xC1, 0x80, 1, 2, 3, 4]).unwrap().unwrap().0.rsv1);
         assert_eq!(parse(&[0x83, 0x80]), Err(FrameError::UnknownOpcode));
         assert_eq!(parse(&[0x8B, 0x80]), Err(FrameError::UnknownOpcode));
         assert_eq!(parse(&[0x81, 0x05]), Err(FrameError::Unmasked));

@@ -11,6 +11,9 @@ pub(super) fn check_sequence(
     so_far: usize,
     max_message: usize,
 ) -> Result<(), Failure> {
+    if h.rsv1 {
+        return Err(frame_failure(frame::FrameError::ReservedBits));
+    }
     match h.opcode {
         OpCode::Continuation if in_message.is_none() => Err(Failure::new(
             CloseCode::PROTOCOL,
