@@ -73,11 +73,11 @@ readme_sizes_match() {
 step "static builds (cargo build --profile embedded)"
 printf '%-34s %14s %14s\n' target plain small
 for t in "${have[@]}"; do
-  cargo build -q --profile embedded --target "$t" --bin herald
+  cargo build -q --profile embedded --target "$t" --bin herald --no-default-features
   plain=$(stat -c %s "target/$t/embedded/herald")
   small=-
   if [ $small_ok = 1 ]; then
-    RUSTC_BOOTSTRAP=1 cargo build -q --profile embedded --target "$t" --bin herald \
+    RUSTC_BOOTSTRAP=1 cargo build -q --profile embedded --target "$t" --bin herald --no-default-features \
       "${SMALL_FLAGS[@]}" --target-dir target/small
     small=$(stat -c %s "$(small_bin "$t")")
   fi

@@ -74,7 +74,7 @@ fn ws_decode(c: &mut Criterion) {
                         let mut got = 0usize;
                         let mut pos = 0;
                         while let (used, Some(ev)) =
-                            ws::decode::next(&mut state, &mut buf[pos..], 1 << 20)
+                            ws::decode::next(&mut state, &mut buf[pos..], 1 << 20, None)
                                 .expect("frames are valid")
                         {
                             pos += used;

@@ -34,6 +34,13 @@ fn main() {
     let limits = Limits {
         max_message: 16 << 20,
         max_queued: 64 << 20,
+        // Every message compressed on connections with permessage-deflate,
+        // even the ones that would not shrink: Autobahn's cases 12 and 13
+        // then exercise the compressor with every payload they send.
+        deflate: Some(herald::limits::Deflate {
+            level: 1,
+            min_size: 0,
+        }),
         ..Limits::default()
     };
     let run = || -> std::io::Result<()> {

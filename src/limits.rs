@@ -62,6 +62,33 @@ pub struct Limits {
     pub read_buffer: usize,
     /// Send buffers (up to 8 KiB each) kept for reuse while idle. Default 128.
     pub send_pool: usize,
+    /// permessage-deflate (RFC 7692) for WebSockets that offer it; `None`
+    /// declines every offer. Each message is compressed once for all its
+    /// recipients and no connection keeps compression state. Default: on
+    /// (level 1, messages from 256 bytes) in builds with the `deflate`
+    /// feature; without it, `None` is the only valid value.
+    pub deflate: Option<Deflate>,
+}
+
+/// How herald compresses what it sends under permessage-deflate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deflate {
+    /// 1 (fastest) to 9 (smallest).
+    pub level: u8,
+    /// Messages shorter than this go uncompressed: below it compression
+    /// costs more CPU than the bytes it saves are worth. A message whose
+    /// compressed form is not smaller goes uncompressed too, except with 0:
+    /// then every message is sent compressed (conformance testing).
+    pub min_size: usize,
+}
+
+impl Default for Deflate {
+    fn default() -> Deflate {
+        Deflate {
+            level: 1,
+            min_size: 256,
+        }
+    }
 }
 
 impl Limits {
@@ -91,7 +118,11 @@ impl Limits {
         if self.restart_drain_ms > Limits::MAX_RESTART_DRAIN_MS {
             return Err(LimitError::DrainTooLong);
         }
-        Ok(())
+        match self.deflate {
+            Some(_) if !crate::ws::deflate::BUILT_IN => Err(LimitError::NoDeflate),
+            Some(d) if !(1..=9).contains(&d.level) => Err(LimitError::DeflateLevel),
+            _ => Ok(()),
+        }
     }
 
     /// True when `ip` is one of [`Limits::trusted_proxies`] (IPv4-mapped
@@ -113,6 +144,10 @@ pub enum LimitError {
     HeadTooSmall,
     /// `restart_drain_ms` is over [`Limits::MAX_RESTART_DRAIN_MS`].
     DrainTooLong,
+    /// `deflate` is set in a build without the `deflate` feature.
+    NoDeflate,
+    /// `deflate.level` is not 1 to 9.
+    DeflateLevel,
 }
 
 impl std::fmt::Display for LimitError {
@@ -127,6 +162,11 @@ impl std::fmt::Display for LimitError {
                 "restart_drain_ms must be at most {}",
                 Limits::MAX_RESTART_DRAIN_MS
             ),
+            LimitError::NoDeflate => write!(
+                f,
+                "this build has no permessage-deflate (cargo feature `deflate`)"
+            ),
+            LimitError::DeflateLevel => write!(f, "the deflate level must be 1 to 9"),
         }
     }
 }
@@ -159,6 +199,7 @@ impl Default for Limits {
             max_deferred: 4096,
             read_buffer: 64 * 1024,
             send_pool: 128,
+            deflate: crate::ws::deflate::BUILT_IN.then(Deflate::default),
         }
     }
 }

@@ -125,7 +125,7 @@ fn websocket(reads: &[&[u8]]) -> Outcome {
         let mut at = start;
         loop {
             let left = buf.len() - at;
-            let (used, step) = ws_conn::frames(&mut partial, &mut buf[at..], MAX_MESSAGE, &mut out);
+            let (used, step) = ws_conn::frames(&mut partial, &mut buf[at..], MAX_MESSAGE, None, &mut out);
             assert!(used <= left, "consumed {used} of {left}");
             at += used;
             match step {

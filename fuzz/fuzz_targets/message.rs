@@ -48,7 +48,7 @@ fn decode_all(reads: &[&[u8]], max_message: usize) -> Outcome {
         // Pull events until the read is used up, as the reactor does.
         loop {
             let left = buf.len() - at;
-            match decode::next(&mut state, &mut buf[at..], max_message) {
+            match decode::next(&mut state, &mut buf[at..], max_message, None) {
                 Ok((used, None)) => {
                     assert_eq!(used, left, "no event, yet bytes left over");
                     break;

@@ -36,6 +36,10 @@ pub struct Cli {
     pub http: Option<SocketAddr>,
     pub reuse_port: bool,
     pub limits: Limits,
+    /// `--deflate on|off`; on by default in builds that have it.
+    pub deflate: bool,
+    /// `--deflate-level` and `--deflate-min`.
+    pub deflate_settings: herald::limits::Deflate,
     pub push: PushConfig,
     pub rules: TokenRules,
     pub pid_file: String,
@@ -62,6 +66,8 @@ impl Default for Cli {
             http: Some(([127, 0, 0, 1], 5679).into()),
             reuse_port: false,
             limits: Limits::default(),
+            deflate: herald::ws::deflate::BUILT_IN,
+            deflate_settings: herald::limits::Deflate::default(),
             push: PushConfig::default(),
             rules: TokenRules {
                 leeway_s: 5,
@@ -138,6 +144,7 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
         };
         set(&mut cli, flag, value)?;
     }
+    cli.limits.deflate = cli.deflate.then_some(cli.deflate_settings);
     check(&cli, explicit.is_some())?;
     if let Some(url) = &cli.redis_url {
         // A bad URL is a usage error like any bad value (exit 2). Resolving
@@ -224,6 +231,15 @@ fn set(cli: &mut Cli, flag: &Flag, v: &str) -> Result<(), String> {
         "--redis-max-pending" => cli.redis_max_pending = parse_num(name, v)?,
         "--workers" => cli.workers = parse_num(name, v)?,
         "--history" => cli.push.history.size = parse_num(name, v)?,
+        "--deflate" => {
+            cli.deflate = match v {
+                "on" => true,
+                "off" => false,
+                _ => return Err(format!("{name} takes on or off, not {v:?}")),
+            }
+        }
+        "--deflate-level" => cli.deflate_settings.level = parse_num(name, v)?,
+        "--deflate-min" => cli.deflate_settings.min_size = parse_num(name, v)?,
         "--history-ttl" => {
             let secs: u64 = parse_num(name, v)?;
             if secs == 0 {
@@ -258,6 +274,11 @@ fn check(cli: &Cli, explicit: bool) -> Result<(), String> {
             "--restart-drain must be at most {} (one hour)",
             Limits::MAX_RESTART_DRAIN_MS
         ),
+        LimitError::NoDeflate => {
+            "--deflate on: this build has no permessage-deflate (built without the `deflate` feature)"
+                .to_string()
+        }
+        LimitError::DeflateLevel => "--deflate-level must be 1 to 9".to_string(),
     })?;
     if cli.workers == 0 {
         return Err("--workers must be at least 1".into());
@@ -353,7 +374,10 @@ mod tests {
     #[test]
     fn the_defaults_the_help_shows_are_the_real_ones() {
         let real = format!("{:?}", parse_args(&[]).unwrap());
-        for flag in flags::all().filter(|f| !f.default.is_empty()) {
+        // Without the feature, `--deflate on` (the help's default) is refused.
+        let shown_default =
+            |f: &flags::Flag| herald::ws::deflate::BUILT_IN || f.long != "--deflate";
+        for flag in flags::all().filter(|f| !f.default.is_empty() && shown_default(f)) {
             let a = [flag.commands[0], flag.long, flag.default].map(String::from);
             let mut shown = parse_args(&a).unwrap_or_else(|e| panic!("{}: {e}", flag.long));
             shown.command = "start".into();

@@ -159,6 +159,13 @@ const LISTED: &[(&str, &[Flag])] = &[
         value("--trusted-proxy", "LIST", "", "comma-separated proxy IPs whose\n\
                                               X-Forwarded-For names the client (repeatable)"),
     ]),
+    ("COMPRESSION (permessage-deflate; see Compression in README.md):", &[
+        value("--deflate", "on|off", "on", "compress for WebSockets that offer it, each\n\
+                                           message once for all (off in builds without\n\
+                                           the `deflate` feature)"),
+        value("--deflate-level", "N", "1", "1 (fastest) to 9 (smallest)"),
+        value("--deflate-min", "BYTES", "256", "shorter messages go uncompressed"),
+    ]),
     ("HISTORY (herald.v1 clients resume; see docs/resume.md):", &[
         value("--history", "N", "0", "messages kept per stream (uid, all); 0 = off"),
         value("--history-ttl", "SECS", "300", "how long a message is kept"),

@@ -68,7 +68,7 @@ impl<'a> Head<'a> {
     }
 
     /// The values of the headers called `name` (ASCII case-insensitive).
-    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
         self.raw_headers()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)

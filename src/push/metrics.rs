@@ -131,6 +131,24 @@ const FIGURES: &[Figure] = &[
         |f| f.cx.stats().protocol_errors,
     ),
     figure(
+        "deflate_connections",
+        Some((
+            "deflate_connections",
+            GAUGE,
+            "WebSockets open with permessage-deflate.",
+        )),
+        |f| f.cx.deflate_connections() as u64,
+    ),
+    figure(
+        "compressed_messages",
+        Some((
+            "compressed_messages_total",
+            COUNTER,
+            "Messages compressed: once per message, whatever the number of recipients.",
+        )),
+        |f| f.cx.stats().compressed_out,
+    ),
+    figure(
         "messages_in",
         Some((
             "messages_in_total",

@@ -7,6 +7,7 @@
 //! start after the callback returns.
 
 use super::app_timers::AppTimers;
+use super::compress::Compression;
 use super::connects::Connects;
 use super::deferred::Replies;
 use super::id::{ConnId, Deferred, Protocol, TimerId};
@@ -21,7 +22,7 @@ use crate::hub::{Hub, Uid, NIL};
 use crate::limits::Limits;
 use crate::sansio::Output;
 use crate::sys;
-use crate::ws::frame::{FrameHead, OpCode};
+use crate::ws::frame::OpCode;
 use crate::ws::{conn as ws_conn, CloseCode};
 use std::collections::HashSet;
 use std::io;
@@ -51,9 +52,12 @@ pub struct Context {
     pub(super) input_bytes: usize,
     /// Binding changes not yet reported to the application, oldest first.
     pub(super) uid_events: Vec<UidEvent>,
-    /// The frame a broadcast copies to every recipient, kept between
-    /// broadcasts while it is small.
-    pub(super) frame: Vec<u8>,
+    /// The forms of a message being sent to many (plain, with the
+    /// herald.v1 head, compressed), kept between sends while small
+    /// ([`super::compress::Frames`]).
+    pub(super) frames: [Vec<u8>; 4],
+    /// permessage-deflate's codecs: one of each for the whole server.
+    pub(super) compression: Compression,
     /// Slots paused by the application (`Context::pause`), which only it
     /// resumes.
     pub(super) paused_by_app: HashSet<u32>,
@@ -90,6 +94,7 @@ impl Output for SlotOut<'_> {
 impl Context {
     pub(super) fn new(limits: Limits) -> io::Result<Context> {
         let nofile = sys::raise_nofile_limit()?;
+        let compression = Compression::new(limits.deflate);
         Ok(Context {
             io: Io::new(&limits)?,
             per_ip: PerIp::new(&limits),
@@ -105,7 +110,8 @@ impl Context {
             nofile,
             input_bytes: 0,
             uid_events: Vec::new(),
-            frame: Vec::new(),
+            frames: Default::default(),
+            compression,
             paused_by_app: HashSet::new(),
             flood: false,
         })
@@ -128,7 +134,7 @@ impl Context {
     /// the queue is flushed at the end of the loop iteration.
     pub(super) fn queue_message(&mut self, idx: u32, a: &[u8], b: &[u8]) -> bool {
         let s = &self.io.slots[idx as usize];
-        if !s.live() || s.flags.has(Flags::CLOSING | Flags::HANDSHAKE) {
+        if !s.live() || s.flags.has(Flags::CLOSING) || s.handshaking() {
             self.stats.dropped += 1;
             return false;
         }
@@ -251,16 +257,6 @@ impl Context {
         self.send_frame(conn, OpCode::Binary, data)
     }
 
-    fn send_frame(&mut self, conn: ConnId, opcode: OpCode, payload: &[u8]) -> bool {
-        match self.io.slot_of(conn) {
-            Some(s) if s.kind == Kind::WebSocket => {
-                let h = FrameHead::new(opcode, payload.len());
-                self.queue_message(conn.idx(), h.as_bytes(), payload)
-            }
-            _ => false,
-        }
-    }
-
     /// Sends `line` plus a newline on a text-port connection (after any
     /// deferred replies still outstanding on it).
     pub fn send_line(&mut self, conn: ConnId, line: &[u8]) -> bool {
@@ -291,7 +287,7 @@ impl Context {
             return;
         }
         let idx = conn.idx();
-        if s.kind == Kind::WebSocket && !s.flags.has(Flags::HANDSHAKE) {
+        if s.kind == Kind::WebSocket && !s.flags.has(Flags::OPENING) {
             ws_conn::close(code, reason, &mut self.output(idx));
         }
         self.io.begin_close(idx);
@@ -426,7 +422,7 @@ impl Context {
     /// queued.
     pub fn connect(&mut self, addr: SocketAddr) -> ConnId {
         let idx = self.io.alloc(-1, Kind::Outbound, 0);
-        self.io.slots[idx as usize].flags.set(Flags::CONNECTING);
+        self.io.slots[idx as usize].flags.set(Flags::OPENING);
         self.open += 1;
         self.connects.push(idx, addr);
         self.io.id(idx)
@@ -521,7 +517,7 @@ impl Context {
             + uids
             + self.input_bytes
             + self.replies.heap_bytes()
-            + self.frame.capacity()
+            + self.frames.iter().map(Vec::capacity).sum::<usize>()
     }
 
     /// Resident set size of the process.

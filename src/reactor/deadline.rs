@@ -35,17 +35,13 @@ pub(super) fn decide(kind: Kind, flags: Flags, t: u32, now: u32, limits: &Limits
     if flags.has(Flags::CLOSING | Flags::PEER_EOF) {
         return wait_or(t + ms_to_ticks(limits.close_timeout_ms), Action::Abort);
     }
-    if flags.has(Flags::CONNECTING) {
-        return wait_or(
-            t + ms_to_ticks(limits.handshake_timeout_ms),
-            Action::ConnectTimeout,
-        );
-    }
-    if flags.has(Flags::HANDSHAKE) {
-        return wait_or(
-            t + ms_to_ticks(limits.handshake_timeout_ms),
-            Action::HandshakeTimeout,
-        );
+    if flags.has(Flags::OPENING) {
+        let expired = if kind == Kind::Outbound {
+            Action::ConnectTimeout
+        } else {
+            Action::HandshakeTimeout
+        };
+        return wait_or(t + ms_to_ticks(limits.handshake_timeout_ms), expired);
     }
     let (idle_limit, ping_after) = match kind {
         Kind::WebSocket => (
@@ -123,7 +119,7 @@ mod tests {
     #[test]
     fn handshakes_connects_and_closes_have_deadlines() {
         let l = limits();
-        let hs = Flags::HANDSHAKE;
+        let hs = Flags::OPENING;
         assert_eq!(
             decide(Kind::WebSocket, hs, 10, 20, &l),
             Action::Wait(Some(110))
@@ -132,7 +128,7 @@ mod tests {
             decide(Kind::WebSocket, hs, 10, 110, &l),
             Action::HandshakeTimeout
         );
-        let c = Flags::CONNECTING;
+        let c = Flags::OPENING;
         assert_eq!(
             decide(Kind::Outbound, c, 0, 100, &l),
             Action::ConnectTimeout

@@ -2,16 +2,16 @@
 //! A connection accepted with the application's subprotocol
 //! ([`Upgrade::AcceptProtocol`](super::Upgrade)) gets a message's head
 //! before its text when the send carries one; a connection held
-//! ([`Context::hold`]) gets neither until it is released.
+//! ([`Context::hold`]) gets neither until it is released. A connection
+//! with permessage-deflate gets the message compressed: compressed once,
+//! for all such recipients.
 
+use super::compress::Frames;
 use super::context::Context;
 use super::id::ConnId;
-use super::slot::Flags;
+use super::slot::{Flags, Kind};
 use crate::hub::NIL;
 use crate::ws::frame::{FrameHead, OpCode};
-
-/// The largest broadcast frame buffer kept for the next broadcast.
-const FRAME_KEPT: usize = 64 * 1024;
 
 impl Context {
     /// Sends a text message to every connection bound to `uid`; returns how
@@ -21,32 +21,33 @@ impl Context {
     }
 
     /// [`Context::send_to_uid`], where connections accepted with the
-    /// subprotocol get `head` then `text` as one message.
+    /// subprotocol get `head` then `text` as one message. Connections with
+    /// permessage-deflate get it compressed, compressed once for all of them.
     pub fn send_to_uid_with(&mut self, uid: &str, text: &str, head: Option<&[u8]>) -> usize {
         let h = FrameHead::new(OpCode::Text, text.len());
-        let mut tagged = Vec::new();
+        let mut frames = self.frames(head, text);
         let mut at = self.hub.head(&self.io.slots, uid).unwrap_or(NIL);
         let mut sent = 0;
         while at != NIL {
             let s = &self.io.slots[at as usize];
             let next = s.next;
-            let (can, sub) = (
-                s.can_send() && !s.flags.has(Flags::HOLD),
-                s.flags.has(Flags::SUBPROTOCOL),
-            );
-            let queued = match (can, sub, head) {
-                (false, _, _) => false,
-                (true, true, Some(head)) => {
-                    if tagged.is_empty() {
-                        encode(&mut tagged, head, text);
-                    }
-                    self.queue_message(at, &tagged, &[])
+            let can = s.can_send() && !s.flags.has(Flags::HOLD);
+            let sub = s.flags.has(Flags::SUBPROTOCOL) && head.is_some();
+            let z = s.flags.has(Flags::DEFLATE);
+            let queued = match (can, sub || z) {
+                (false, _) => false,
+                (true, true) => {
+                    let frame = frames.get(sub, z, &mut self.compression);
+                    self.queue_message(at, frame, &[])
                 }
-                (true, _, _) => self.queue_message(at, h.as_bytes(), text.as_bytes()),
+                // The common case: the header and the text copied straight
+                // into the queue, no frame buffer.
+                (true, false) => self.queue_message(at, h.as_bytes(), text.as_bytes()),
             };
             sent += usize::from(queued);
             at = next;
         }
+        self.keep_frames(frames);
         sent
     }
 
@@ -57,25 +58,21 @@ impl Context {
     }
 
     /// [`Context::broadcast`], where connections accepted with the
-    /// subprotocol get `head` then `text` as one message. Each of the two
-    /// frames is encoded once.
+    /// subprotocol get `head` then `text` as one message, and connections
+    /// with permessage-deflate get it compressed. Each form of the message
+    /// is encoded (and compressed) once; each recipient then costs one copy
+    /// into its queue.
     pub fn broadcast_with(&mut self, text: &str, head: Option<&[u8]>) -> usize {
-        // The whole frame, encoded once into a buffer kept between calls:
-        // each recipient then costs one copy into its queue.
-        let mut frame = std::mem::take(&mut self.frame);
-        frame.clear();
-        encode(&mut frame, b"", text);
-        let mut tagged = Vec::new();
-        if let Some(head) = head {
-            encode(&mut tagged, head, text);
-        }
+        let mut frames = self.frames(head, text);
         let mut sent = 0;
-        // Two loops, so that the common one (no herald.v1 head) tests
-        // nothing more per connection than it did before heads existed.
-        if head.is_none() {
+        // Two loops, so that the common one (no herald.v1 head, nobody
+        // compressed) tests nothing more per connection than the one flag
+        // mask it always did.
+        if head.is_none() && self.io.deflate_open == 0 {
+            let frame = frames.get(false, false, &mut self.compression);
             for idx in 0..self.io.slots.len() as u32 {
                 if self.io.slots[idx as usize].takes_broadcast() {
-                    sent += usize::from(self.queue_frame(idx, &frame));
+                    sent += usize::from(self.queue_frame(idx, frame));
                 }
             }
         } else {
@@ -83,13 +80,13 @@ impl Context {
                 let s = &self.io.slots[idx as usize];
                 if s.takes_broadcast() {
                     let sub = s.flags.has(Flags::SUBPROTOCOL);
-                    sent += usize::from(self.queue_frame(idx, if sub { &tagged } else { &frame }));
+                    let z = s.flags.has(Flags::DEFLATE);
+                    let frame = frames.get(sub, z, &mut self.compression);
+                    sent += usize::from(self.queue_frame(idx, frame));
                 }
             }
         }
-        if frame.capacity() <= FRAME_KEPT {
-            self.frame = frame;
-        }
+        self.keep_frames(frames);
         sent
     }
 
@@ -114,11 +111,50 @@ impl Context {
     }
 }
 
-/// Appends one text frame holding `head` then `text`.
-fn encode(out: &mut Vec<u8>, head: &[u8], text: &str) {
-    let len = head.len() + text.len();
-    out.reserve(len + 14);
-    out.extend_from_slice(FrameHead::new(OpCode::Text, len).as_bytes());
-    out.extend_from_slice(head);
-    out.extend_from_slice(text.as_bytes());
+/// The largest message buffer kept for the next send.
+const KEPT: usize = 64 * 1024;
+
+impl Context {
+    /// A message's forms, over the buffers kept between sends.
+    pub(super) fn frames<'m>(&mut self, head: Option<&'m [u8]>, text: &'m str) -> Frames<'m> {
+        Frames::new(std::mem::take(&mut self.frames), head, text)
+    }
+
+    /// Keeps the buffers of `f` (small ones) for the next send.
+    pub(super) fn keep_frames(&mut self, f: Frames<'_>) {
+        self.stats.compressed_out += f.compressed();
+        self.frames = f
+            .into_bufs()
+            .map(|b| if b.capacity() <= KEPT { b } else { Vec::new() });
+    }
+
+    /// Sends one data message on WebSocket `conn`, compressed if it
+    /// negotiated permessage-deflate and compression pays.
+    pub(super) fn send_frame(&mut self, conn: ConnId, opcode: OpCode, payload: &[u8]) -> bool {
+        let Some(s) = self.io.slot_of(conn) else {
+            return false;
+        };
+        if s.kind != Kind::WebSocket {
+            return false;
+        }
+        let idx = conn.idx();
+        if s.flags.has(Flags::DEFLATE) {
+            let mut z = std::mem::take(&mut self.frames[2]);
+            z.clear();
+            if self.compression.frame(opcode, &[payload], &mut z) {
+                self.stats.compressed_out += 1;
+                let queued = self.queue_message(idx, &z, &[]);
+                self.frames[2] = z;
+                return queued;
+            }
+            self.frames[2] = z;
+        }
+        let h = FrameHead::new(opcode, payload.len());
+        self.queue_message(idx, h.as_bytes(), payload)
+    }
+
+    /// WebSockets open now with permessage-deflate.
+    pub fn deflate_connections(&self) -> usize {
+        self.io.deflate_open
+    }
 }

@@ -45,6 +45,9 @@ pub(super) struct Io {
     send_pool: usize,
     /// How long a close may take (`Limits::close_timeout_ms`), in ticks.
     close_ticks: u32,
+    /// Slots with [`Flags::DEFLATE`]: while there are none, a broadcast
+    /// compresses nothing and tests no extra flag per connection.
+    pub(super) deflate_open: usize,
 }
 
 impl Io {
@@ -65,6 +68,7 @@ impl Io {
             reserve_fd: sys::open_dev_null()?,
             send_pool: limits.send_pool,
             close_ticks: ms_to_ticks(limits.close_timeout_ms),
+            deflate_open: 0,
         })
     }
 
@@ -118,6 +122,9 @@ impl Io {
     /// free list; its `ConnId` stops matching.
     pub(super) fn free_slot(&mut self, idx: u32) {
         let s = &mut self.slots[idx as usize];
+        if s.flags.has(Flags::DEFLATE) {
+            self.deflate_open -= 1;
+        }
         s.kind = Kind::Free;
         s.gen = s.gen.wrapping_add(1);
         s.flags = Flags::default();
@@ -168,7 +175,7 @@ impl Io {
     pub(super) fn flush(&mut self, idx: u32, stats: &mut Stats) {
         let s = &mut self.slots[idx as usize];
         s.flags.clear(Flags::DIRTY);
-        if !s.live() || s.flags.has(Flags::CONNECTING) {
+        if !s.live() || s.connecting() {
             // An outbound connect in progress: its queue leaves on completion.
             return;
         }

@@ -32,6 +32,7 @@
 mod accept;
 mod app;
 mod app_timers;
+mod compress;
 mod connects;
 mod context;
 mod deadline;

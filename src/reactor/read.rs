@@ -102,7 +102,7 @@ impl<A: App> Server<A> {
             } = self;
             let s = &mut cx.io.slots[idx as usize];
             if !s.flags.has(Flags::CLOSING) {
-                if !s.flags.has(Flags::HANDSHAKE) {
+                if !s.flags.has(Flags::OPENING) {
                     s.t = cx.io.now;
                     s.flags.clear(Flags::PINGED);
                 }

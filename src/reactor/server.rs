@@ -397,7 +397,7 @@ impl<A: App> Server<A> {
                     self.begin_stop();
                 }
             }
-            Kind::Outbound if s.flags.has(Flags::CONNECTING) => {
+            Kind::Outbound if s.flags.has(Flags::OPENING) => {
                 outbound::ready(&mut self.cx, &mut self.app, idx)
             }
             Kind::WebSocket => self.ready::<Ws>(idx, ev.events),
@@ -480,7 +480,7 @@ impl<A: App> Server<A> {
             if !s.live() {
                 continue;
             }
-            if s.flags.has(Flags::HANDSHAKE | Flags::CONNECTING) {
+            if s.flags.has(Flags::OPENING) {
                 cx.io.kill(idx, false);
             } else {
                 let id = cx.io.id(idx);
@@ -554,7 +554,7 @@ impl<A: App> Server<A> {
                     if n == 0 {
                         break;
                     }
-                    if open(s) && !s.flags.has(Flags::HANDSHAKE) {
+                    if open(s) && !s.flags.has(Flags::OPENING) {
                         let id = cx.io.id(idx);
                         cx.close(id, CloseCode::SERVICE_RESTART, REASON);
                         d.closed(1);

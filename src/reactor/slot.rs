@@ -43,8 +43,10 @@ impl Kind {
 pub(super) struct Flags(u16);
 
 impl Flags {
-    /// A WebSocket before its 101.
-    pub const HANDSHAKE: Flags = Flags(1 << 0);
+    /// Not open yet: a WebSocket before its 101, or an outbound connect in
+    /// progress (or not yet started). One bit for both, since the kind
+    /// tells which: see [`Slot::handshaking`] and [`Slot::connecting`].
+    pub const OPENING: Flags = Flags(1 << 0);
     /// `on_open` was called: `on_close` is owed.
     pub const OPENED: Flags = Flags(1 << 1);
     /// No more input is read; output drains, then the socket closes.
@@ -61,8 +63,10 @@ impl Flags {
     pub const PINGED: Flags = Flags(1 << 7);
     /// The socket is closed; the slot is freed at the end of the iteration.
     pub const DEAD: Flags = Flags(1 << 8);
-    /// An outbound connect is in progress (or not yet started).
-    pub const CONNECTING: Flags = Flags(1 << 9);
+    /// A WebSocket that negotiated permessage-deflate: its compressed
+    /// messages are inflated, and sends give it the compressed frame of a
+    /// message (made once for all such recipients) when there is one.
+    pub const DEFLATE: Flags = Flags(1 << 9);
     /// Deferred replies are outstanding: later output waits behind them.
     pub const DEFERRED: Flags = Flags(1 << 10);
     /// Close once the outstanding deferred replies are written.
@@ -151,22 +155,22 @@ impl Slot {
     }
     /// A connection that takes new messages.
     pub fn can_send(&self) -> bool {
-        self.live()
-            && !self
-                .flags
-                .has(Flags::CLOSING | Flags::HANDSHAKE | Flags::CONNECTING)
+        self.live() && !self.flags.has(Flags::CLOSING | Flags::OPENING)
+    }
+    /// A WebSocket before its 101.
+    pub fn handshaking(&self) -> bool {
+        self.kind == Kind::WebSocket && self.flags.has(Flags::OPENING)
+    }
+    /// An outbound connection whose connect has not completed.
+    pub fn connecting(&self) -> bool {
+        self.kind == Kind::Outbound && self.flags.has(Flags::OPENING)
     }
     /// A bound WebSocket that takes a broadcast now: [`Slot::can_send`]
     /// and not held, in one test of the flags (the fan-out's inner loop).
     #[inline]
     pub fn takes_broadcast(&self) -> bool {
-        const NOT: Flags = Flags(
-            Flags::DEAD.0
-                | Flags::CLOSING.0
-                | Flags::HANDSHAKE.0
-                | Flags::CONNECTING.0
-                | Flags::HOLD.0,
-        );
+        const NOT: Flags =
+            Flags(Flags::DEAD.0 | Flags::CLOSING.0 | Flags::OPENING.0 | Flags::HOLD.0);
         self.kind == Kind::WebSocket && self.uid.is_some() && !self.flags.has(NOT)
     }
     pub fn out_empty(&self) -> bool {

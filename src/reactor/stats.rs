@@ -25,6 +25,9 @@ pub struct Stats {
     pub pauses: u64,
     pub timeouts: u64,
     pub protocol_errors: u64,
+    /// Messages compressed (permessage-deflate): once per message, however
+    /// many recipients took the compressed frame.
+    pub compressed_out: u64,
 }
 
 /// One open connection as [`crate::Context::connections`] shows it.

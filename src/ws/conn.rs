@@ -6,6 +6,7 @@
 //! state lives in a [`Held`] only while input is incomplete.
 
 use super::decode::{self, Partial};
+use super::deflate::Inflater;
 use super::event::{CloseCode, Event, Failure};
 use super::frame::{self, OpCode};
 use super::handshake::{self, HandshakeError};
@@ -72,9 +73,15 @@ fn opening<'a>(
     }
 }
 
-/// Writes the 101 for an accepted request (naming the subprotocol chosen).
-pub fn accept(accept: &[u8; 28], protocol: Option<&str>, out: &mut dyn Output) {
-    handshake::write_accept(accept, protocol, out.buf());
+/// Writes the 101 for an accepted request (naming the subprotocol chosen
+/// and the extensions accepted).
+pub fn accept(
+    accept: &[u8; 28],
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    out: &mut dyn Output,
+) {
+    handshake::write_accept(accept, protocol, extensions, out.buf());
 }
 
 /// Writes the refusal of a request the application turned down.
@@ -97,15 +104,16 @@ pub enum Step<'a> {
 
 /// Feeds frame bytes of an open connection up to the next step; returns how
 /// many bytes of `data` it consumed, or `None` as the step once all of them
-/// are consumed.
+/// are consumed. `inflater`: the connection negotiated permessage-deflate.
 pub fn frames<'a, H: Held<Partial>>(
     held: &'a mut H,
     data: &'a mut [u8],
     max_message: usize,
+    inflater: Option<&'a mut Inflater>,
     out: &mut dyn Output,
 ) -> (usize, Option<Step<'a>>) {
     let len = data.len();
-    let (used, event) = match decode::next(held, data, max_message) {
+    let (used, event) = match decode::next(held, data, max_message, inflater) {
         Ok(x) => x,
         Err(f) => {
             close(f.code, f.reason, out);
@@ -197,7 +205,7 @@ mod tests {
         let mut steps = Vec::new();
         let mut pos = 0;
         loop {
-            let (used, step) = frames(&mut held, &mut wire[pos..], 100, &mut out);
+            let (used, step) = frames(&mut held, &mut wire[pos..], 100, None, &mut out);
             pos += used;
             match step {
                 None => break,
@@ -218,7 +226,7 @@ mod tests {
         let mut held: Option<Box<Partial>> = None;
         let mut out = Vec::new();
         let mut unmasked = vec![0x81, 1, b'x'];
-        let (_, step) = frames(&mut held, &mut unmasked, 100, &mut out);
+        let (_, step) = frames(&mut held, &mut unmasked, 100, None, &mut out);
         assert!(matches!(step, Some(Step::Failed(f)) if f.code == CloseCode::PROTOCOL));
         assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xEA]);
     }

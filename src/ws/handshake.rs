@@ -124,8 +124,14 @@ fn check(head: &Head<'_>) -> Result<[u8; 28], HandshakeError> {
 }
 
 /// Appends the 101 response for an accepted upgrade, naming `protocol`
-/// (a subprotocol the client offered) when one was chosen.
-pub fn write_accept(accept: &[u8; 28], protocol: Option<&str>, out: &mut Vec<u8>) {
+/// (a subprotocol the client offered) when one was chosen, and the
+/// `extensions` accepted (a `Sec-WebSocket-Extensions` value) if any.
+pub fn write_accept(
+    accept: &[u8; 28],
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
@@ -133,6 +139,10 @@ pub fn write_accept(accept: &[u8; 28], protocol: Option<&str>, out: &mut Vec<u8>
     if let Some(p) = protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+    }
+    if let Some(e) = extensions {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
 }
@@ -167,7 +177,7 @@ mod tests {
         let a = parse(GOOD.as_bytes(), 8192).unwrap().unwrap();
         assert_eq!(a.consumed, GOOD.len());
         let mut out = Vec::new();
-        write_accept(&a.accept, None, &mut out);
+        write_accept(&a.accept, None, None, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 101 "));
         assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));

@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod decode;
+pub mod deflate;
 mod event;
 pub mod frame;
 pub mod handshake;

@@ -5,13 +5,18 @@
 use super::event::{CloseCode, Event, Failure};
 use super::frame::{self, Header, OpCode};
 
+/// Whether frame `h` may come now. RSV1 marks a compressed message
+/// (RFC 7692 section 6): only on a connection that negotiated it (`deflate`),
+/// and only on a message's first frame, never on a continuation or control
+/// frame.
 pub(super) fn check_sequence(
     h: &Header,
     in_message: Option<OpCode>,
     so_far: usize,
     max_message: usize,
+    deflate: bool,
 ) -> Result<(), Failure> {
-    if h.rsv1 {
+    if h.rsv1 && !(deflate && matches!(h.opcode, OpCode::Text | OpCode::Binary)) {
         return Err(frame_failure(frame::FrameError::ReservedBits));
     }
     match h.opcode {

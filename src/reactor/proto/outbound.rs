@@ -34,7 +34,7 @@ pub(crate) fn start<A: App>(cx: &mut Context, app: &mut A) {
         }
         for (idx, addr) in asked {
             let s = &cx.io.slots[idx as usize];
-            if !s.live() || !s.flags.has(Flags::CONNECTING) {
+            if !s.live() || !s.connecting() {
                 continue; // closed again before it started
             }
             let fd = match sys::connect_tcp(&addr) {
@@ -67,7 +67,7 @@ pub(crate) fn ready<A: App>(cx: &mut Context, app: &mut A, idx: u32) {
     let io = &mut cx.io;
     let token = io.id(idx).as_u64();
     let s = &mut io.slots[idx as usize];
-    s.flags.clear(Flags::CONNECTING);
+    s.flags.clear(Flags::OPENING);
     s.flags.set(Flags::OPENED);
     s.t = io.now;
     let _ = io.epoll.modify(fd, token, true, false);
@@ -83,7 +83,7 @@ pub(crate) fn ready<A: App>(cx: &mut Context, app: &mut A, idx: u32) {
 /// never opened).
 pub(crate) fn failed<A: App>(cx: &mut Context, app: &mut A, idx: u32, error: io::Error) {
     let id = cx.io.id(idx);
-    cx.io.slots[idx as usize].flags.clear(Flags::CONNECTING);
+    cx.io.slots[idx as usize].flags.clear(Flags::OPENING);
     cx.io.kill(idx, false);
     app.on_connect_failed(cx, id, error);
 }

@@ -13,6 +13,7 @@ use crate::reactor::slot::{Flags, Kind};
 use crate::reactor::stats::Refusal;
 use crate::reactor::wheel::ms_to_ticks;
 use crate::ws::conn::{self as ws_conn, Opening, Step};
+use crate::ws::deflate::offer;
 use crate::ws::Event;
 use std::cell::OnceCell;
 
@@ -22,7 +23,7 @@ impl Driver for Ws {
     /// WebSockets are never paused: their input is always handed on.
     fn input<A: App>(conn: Conn<'_, A>, data: &mut [u8]) -> usize {
         let flags = conn.cx.io.slots[conn.idx as usize].flags;
-        if flags.has(Flags::HANDSHAKE) {
+        if flags.has(Flags::OPENING) {
             handshake(conn, data);
         } else {
             frames(conn, data);
@@ -35,7 +36,7 @@ impl Accepted for Ws {
     const KIND: Kind = Kind::WebSocket;
 
     fn accepted<A: App>(cx: &mut Context, _app: &mut A, idx: u32) {
-        cx.io.slots[idx as usize].flags.set(Flags::HANDSHAKE);
+        cx.io.slots[idx as usize].flags.set(Flags::OPENING);
         let due = cx.io.now + ms_to_ticks(cx.limits.handshake_timeout_ms);
         cx.io.schedule(idx, due);
     }
@@ -51,7 +52,7 @@ fn handshake<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
     let Conn { cx, app, held, idx } = conn;
     let id = cx.io.id(idx);
     let max_head = cx.limits.max_head;
-    let (accept, consumed, from_held, decision) =
+    let (accept, consumed, from_held, decision, deflate) =
         match ws_conn::handshake(held, data, max_head, &mut cx.output(idx)) {
             None => return,
             Some(Opening::Refused(e)) => {
@@ -65,7 +66,10 @@ fn handshake<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
                 accept,
                 consumed,
                 from_held,
-            }) => (accept, consumed, from_held, decide(cx, app, idx, &head)),
+            }) => {
+                let (decision, deflate) = decide(cx, app, idx, &head);
+                (accept, consumed, from_held, decision, deflate)
+            }
         };
     let s = &cx.io.slots[idx as usize];
     if !s.live() || s.flags.has(Flags::CLOSING) {
@@ -87,12 +91,16 @@ fn handshake<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
         Upgrade::AcceptProtocol(p) => Some(p),
         _ => None,
     };
-    ws_conn::accept(&accept, protocol, &mut cx.output(idx));
+    ws_conn::accept(&accept, protocol, deflate, &mut cx.output(idx));
     let s = &mut cx.io.slots[idx as usize];
     if protocol.is_some() {
         s.flags.set(Flags::SUBPROTOCOL);
     }
-    s.flags.clear(Flags::HANDSHAKE);
+    if deflate.is_some() {
+        s.flags.set(Flags::DEFLATE);
+        cx.io.deflate_open += 1;
+    }
+    s.flags.clear(Flags::OPENING);
     s.flags.set(Flags::OPENED);
     s.t = cx.io.now;
     if let Some(uid) = uid {
@@ -122,8 +130,24 @@ fn handshake<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
 }
 
 /// What to answer a whole upgrade request: admission's refusal, else the
-/// application's decision.
-fn decide<A: App>(cx: &mut Context, app: &mut A, idx: u32, head: &http::Head<'_>) -> Upgrade {
+/// application's decision; and the permessage-deflate offer accepted, if
+/// any (used only if the upgrade is).
+fn decide<A: App>(
+    cx: &mut Context,
+    app: &mut A,
+    idx: u32,
+    head: &http::Head<'_>,
+) -> (Upgrade, Option<&'static str>) {
+    let deflate = cx
+        .compression
+        .enabled()
+        .then(|| offer::negotiate(head.values("sec-websocket-extensions")))
+        .flatten();
+    (admit(cx, app, idx, head), deflate)
+}
+
+/// Admission's refusal, else the application's decision.
+fn admit<A: App>(cx: &mut Context, app: &mut A, idx: u32, head: &http::Head<'_>) -> Upgrade {
     let fd = cx.io.slots[idx as usize].fd;
     let now_ms = cx.io.now_ms;
     match cx
@@ -151,8 +175,15 @@ fn frames<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
     let Conn { cx, app, held, idx } = conn;
     let id = cx.io.id(idx);
     let max = cx.limits.max_message;
+    // The server's one inflater, lent to this connection for this read if
+    // it negotiated permessage-deflate.
+    let mut inflater = cx.io.slots[idx as usize]
+        .flags
+        .has(Flags::DEFLATE)
+        .then(|| cx.compression.lend());
     each_unit(cx, idx, |cx, pos| {
-        let (used, step) = ws_conn::frames(held, &mut data[pos..], max, &mut cx.output(idx));
+        let z = inflater.as_deref_mut();
+        let (used, step) = ws_conn::frames(held, &mut data[pos..], max, z, &mut cx.output(idx));
         match step {
             None => return (used, false),
             Some(Step::Handled) => {}
@@ -181,4 +212,7 @@ fn frames<A: App>(conn: Conn<'_, A>, data: &mut [u8]) {
         }
         (used, true)
     });
+    if let Some(inflater) = inflater {
+        cx.compression.give_back(inflater);
+    }
 }
