@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compares herald with its peers under herald-bench: uWebSockets (the
 # strongest, deliveries through its topics; build it with
-# ../shared/peers/uws/build.sh, binary in $UWS) and Node.js `ws`.
+# ../shared/peers/uws/build.sh, binary in $UWS; `uwsz` is its zlib build with
+# permessage-deflate, binary in $UWSZ) and Node.js `ws`.
 #
 # For each mode, the servers take turns (herald, node, herald, node, ...),
 # ROUNDS times each; every run gets a freshly started server on its own
@@ -12,6 +13,11 @@
 #   SERVERS="herald uws node" UWS=~/herald-peers/uws/seed_server benches/peers/run-compare.sh
 #   SERVERS="herald before" BEFORE=/tmp/old/herald benches/peers/run-compare.sh
 #                                  # herald against an older herald binary
+#   DEFLATE=1 JSON=1024 MODES="broadcast push" SERVERS="herald uwsz" \
+#     UWSZ=~/herald-peers/uws/seed_server_zlib benches/peers/run-compare.sh
+#                                  # permessage-deflate, realistic JSON payloads
+#   HERALD_FLAGS="--deflate off" JSON=1024 MODES="broadcast push" SERVERS=herald \
+#     benches/peers/run-compare.sh  # the same without compression, to compare
 #   CONNS=500 IDLE_COUNTS=500,1000 LINES=5000 LAT_CONNS=200 RATE=1000 \
 #     LAT_SECONDS=2 TOTAL=2000 ROUNDS=1 benches/peers/run-compare.sh   # a smoke run
 #
@@ -26,6 +32,9 @@ IDLE_COUNTS=${IDLE_COUNTS:-5000,10000,19000}
 CONNS=${CONNS:-10000}          # broadcast and push
 MESSAGES=${MESSAGES:-100}      # broadcast
 SIZE=${SIZE:-64}               # broadcast
+JSON=${JSON:-}                 # broadcast and push: a JSON payload of about JSON bytes (replaces SIZE)
+DEFLATE=${DEFLATE:-0}          # 1: broadcast and push clients offer permessage-deflate
+HERALD_FLAGS=${HERALD_FLAGS:-} # appended to herald's command line (e.g. "--deflate off")
 LINES=${LINES:-50000}          # push
 LAT_CONNS=${LAT_CONNS:-1000}   # latency
 RATE=${RATE:-5000}             # latency
@@ -44,8 +53,16 @@ for m in $MODES; do
   case $m in idle | broadcast | push | latency | handshakes) ;; *) die "unknown mode $m" ;; esac
 done
 for s in $SERVERS; do
-  case $s in herald | node) ;; uws) [ -x "${UWS:-}" ] || die "uws: set UWS to the seed_server binary (../shared/peers/uws/build.sh)" ;; before) [ -x "${BEFORE:-}" ] || die "before: set BEFORE to a herald binary" ;; *) die "unknown server $s (herald, uws, node or before)" ;; esac
+  case $s in
+    herald | node) ;;
+    uws) [ -x "${UWS:-}" ] || die "uws: set UWS to the seed_server binary (../shared/peers/uws/build.sh)" ;;
+    uwsz) [ -x "${UWSZ:-}" ] || die "uwsz: set UWSZ to the seed_server_zlib binary (ZLIB=1 ../shared/peers/uws/build.sh)" ;;
+    before) [ -x "${BEFORE:-}" ] || die "before: set BEFORE to a herald binary" ;;
+    *) die "unknown server $s (herald, uws, uwsz, node or before)" ;;
+  esac
 done
+case $DEFLATE in 0 | 1) ;; *) die "DEFLATE is 0 or 1" ;; esac
+[ -z "$JSON" ] || [ "$JSON" -ge 1 ] 2>/dev/null || die "JSON is a size in bytes"
 
 echo "== building herald and herald-bench (release)"
 cargo build --release -j "$JOBS" -p herald -p herald-bench || die "cargo build failed"
@@ -91,7 +108,11 @@ echo "== $runs runs ($MODES) x ($SERVERS) x $ROUNDS rounds: about $((est / 60 + 
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(uname -srm), $(nproc) cores"
   echo "herald: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  [ -n "$HERALD_FLAGS" ] && echo "herald flags: $HERALD_FLAGS"
   [ -n "${BEFORE:-}" ] && echo "before: $BEFORE"
+  [[ " $SERVERS " == *" uwsz "* ]] && echo "uwsz: $UWSZ (COMPRESSION=shared)"
+  [ "$DEFLATE" = 1 ] && echo "clients offer permessage-deflate (broadcast, push)"
+  [ -n "$JSON" ] && echo "payload: JSON of about $JSON bytes (broadcast, push)"
   if command -v node >/dev/null; then
     echo "node: $(node --version), ws $(node -p "require('./benches/peers/node-ws/node_modules/ws/package.json').version" 2>/dev/null || echo '?')"
   fi
@@ -112,8 +133,10 @@ start_server() {
   local name=$1 slog=$OUT/server-$1-$WS_PORT.log
   case $name in
     before) "$BEFORE" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http 127.0.0.1:"$HTTP_PORT" --routing >"$slog" 2>&1 & ;;
-    herald) "$HERALD" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http 127.0.0.1:"$HTTP_PORT" --routing >"$slog" 2>&1 & ;;
+    # shellcheck disable=SC2086 # HERALD_FLAGS is split into words on purpose
+    herald) "$HERALD" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http 127.0.0.1:"$HTTP_PORT" --routing $HERALD_FLAGS >"$slog" 2>&1 & ;;
     uws) WS_PORT=$WS_PORT TCP_PORT=$TEXT_PORT "$UWS" >"$slog" 2>&1 & ;;
+    uwsz) COMPRESSION=shared WS_PORT=$WS_PORT TCP_PORT=$TEXT_PORT "$UWSZ" >"$slog" 2>&1 & ;;
     node) node benches/peers/node-ws/server.js "$WS_PORT" "$TEXT_PORT" 127.0.0.1 >"$slog" 2>&1 & ;;
   esac
   SERVER_PID=$!
@@ -147,10 +170,14 @@ bench_args() { # mode server
   # the server CPU), so both must pay it or neither.
   local stats=()
   case $2 in herald | before) stats=(--stats 127.0.0.1:"$HTTP_PORT") ;; esac
+  # What the broadcast and push messages are, and whether they may come compressed.
+  local payload=(--size "$SIZE") content=()
+  [ -n "$JSON" ] && payload=(--json "$JSON") && content=(--json "$JSON")
+  [ "$DEFLATE" = 1 ] && payload+=(--deflate) && content+=(--deflate)
   case $1 in
     idle) echo idle --ws "$ws" --text "$text" --pid "$SERVER_PID" --counts "$IDLE_COUNTS" "${common[@]}" ;;
-    broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" --size "$SIZE" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
-    push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
+    broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" "${payload[@]}" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
+    push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" "${content[@]}" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
     latency) echo latency --ws "$ws" --text "$text" --conns "$LAT_CONNS" --rate "$RATE" --seconds "$LAT_SECONDS" --runs 1 "${common[@]}" ;;
     handshakes) echo handshakes --ws "$ws" --total "$TOTAL" --concurrency "$CONCURRENCY" --runs 1 --pid "$SERVER_PID" "${common[@]}" ;;
   esac

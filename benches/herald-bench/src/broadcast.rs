@@ -5,10 +5,12 @@ use crate::cli::{self, flag, Args, Common, Mode};
 use crate::event::Event;
 use crate::fleet::Fleet;
 use crate::host::check_fd_budget;
-use crate::open::{open_bound, uid};
+use crate::open::{check_deflate, open_bound, uid};
+use crate::payload::json_doc;
 use crate::report::fmt_num;
 use crate::series::{Measured, Series};
 use crate::wait::Phase;
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 pub const MODE: Mode = Mode {
@@ -23,6 +25,8 @@ pub const MODE: Mode = Mode {
             "broadcasts per run, sent back-to-back",
         ),
         flag("--size", Some("64"), "payload bytes each client receives"),
+        cli::JSON,
+        cli::DEFLATE,
         cli::RUNS,
         cli::LABEL,
         cli::TIMEOUT,
@@ -34,12 +38,14 @@ pub const MODE: Mode = Mode {
     run,
 };
 
-/// What every run does: `messages` broadcasts of `size` bytes from client
-/// `sender` to clients 0..n.
+/// What every run does: `messages` broadcasts of `size` bytes (filler, or
+/// a JSON document of about `size` bytes) from client `sender` to clients
+/// 0..n.
 struct Fanout {
     n: usize,
     messages: usize,
     size: usize,
+    json: bool,
     sender: usize,
     timeout: Duration,
 }
@@ -47,16 +53,26 @@ struct Fanout {
 fn run(a: &mut Args) -> Result<(), String> {
     let ws = a.addr("--ws")?;
     let [n, messages, runs] = a.positive(["--conns", "--messages", "--runs"])?;
-    let size: usize = a.num("--size")?;
+    let json = a.opt_num::<usize>("--json")?;
+    if json.is_some() {
+        if a.given("--size") {
+            return Err("--size and --json exclude each other".into());
+        }
+        a.unset("--size");
+    }
+    let size: usize = json.map_or_else(|| a.num("--size"), Ok)?;
     if size < 2 {
         return Err("--size must be at least 2 (a tag byte and the run)".into());
     }
     check_fd_budget(n + 1)?;
     let common = Common::from_args(a, n + 1, ws)?;
-    let table_params = ["--conns", "--messages", "--size"];
+    let table_params = ["--conns", "--messages", "--size", "--json", "--deflate"];
     let mut series = Series::start(a, &table_params, "deliveries/s", "deliveries")?;
 
     let mut fleet = Fleet::new(ws, &common.sources)?;
+    if common.deflate {
+        fleet.offer_deflate();
+    }
     let t0 = Instant::now();
     // Slots 0..n are the receivers u0..; slot n is the sender.
     open_bound(&mut fleet, 0, n, &uid, &common)?;
@@ -66,11 +82,15 @@ fn run(a: &mut Args) -> Result<(), String> {
         "{n} receivers and 1 sender open in {:.2} s",
         t0.elapsed().as_secs_f64()
     );
+    if let Some(k) = check_deflate(&fleet, n + 1, &common)? {
+        series.note("deflate_clients", json!(k));
+    }
     sync(&mut fleet, n, sender, &common)?;
     let fanout = Fanout {
         n,
         messages,
         size,
+        json: json.is_some(),
         sender,
         timeout: common.timeout,
     };
@@ -88,10 +108,16 @@ fn run(a: &mut Args) -> Result<(), String> {
 
 impl Fanout {
     /// The payload every client receives in run `run` (a tag byte, the run,
-    /// filler) and the frames the sender sends.
+    /// filler; or the JSON document with the run as `seq`) and the frames
+    /// the sender sends.
     fn frames(&self, run: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
-        let mut payload = format!("m{run}:").into_bytes();
-        payload.resize(self.size, b'x');
+        let payload = if self.json {
+            json_doc(self.size, run).into_bytes()
+        } else {
+            let mut filler = format!("m{run}:").into_bytes();
+            filler.resize(self.size, b'x');
+            filler
+        };
         let mut frame = b"all:".to_vec();
         frame.extend_from_slice(&payload);
         (payload, vec![frame; self.messages])
@@ -117,9 +143,11 @@ impl Fanout {
             last: Instant::now(),
             expected: n * messages,
         };
+        let wire_before = fleet.wire_bytes(0..n);
         let start = Instant::now();
         fleet.send_texts(self.sender, frames);
         let _ = fleet.wait(start + self.timeout, &mut d)?;
+        let wire = fleet.wire_bytes(0..n) - wire_before;
         let Deliveries {
             got,
             delivered,
@@ -143,11 +171,12 @@ impl Fanout {
             ));
         }
         let counts = [("deliveries", expected), ("malformed", malformed)];
-        let m = Measured::new((last - start).as_secs_f64(), expected, &counts);
+        let m = Measured::new((last - start).as_secs_f64(), expected, &counts).with_wire(wire);
         println!(
-            "run {run}: {expected} deliveries ({n} clients x {messages} messages of {} B) \
+            "run {run}: {expected} deliveries ({n} clients x {messages} messages of {} B{}) \
              in {:.3} s = {} deliveries/s{}",
-            self.size,
+            payload.len(),
+            if self.json { " of JSON" } else { "" },
             m.elapsed,
             fmt_num(m.rate()),
             if malformed > 0 {
@@ -211,7 +240,8 @@ struct Deliveries<'p> {
 impl Phase for Deliveries<'_> {
     fn on(&mut self, ev: Event<'_>) {
         match ev {
-            Event::Message(i, m) if i < self.n && m.first() == Some(&b'm') => {
+            // Anything but a late `s<k>` is a copy of this run's payload.
+            Event::Message(i, m) if i < self.n && m.first() != Some(&b's') => {
                 if m == self.payload {
                     self.got[i] += 1;
                     self.delivered += 1;

@@ -15,12 +15,14 @@ pub struct Mode {
     pub run: fn(&mut Args) -> Result<(), String>,
 }
 
-/// One `--name VALUE` flag of a mode.
+/// One `--name VALUE` flag of a mode, or a `--name` switch.
 pub struct Flag {
     pub name: &'static str,
     /// `None`: no default (required, or optional when the mode says so).
     pub default: Option<&'static str>,
     pub help: &'static str,
+    /// A switch takes no value: given or not (off by default).
+    pub switch: bool,
 }
 
 // Flags most modes share.
@@ -60,24 +62,60 @@ pub const SERVER_STATS: Flag = flag(
     "herald's HTTP API (IP:PORT): also report its socket writes and messages per write",
 );
 
+pub const DEFLATE: Flag = switch(
+    "--deflate",
+    "offer permessage-deflate (RFC 7692), inflate what comes compressed",
+);
+
+pub const JSON: Flag = flag(
+    "--json",
+    None,
+    "payload: a JSON catalog of about SIZE bytes (compresses like real pushes)",
+);
+
 pub const fn flag(name: &'static str, default: Option<&'static str>, help: &'static str) -> Flag {
     Flag {
         name,
         default,
         help,
+        switch: false,
     }
+}
+
+/// A `--name` flag without a value, off unless given.
+pub const fn switch(name: &'static str, help: &'static str) -> Flag {
+    Flag {
+        name,
+        default: None,
+        help,
+        switch: true,
+    }
+}
+
+/// One flag's value as parsed (a switch that is on holds "on").
+struct Slot {
+    name: &'static str,
+    switch: bool,
+    /// Given on the command line (not only a default).
+    given: bool,
+    value: Option<String>,
 }
 
 /// The parsed flags of one mode, in declaration order.
 pub struct Args {
     pub mode: &'static str,
-    values: Vec<(&'static str, Option<String>)>,
+    values: Vec<Slot>,
 }
 
 pub fn parse(mode: &'static str, flags: &[Flag], args: &[String]) -> Result<Args, String> {
-    let mut values: Vec<(&'static str, Option<String>)> = flags
+    let mut values: Vec<Slot> = flags
         .iter()
-        .map(|f| (f.name, f.default.map(String::from)))
+        .map(|f| Slot {
+            name: f.name,
+            switch: f.switch,
+            given: false,
+            value: f.default.map(String::from),
+        })
         .collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -85,19 +123,22 @@ pub fn parse(mode: &'static str, flags: &[Flag], args: &[String]) -> Result<Args
             Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
             _ => (a.as_str(), None),
         };
-        let Some(slot) = values.iter_mut().find(|(n, _)| *n == name) else {
+        let Some(slot) = values.iter_mut().find(|s| s.name == name) else {
             return Err(format!(
                 "unknown argument {a:?} (see herald-bench {mode} --help)"
             ));
         };
         let v = match inline {
+            Some(_) if slot.switch => return Err(format!("{name} takes no value")),
+            None if slot.switch => "on".to_string(),
             Some(v) => v,
             None => it
                 .next()
                 .cloned()
                 .ok_or_else(|| format!("{name} needs a value"))?,
         };
-        slot.1 = Some(v);
+        slot.value = Some(v);
+        slot.given = true;
     }
     Ok(Args { mode, values })
 }
@@ -112,11 +153,30 @@ pub fn usage(mode: &str, about: &str, flags: &[Flag]) -> String {
 }
 
 impl Args {
+    fn slot(&self, name: &str) -> Option<&Slot> {
+        self.values.iter().find(|s| s.name == name)
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| v.as_deref())
+        self.slot(name).and_then(|s| s.value.as_deref())
+    }
+
+    /// A switch (or any flag) is on: given, or with a default.
+    pub fn on(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The flag was given on the command line (not only defaulted).
+    pub fn given(&self, name: &str) -> bool {
+        self.slot(name).is_some_and(|s| s.given)
+    }
+
+    /// Drops a flag's value (e.g. a default another flag replaces), so
+    /// that the printed command line does not show it.
+    pub fn unset(&mut self, name: &str) {
+        if let Some(slot) = self.values.iter_mut().find(|s| s.name == name) {
+            slot.value = None;
+        }
     }
 
     pub fn required(&self, name: &str) -> Result<&str, String> {
@@ -172,17 +232,19 @@ impl Args {
     /// Replaces a value (e.g. when a count is capped), so that the printed
     /// command line says what was really run.
     pub fn set(&mut self, name: &str, value: String) {
-        if let Some(slot) = self.values.iter_mut().find(|(n, _)| *n == name) {
-            slot.1 = Some(value);
+        if let Some(slot) = self.values.iter_mut().find(|s| s.name == name) {
+            slot.value = Some(value);
         }
     }
 
     /// The command line that reproduces this run, every value explicit.
     pub fn command_line(&self) -> String {
         let mut s = format!("herald-bench {}", self.mode);
-        for (name, v) in &self.values {
-            if let Some(v) = v {
-                s.push_str(&format!(" {name} {}", shell_word(v)));
+        for slot in &self.values {
+            match &slot.value {
+                Some(_) if slot.switch => s.push_str(&format!(" {}", slot.name)),
+                Some(v) => s.push_str(&format!(" {} {}", slot.name, shell_word(v))),
+                None => {}
             }
         }
         s
@@ -197,6 +259,8 @@ pub struct Common {
     pub window: usize,
     /// Source addresses to connect from (empty: the kernel's choice).
     pub sources: Vec<Ipv4Addr>,
+    /// `--deflate`: the clients offer permessage-deflate.
+    pub deflate: bool,
 }
 
 impl Common {
@@ -209,6 +273,7 @@ impl Common {
             timeout,
             window,
             sources,
+            deflate: a.on("--deflate"),
         })
     }
 
@@ -225,13 +290,19 @@ pub fn label_of(a: &Args, pid: Option<u32>) -> String {
         .unwrap_or_else(|| "server".into())
 }
 
-/// "conns=10000 messages=100" from the named flags, for tables.
+/// "conns=10000 messages=100" from the named flags, for tables; a switch
+/// that is on shows as its name alone ("deflate").
 pub fn params(a: &Args, names: &[&str]) -> String {
     names
         .iter()
         .filter_map(|n| {
-            a.get(n)
-                .map(|v| format!("{}={v}", n.trim_start_matches("--")))
+            let slot = a.slot(n)?;
+            let name = n.trim_start_matches("--");
+            match &slot.value {
+                Some(_) if slot.switch => Some(name.to_string()),
+                Some(v) => Some(format!("{name}={v}")),
+                None => None,
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -257,5 +328,32 @@ fn shell_word(v: &str) -> String {
         v.to_string()
     } else {
         format!("'{}'", v.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_take_no_value_and_print_as_given() {
+        let flags = [flag("--conns", Some("10"), ""), JSON, DEFLATE];
+        let words = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let a = parse("push", &flags, &words(&["--deflate", "--json", "1024"])).unwrap();
+        assert!(a.on("--deflate") && a.given("--json") && !a.given("--conns"));
+        assert_eq!(
+            a.command_line(),
+            "herald-bench push --conns 10 --json 1024 --deflate"
+        );
+        assert_eq!(
+            params(&a, &["--conns", "--json", "--deflate"]),
+            "conns=10 json=1024 deflate"
+        );
+        let mut a = parse("push", &flags, &[]).unwrap();
+        assert!(!a.on("--deflate"));
+        assert_eq!(params(&a, &["--conns", "--deflate"]), "conns=10");
+        a.unset("--conns");
+        assert_eq!(a.command_line(), "herald-bench push");
+        assert!(parse("push", &flags, &words(&["--deflate=yes"])).is_err());
     }
 }

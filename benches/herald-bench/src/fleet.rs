@@ -5,7 +5,8 @@
 //! WebSocket side in `client.rs`); the modes only see events and decide what
 //! to send next. They wait for them with `Fleet::wait` (`wait.rs`).
 
-use crate::client::{self, Client, State};
+use crate::client::{self, Client, State, MAX_FRAME};
+use crate::deflate::{self, Inflater};
 use crate::event::{End, Event};
 use crate::net;
 use herald::line::{self, Line, LineState};
@@ -14,6 +15,7 @@ use herald::ws::frame::OpCode;
 use std::borrow::Cow;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::ops::Range;
 use std::os::fd::{IntoRawFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,11 @@ pub struct Fleet {
     buf: Vec<u8>,
     /// Clients in state Open.
     open: usize,
+    /// Set once permessage-deflate is offered: one inflater for every
+    /// client, since no server context outlives a message.
+    inflater: Option<Inflater>,
+    /// Handshakes that accepted permessage-deflate.
+    deflated: usize,
 }
 
 impl Fleet {
@@ -66,6 +73,8 @@ impl Fleet {
             text: None,
             buf: vec![0; READ_BUF],
             open: 0,
+            inflater: None,
+            deflated: 0,
         })
     }
 
@@ -90,6 +99,29 @@ impl Fleet {
         let at = self.request_head.len() - key.len();
         self.request_head
             .insert_str(at, &format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+
+    /// Offers permessage-deflate (`Sec-WebSocket-Extensions`) in every
+    /// handshake from now on; compressed messages are inflated before the
+    /// modes see them.
+    pub fn offer_deflate(&mut self) {
+        let key = "Sec-WebSocket-Key: ";
+        let at = self.request_head.len() - key.len();
+        let offer = format!("Sec-WebSocket-Extensions: {}\r\n", deflate::OFFER);
+        self.request_head.insert_str(at, &offer);
+        self.inflater = Some(Inflater::new(MAX_FRAME as usize));
+    }
+
+    /// Handshakes so far whose 101 accepted permessage-deflate.
+    pub fn deflate_count(&self) -> usize {
+        self.deflated
+    }
+
+    /// Bytes the clients in `slots` read after their handshakes (frame
+    /// headers included, compressed or not): what the messages cost on
+    /// the wire.
+    pub fn wire_bytes(&self, slots: Range<usize>) -> u64 {
+        self.clients[slots].iter().map(|c| c.wire).sum()
     }
 
     /// Starts connecting slot `idx` (which must be Idle).
@@ -131,6 +163,7 @@ impl Fleet {
         c.out.clear();
         c.inbuf.clear();
         c.frag = None;
+        c.deflate = false;
         Ok(())
     }
 
@@ -374,8 +407,13 @@ impl Fleet {
             };
             let was_open = self.clients[idx].state == State::Open;
             let c = &mut self.clients[idx];
+            if c.state != State::Handshake {
+                // (The bytes after a 101 head are counted as it is parsed.)
+                c.wire += n as u64;
+            }
+            let inflater = self.inflater.as_mut();
             let outcome = if c.inbuf.is_empty() {
-                let (used, end) = client::process(c, idx, &self.buf[..n], on);
+                let (used, end) = client::process(c, idx, &self.buf[..n], inflater, on);
                 if end.is_none() {
                     c.inbuf.extend_from_slice(&self.buf[used..n]);
                 }
@@ -383,14 +421,17 @@ impl Fleet {
             } else {
                 c.inbuf.extend_from_slice(&self.buf[..n]);
                 let data = std::mem::take(&mut c.inbuf);
-                let (used, end) = client::process(c, idx, &data, on);
+                let (used, end) = client::process(c, idx, &data, inflater, on);
                 c.inbuf = data;
                 c.inbuf.drain(..used);
                 end
             };
             let now_open = self.clients[idx].state == State::Open;
             match (was_open, now_open) {
-                (false, true) => self.open += 1,
+                (false, true) => {
+                    self.open += 1;
+                    self.deflated += usize::from(self.clients[idx].deflate);
+                }
                 (true, false) => self.open -= 1,
                 _ => {}
             }

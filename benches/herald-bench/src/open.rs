@@ -1,6 +1,7 @@
 //! Opening many bound clients at once, as `idle`, `broadcast`, `push` and
 //! `latency` do: connects kept to a window of handshakes in flight, each
-//! client's uid sent as soon as it is open.
+//! client's uid sent as soon as it is open; what the server said to the
+//! permessage-deflate offer.
 
 use crate::cli::Common;
 use crate::event::Event;
@@ -46,6 +47,33 @@ pub fn open_bound(
             opening.done, opening.in_flight
         )),
     }
+}
+
+/// With `--deflate`: says how many of the `total` handshakes accepted
+/// permessage-deflate and returns that count; an error when none did (the
+/// run would measure no compression). `None` without `--deflate`.
+pub fn check_deflate(
+    fleet: &Fleet,
+    total: usize,
+    common: &Common,
+) -> Result<Option<usize>, String> {
+    if !common.deflate {
+        return Ok(None);
+    }
+    let k = fleet.deflate_count();
+    if k == 0 {
+        return Err(format!(
+            "--deflate: the server declined permessage-deflate for all {total} clients \
+             (no Sec-WebSocket-Extensions in its 101 responses)"
+        ));
+    }
+    let note = if k < total {
+        " (NOT ALL: the rest are uncompressed)"
+    } else {
+        ""
+    };
+    println!("permessage-deflate negotiated by {k} of {total} clients{note}");
+    Ok(Some(k))
 }
 
 /// [`open_bound`] under way: slots `next..end` still to connect.

@@ -127,6 +127,10 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// The figure a table shows only when some result has it (results saved
+/// before it existed do not).
+const WIRE: &str = "wire_bytes_per_message";
+
 /// The figures a table shows for a mode: (JSON field, name, lower is better).
 fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
     match mode {
@@ -157,6 +161,7 @@ fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
                 "messages per socket write".into(),
                 false,
             ),
+            (WIRE, "wire bytes per delivered message".into(), true),
         ],
         "broadcast" => vec![
             ("value", unit.to_string(), false),
@@ -170,6 +175,7 @@ fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
                 "messages per socket write".into(),
                 false,
             ),
+            (WIRE, "wire bytes per delivered message".into(), true),
         ],
         "history-memory" => vec![
             ("value", unit.to_string(), true),
@@ -246,6 +252,9 @@ fn table_of(lines: &[String]) -> Result<String, String> {
             .collect();
         let unit = of_row[0]["unit"].as_str().unwrap_or("");
         for (field, name, lower_better) in figures(mode, unit) {
+            if field == WIRE && of_row.iter().all(|v| v[field].is_null()) {
+                continue;
+            }
             let better = if lower_better { "lower" } else { "higher" };
             let mut line = format!("| {mode} | {params} | {name} ({better} is better) |");
             let mut meds = Vec::new();

@@ -1,7 +1,8 @@
 //! The measured runs of a throughput mode (`broadcast`, `push`,
 //! `handshakes`): what the server spent on each run (CPU time from /proc
-//! with `--pid`, socket writes from herald's /stats with `--stats`), one JSON
-//! line per run, and the medians as the result.
+//! with `--pid`, socket writes from herald's /stats with `--stats`), what
+//! the messages cost on the wire, one JSON line per run, and the medians as
+//! the result.
 
 use crate::cli::Args;
 use crate::host;
@@ -23,6 +24,9 @@ pub struct Series {
     rates: Vec<f64>,
     per_cpu: Vec<f64>,
     per_write: Vec<f64>,
+    wire_per_message: Vec<f64>,
+    /// Fields of every JSON line from now on (see [`Series::note`]).
+    notes: Map<String, Value>,
 }
 
 /// The server's counters as a run begins.
@@ -39,6 +43,9 @@ pub struct Measured {
     pub done: usize,
     /// The mode's own figures for the run's JSON line.
     pub extra: Map<String, Value>,
+    /// Bytes the receiving clients read over the run, when the mode counts
+    /// them (see [`Fleet::wire_bytes`](crate::fleet::Fleet::wire_bytes)).
+    pub wire: Option<u64>,
 }
 
 impl Measured {
@@ -49,7 +56,14 @@ impl Measured {
             elapsed,
             done,
             extra,
+            wire: None,
         }
+    }
+
+    /// The bytes the receivers read for the `done` messages of the run.
+    pub fn with_wire(mut self, bytes: u64) -> Measured {
+        self.wire = Some(bytes);
+        self
     }
 
     /// The run's figure: what was done per second.
@@ -76,7 +90,16 @@ impl Series {
             rates: Vec::new(),
             per_cpu: Vec::new(),
             per_write: Vec::new(),
+            wire_per_message: Vec::new(),
+            notes: Map::new(),
         })
+    }
+
+    /// Adds `key` to every JSON line from now on, runs and result (a fact
+    /// of the whole invocation, such as how many clients negotiated
+    /// compression).
+    pub fn note(&mut self, key: &str, value: Value) {
+        self.notes.insert(key.into(), value);
     }
 
     /// Reads the server's counters: call it just before a run begins.
@@ -94,6 +117,20 @@ impl Series {
         let per_cpu = report_server_cpu(self.pid, before.cpu, m.elapsed, m.done, self.what);
         let per_write = report_writes(before.writes, server_writes(self.api));
         let mut extra = m.extra;
+        if let Some(wire) = m.wire {
+            let per = wire as f64 / m.done.max(1) as f64;
+            println!(
+                "  wire: the clients read {wire} B after their handshakes = {per:.1} B per delivered message"
+            );
+            extra.insert("wire_bytes".into(), json!(wire));
+            keep(
+                &mut extra,
+                "wire_bytes_per_message",
+                Some(round1(per)),
+                &mut self.wire_per_message,
+            );
+        }
+        extra.extend(self.notes.clone());
         keep(
             &mut extra,
             "messages_per_write",
@@ -113,9 +150,21 @@ impl Series {
         extra.insert("runs".into(), json!(self.rates));
         put_median(&mut extra, "per_cpu_second", &self.per_cpu);
         put_median(&mut extra, "messages_per_write", &self.per_write);
+        put_median(&mut extra, "wire_bytes_per_message", &self.wire_per_message);
+        if !self.wire_per_message.is_empty() {
+            println!(
+                "wire bytes per delivered message: {:.1} (median)",
+                median(&self.wire_per_message)
+            );
+        }
+        extra.extend(self.notes);
         let how = median_of(self.rates.len());
         self.rep.result(&how, median(&self.rates), self.unit, extra);
     }
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
 }
 
 /// Keeps one run's optional figure: in that run's `extra` under `key`, and

@@ -5,15 +5,16 @@
 use crate::cli::Common;
 use crate::event::Event;
 use crate::fleet::Fleet;
-use crate::open::{open_bound, uid};
+use crate::open::{check_deflate, open_bound, uid};
 use crate::wait::{Phase, Waited};
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-/// Opens N clients u0..u(N-1) and the text port, then makes sure each uid
-/// is bound (see [`check_bound`]).
+/// Opens N clients u0..u(N-1) (offering permessage-deflate with
+/// `--deflate`) and the text port, then makes sure each uid is bound (see
+/// [`check_bound`]).
 pub fn open_clients(
     ws: SocketAddrV4,
     text: SocketAddrV4,
@@ -21,9 +22,13 @@ pub fn open_clients(
     common: &Common,
 ) -> Result<Fleet, String> {
     let mut fleet = Fleet::new(ws, &common.sources)?;
+    if common.deflate {
+        fleet.offer_deflate();
+    }
     fleet.connect_text(text)?;
     let t0 = Instant::now();
     open_bound(&mut fleet, 0, n, &uid, common)?;
+    check_deflate(&fleet, n, common)?;
     check_bound(&mut fleet, n, common)?;
     println!(
         "{n} clients open and bound in {:.2} s (one push each checked)",
@@ -69,6 +74,11 @@ impl PushTally {
     /// Counts what `ev` says; a delivery is handed back for the caller to
     /// read (it arrived at `last_delivery`).
     pub fn count<'a>(&mut self, ev: Event<'a>) -> Option<&'a [u8]> {
+        self.count_to(ev).map(|(_, m)| m)
+    }
+
+    /// [`count`](Self::count), with the client a delivery is for.
+    pub fn count_to<'a>(&mut self, ev: Event<'a>) -> Option<(usize, &'a [u8])> {
         match ev {
             Event::Line(l) => {
                 self.replies += 1;
@@ -79,10 +89,10 @@ impl PushTally {
                 }
                 self.last_reply = Instant::now();
             }
-            Event::Message(_, m) => {
+            Event::Message(i, m) => {
                 self.delivered += 1;
                 self.last_delivery = Instant::now();
-                return Some(m);
+                return Some((i, m));
             }
             ev => ev.note_end(&mut self.stop),
         }
