@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 seconds=${FUZZ_SECONDS:-30}
-targets=(${FUZZ_TARGETS:-frame_header message handshake line command connection token resp} redis_link)
+targets=(${FUZZ_TARGETS:-frame_header message handshake line command connection token resp inflate} redis_link)
 started=$(date +%s)
 step() { echo; echo "=== $* ($(date +%T))"; }
 
@@ -26,6 +26,7 @@ max_len() {
     connection) echo 4096 ;;     # past the server's max_head and max_line (1024)
     token) echo 8192 ;;          # past MAX_TOKEN (4096)
     resp) echo 4096 ;;           # past the small limits the input picks (max_line 16, max_bulk 64)
+    inflate) echo 16384 ;;       # compressed bytes; bombs inflate far past the caps
     *) echo 4096 ;;
   esac
 }

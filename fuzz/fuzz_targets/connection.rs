@@ -19,6 +19,7 @@ use herald::line::{self, Line, LineState};
 use herald::push::command;
 use herald::ws::conn::{self as ws_conn, Opening, Step as WsStep};
 use herald::ws::decode::Partial;
+use herald::ws::deflate::{offer, Inflater};
 use herald::ws::CloseCode;
 use herald_fuzz::{chunks, Owned};
 use libfuzzer_sys::fuzz_target;
@@ -82,6 +83,8 @@ fn websocket(reads: &[&[u8]]) -> Outcome {
     let mut partial: Option<Box<Partial>> = None;
     let mut out = Vec::new();
     let mut open = false;
+    // permessage-deflate, when the request offers it acceptably.
+    let mut inflater: Option<Inflater> = None;
     for read in reads {
         let mut buf = read.to_vec();
         let mut start = 0;
@@ -108,7 +111,9 @@ fn websocket(reads: &[&[u8]]) -> Outcome {
                         from_held,
                     }) => {
                         seen.push(Seen::Upgrade(h.target.to_owned()));
-                        ws_conn::accept(&accept, None, &mut out);
+                        let deflate = offer::negotiate(h.values("sec-websocket-extensions"));
+                        inflater = deflate.map(|_| Inflater::default());
+                        ws_conn::accept(&accept, None, deflate, &mut out);
                         (consumed, from_held)
                     }
                 };
@@ -125,7 +130,13 @@ fn websocket(reads: &[&[u8]]) -> Outcome {
         let mut at = start;
         loop {
             let left = buf.len() - at;
-            let (used, step) = ws_conn::frames(&mut partial, &mut buf[at..], MAX_MESSAGE, None, &mut out);
+            let (used, step) = ws_conn::frames(
+                &mut partial,
+                &mut buf[at..],
+                MAX_MESSAGE,
+                inflater.as_mut(),
+                &mut out,
+            );
             assert!(used <= left, "consumed {used} of {left}");
             at += used;
             match step {
