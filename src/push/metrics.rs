@@ -149,6 +149,15 @@ const FIGURES: &[Figure] = &[
         |f| f.cx.stats().compressed_out,
     ),
     figure(
+        "inflated_messages",
+        Some((
+            "inflated_messages_total",
+            COUNTER,
+            "Compressed client messages inflated (refused ones included).",
+        )),
+        |f| f.cx.inflated_messages(),
+    ),
+    figure(
         "messages_in",
         Some((
             "messages_in_total",

@@ -39,6 +39,11 @@ impl Compression {
         self.inflater = Some(inflater);
     }
 
+    /// Compressed client messages inflated (refused ones included).
+    pub fn inflated(&self) -> u64 {
+        self.inflater.as_ref().map_or(0, |i| i.inflated())
+    }
+
     /// Appends the compressed frame of `parts` to `out`. False, with
     /// nothing appended, when the message is under the size threshold or
     /// would not shrink: it then goes uncompressed.

@@ -157,4 +157,9 @@ impl Context {
     pub fn deflate_connections(&self) -> usize {
         self.io.deflate_open
     }
+
+    /// Compressed client messages inflated so far (refused ones included).
+    pub fn inflated_messages(&self) -> u64 {
+        self.compression.inflated()
+    }
 }

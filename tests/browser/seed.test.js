@@ -1,5 +1,9 @@
 // A real browser runs the seed's client code against herald; a backend pushes
-// through the text port; the page must show the pushed message.
+// through the text port; the page must show the pushed message. Chromium
+// always offers permessage-deflate: the connection must have it, a large
+// push must arrive compressed (herald's /stats counts it) and intact, and a
+// message the page sends (Chromium compresses it) must be inflated and
+// routed back.
 //
 // usage: node seed.test.js PATH_TO_HERALD_BINARY
 'use strict';
@@ -28,7 +32,7 @@ async function fail(msg) {
 
 function startHerald() {
   return new Promise((resolve, reject) => {
-    herald = spawn(HERALD, ['--ws', '127.0.0.1:0', '--text', '127.0.0.1:0', '--http', 'off'], {
+    herald = spawn(HERALD, ['--ws', '127.0.0.1:0', '--text', '127.0.0.1:0', '--http', '127.0.0.1:0', '--routing'], {
       stdio: ['ignore', 'inherit', 'pipe'],
     });
     const ports = {};
@@ -36,8 +40,8 @@ function startHerald() {
     herald.stderr.on('data', (d) => {
       process.stderr.write(d);
       buf += d;
-      for (const m of buf.matchAll(/ INFO listening (ws|text) 127\.0\.0\.1:(\d+)/g)) ports[m[1]] = +m[2];
-      if (ports.ws && ports.text) resolve(ports);
+      for (const m of buf.matchAll(/ INFO listening (ws|text|http) 127\.0\.0\.1:(\d+)/g)) ports[m[1]] = +m[2];
+      if (ports.ws && ports.text && ports.http) resolve(ports);
     });
     herald.on('exit', (code) => reject(new Error('herald exited with ' + code)));
   });
@@ -57,6 +61,19 @@ function textPort(port, line) {
     });
     s.on('error', reject);
     s.setTimeout(5000, () => reject(new Error('text port timeout')));
+  });
+}
+
+// herald's /stats figures.
+function stats(port) {
+  return new Promise((resolve, reject) => {
+    require('http')
+      .get({ host: '127.0.0.1', port, path: '/stats' }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve(JSON.parse(body)));
+      })
+      .on('error', reject);
   });
 }
 
@@ -101,6 +118,28 @@ ws.onmessage = function(e){
   for (let i = 0; i < 100 && alerts.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
   if (alerts[0] !== line) return fail(`alert showed ${JSON.stringify(alerts[0])}, expected ${line}`);
   console.log(`ok: Chromium ${browser.version()} received ${line} from herald (alert + page)`);
+
+  // permessage-deflate, negotiated the way herald offers it.
+  const ext = await page.evaluate(() => ws.extensions);
+  const want = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
+  if (ext !== want) return fail(`ws.extensions is ${JSON.stringify(ext)}, expected ${JSON.stringify(want)}`);
+  const items = [];
+  for (let i = 0; i < 40; i++) items.push({ id: i, name: `item ${i}`, price: `${i % 9}.99`, tags: ['new', 'sale'] });
+  const big = JSON.stringify({ uid: 'uid1', items });
+  const before = (await stats(ports.http)).compressed_messages;
+  if ((await textPort(ports.text, big)) !== 'ok') return fail('the large push was not ok');
+  await page.waitForFunction((l) => document.getElementById('log').textContent.includes(l), big, { timeout: 10_000 });
+  const after = (await stats(ports.http)).compressed_messages;
+  if (after !== before + 1) return fail(`compressed_messages went from ${before} to ${after}, expected one more`);
+  // The page sends a large message (Chromium compresses what it sends);
+  // herald inflates it and routes it back to uid1.
+  const echo = 'x'.repeat(3000) + 'end';
+  const inflated = (await stats(ports.http)).inflated_messages;
+  await page.evaluate((m) => ws.send('uid1:' + m), echo);
+  await page.waitForFunction((l) => document.getElementById('log').textContent.includes(l), echo, { timeout: 10_000 });
+  const inflatedAfter = (await stats(ports.http)).inflated_messages;
+  if (inflatedAfter !== inflated + 1) return fail(`inflated_messages went from ${inflated} to ${inflatedAfter}: the page's message did not arrive compressed`);
+  console.log(`ok: permessage-deflate: ${big.length}-byte push received compressed, ${echo.length}-byte page message routed`);
   await cleanup();
   process.exit(0);
 })().catch((e) => fail(e.stack || String(e)));

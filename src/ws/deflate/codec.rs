@@ -25,6 +25,8 @@ const KEEP: usize = 64 * 1024;
 pub struct Inflater {
     d: Decompress,
     out: Vec<u8>,
+    /// Messages inflated so far.
+    inflated: u64,
 }
 
 impl Default for Inflater {
@@ -32,11 +34,17 @@ impl Default for Inflater {
         Inflater {
             d: Decompress::new(false),
             out: Vec::new(),
+            inflated: 0,
         }
     }
 }
 
 impl Inflater {
+    /// How many messages were inflated.
+    pub fn inflated(&self) -> u64 {
+        self.inflated
+    }
+
     /// Inflates one message whose compressed payload is `parts` in order.
     /// The output never grows past `max` bytes: a message that would is
     /// refused as soon as it gets there, whatever its compressed size (a
@@ -47,6 +55,7 @@ impl Inflater {
             self.out = Vec::new();
         }
         self.out.clear();
+        self.inflated += 1;
         if parts.iter().all(|p| p.is_empty()) {
             // An empty message (section 7.2.3.6 sends 0x00; some senders
             // send nothing at all).
