@@ -165,6 +165,7 @@ fn compressed_client_messages_are_inflated_and_routed() {
             (0x81, text.clone())
         );
     }
+    assert_eq!(h.stats()["inflated_messages"], 2);
 }
 
 #[test]
@@ -298,4 +299,9 @@ with connect("ws://{ws}/", max_size=None, open_timeout=5) as ws:
     stdin.write_all(b"\n").unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(h.stats()["compressed_messages"], 1);
+    assert_eq!(
+        h.stats()["inflated_messages"],
+        1,
+        "the library compressed its message"
+    );
 }
