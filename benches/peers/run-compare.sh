@@ -13,11 +13,11 @@
 #   SERVERS="herald uws node" UWS=~/herald-peers/uws/seed_server benches/peers/run-compare.sh
 #   SERVERS="herald before" BEFORE=/tmp/old/herald benches/peers/run-compare.sh
 #                                  # herald against an older herald binary
-#   DEFLATE=1 JSON=1024 MODES="broadcast push" SERVERS="herald uwsz" \
+#   DEFLATE=1 JSON=1024 MODES="broadcast push" SERVERS="herald heraldplain uwsz" \
 #     UWSZ=~/herald-peers/uws/seed_server_zlib benches/peers/run-compare.sh
-#                                  # permessage-deflate, realistic JSON payloads
-#   HERALD_FLAGS="--deflate off" JSON=1024 MODES="broadcast push" SERVERS=herald \
-#     benches/peers/run-compare.sh  # the same without compression, to compare
+#                                  # permessage-deflate, realistic JSON payloads:
+#                                  # herald compressing, herald with --deflate off
+#                                  # (its clients offer nothing), uWS compressing
 #   CONNS=500 IDLE_COUNTS=500,1000 LINES=5000 LAT_CONNS=200 RATE=1000 \
 #     LAT_SECONDS=2 TOTAL=2000 ROUNDS=1 benches/peers/run-compare.sh   # a smoke run
 #
@@ -54,11 +54,11 @@ for m in $MODES; do
 done
 for s in $SERVERS; do
   case $s in
-    herald | node) ;;
+    herald | heraldplain | node) ;;
     uws) [ -x "${UWS:-}" ] || die "uws: set UWS to the seed_server binary (../shared/peers/uws/build.sh)" ;;
     uwsz) [ -x "${UWSZ:-}" ] || die "uwsz: set UWSZ to the seed_server_zlib binary (ZLIB=1 ../shared/peers/uws/build.sh)" ;;
     before) [ -x "${BEFORE:-}" ] || die "before: set BEFORE to a herald binary" ;;
-    *) die "unknown server $s (herald, uws, uwsz, node or before)" ;;
+    *) die "unknown server $s (herald, heraldplain, uws, uwsz, node or before)" ;;
   esac
 done
 case $DEFLATE in 0 | 1) ;; *) die "DEFLATE is 0 or 1" ;; esac
@@ -135,6 +135,8 @@ start_server() {
     before) "$BEFORE" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http 127.0.0.1:"$HTTP_PORT" --routing >"$slog" 2>&1 & ;;
     # shellcheck disable=SC2086 # HERALD_FLAGS is split into words on purpose
     herald) "$HERALD" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http 127.0.0.1:"$HTTP_PORT" --routing $HERALD_FLAGS >"$slog" 2>&1 & ;;
+    # shellcheck disable=SC2086
+    heraldplain) "$HERALD" --ws 127.0.0.1:"$WS_PORT" --text 127.0.0.1:"$TEXT_PORT" --http 127.0.0.1:"$HTTP_PORT" --routing $HERALD_FLAGS --deflate off >"$slog" 2>&1 & ;;
     uws) WS_PORT=$WS_PORT TCP_PORT=$TEXT_PORT "$UWS" >"$slog" 2>&1 & ;;
     uwsz) COMPRESSION=shared WS_PORT=$WS_PORT TCP_PORT=$TEXT_PORT "$UWSZ" >"$slog" 2>&1 & ;;
     node) node benches/peers/node-ws/server.js "$WS_PORT" "$TEXT_PORT" 127.0.0.1 >"$slog" 2>&1 & ;;
@@ -169,11 +171,13 @@ bench_args() { # mode server
   # older herald too: the query lands inside the measured window (it costs
   # the server CPU), so both must pay it or neither.
   local stats=()
-  case $2 in herald | before) stats=(--stats 127.0.0.1:"$HTTP_PORT") ;; esac
+  case $2 in herald | heraldplain | before) stats=(--stats 127.0.0.1:"$HTTP_PORT") ;; esac
   # What the broadcast and push messages are, and whether they may come compressed.
   local payload=(--size "$SIZE") content=()
   [ -n "$JSON" ] && payload=(--json "$JSON") && content=(--json "$JSON")
-  [ "$DEFLATE" = 1 ] && payload+=(--deflate) && content+=(--deflate)
+  # heraldplain is herald with --deflate off: its clients offer nothing,
+  # so that one run compares compression on and off.
+  [ "$DEFLATE" = 1 ] && [ "$2" != heraldplain ] && payload+=(--deflate) && content+=(--deflate)
   case $1 in
     idle) echo idle --ws "$ws" --text "$text" --pid "$SERVER_PID" --counts "$IDLE_COUNTS" "${common[@]}" ;;
     broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" "${payload[@]}" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
