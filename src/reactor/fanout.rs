@@ -25,7 +25,8 @@ impl Context {
     /// permessage-deflate get it compressed, compressed once for all of them.
     pub fn send_to_uid_with(&mut self, uid: &str, text: &str, head: Option<&[u8]>) -> usize {
         let h = FrameHead::new(OpCode::Text, text.len());
-        let mut frames = self.frames(head, text);
+        // Made only if a recipient needs a form other than the plain one.
+        let mut frames: Option<Frames<'_>> = None;
         let mut at = self.hub.head(&self.io.slots, uid).unwrap_or(NIL);
         let mut sent = 0;
         while at != NIL {
@@ -37,7 +38,11 @@ impl Context {
             let queued = match (can, sub || z) {
                 (false, _) => false,
                 (true, true) => {
-                    let frame = frames.get(sub, z, &mut self.compression);
+                    let f = match &mut frames {
+                        Some(f) => f,
+                        None => frames.insert(self.frames(head, text)),
+                    };
+                    let frame = f.get(sub, z, &mut self.compression);
                     self.queue_message(at, frame, &[])
                 }
                 // The common case: the header and the text copied straight
@@ -47,7 +52,9 @@ impl Context {
             sent += usize::from(queued);
             at = next;
         }
-        self.keep_frames(frames);
+        if let Some(f) = frames {
+            self.keep_frames(f);
+        }
         sent
     }
 
