@@ -24,7 +24,8 @@
 //!
 //! # Untrusted input
 //! Every limit that bounds what a peer can make herald spend lives in
-//! [`Limits`]: message and frame size, request head size and handshake
+//! [`Limits`]: message and frame size (a compressed message's inflated size
+//! included: [`ws::deflate::Inflater`] stops at it), request head size and handshake
 //! deadline, line length, HTTP body size, queued output per connection,
 //! connection counts (total and per IP), heartbeat and close timeouts. The
 //! parsers ([`ws::decode::next`], [`ws::handshake::parse`], [`http::parse_head`],
