@@ -233,6 +233,25 @@ fn offers_herald_cannot_serve_are_declined_and_off_means_off() {
         head.contains("client_no_context_takeover; server_max_window_bits=15\r\n"),
         "{head}"
     );
+    // Safari 15.0-15.3 keeps its window despite client_no_context_takeover:
+    // it gets no compression (15.4 fixed it).
+    for (version, accepted) in [("15.2", false), ("15.4", true)] {
+        let mut stream = tcp(h.ws_addr());
+        let req = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\
+             User-Agent: Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{version} Safari/605.1.15\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).unwrap();
+        let head = read_head(&mut stream);
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        assert_eq!(
+            head.contains("permessage-deflate"),
+            accepted,
+            "Safari {version}: {head}"
+        );
+    }
     let off = Herald::start(&["--deflate", "off"]);
     let (head, _) = offering(off.ws_addr(), CHROMIUM_OFFER);
     assert!(!head.contains("Sec-WebSocket-Extensions"), "{head}");

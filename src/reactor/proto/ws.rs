@@ -138,9 +138,7 @@ fn decide<A: App>(
     idx: u32,
     head: &http::Head<'_>,
 ) -> (Upgrade, Option<&'static str>) {
-    let deflate = cx
-        .compression
-        .enabled()
+    let deflate = (cx.compression.enabled() && !offer::broken_client(head.header("user-agent")))
         .then(|| offer::negotiate(head.values("sec-websocket-extensions")))
         .flatten();
     (admit(cx, app, idx, head), deflate)

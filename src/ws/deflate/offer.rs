@@ -29,6 +29,26 @@ pub fn negotiate<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Option<&'st
         .find_map(accept)
 }
 
+/// Whether the client is a browser whose permessage-deflate herald must not
+/// accept: Safari 15.0 to 15.3 accepts `client_no_context_takeover` and
+/// then keeps its window between messages anyway, so its later messages
+/// refer to earlier ones, which herald (keeping nothing) could not inflate:
+/// every such connection would end with 1007. Its offers are declined (the
+/// connection works, uncompressed). Known from its `User-Agent`:
+/// `... Version/15.N ... Safari/...` with N from 0 to 3.
+pub fn broken_client(user_agent: Option<&[u8]>) -> bool {
+    let Some(ua) = user_agent else {
+        return false;
+    };
+    let Some(at) = memchr::memmem::find(ua, b" Version/15.") else {
+        return false;
+    };
+    let rest = &ua[at + b" Version/15.".len()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let minor_ok = matches!(&rest[..digits], [b'0'..=b'3']);
+    minor_ok && memchr::memmem::find(&rest[digits..], b" Safari/").is_some()
+}
+
 /// The response for one offer (`name; param; param=value ...`), if herald
 /// accepts it. Unknown, repeated or malformed parameters decline it, as
 /// section 7 requires.
@@ -158,6 +178,22 @@ mod tests {
         ] {
             assert_eq!(one(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn safari_15_0_to_15_3_is_not_given_compression() {
+        let safari = |v: &str| {
+            format!("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{v} Safari/605.1.15")
+        };
+        for v in ["15.0", "15.1", "15.2", "15.3"] {
+            assert!(broken_client(Some(safari(v).as_bytes())), "{v}");
+        }
+        for v in ["15.4", "15.6.1", "16.0", "14.1.2", "15.10"] {
+            assert!(!broken_client(Some(safari(v).as_bytes())), "{v}");
+        }
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+        assert!(!broken_client(Some(chrome.as_bytes())));
+        assert!(!broken_client(None));
     }
 
     #[test]
