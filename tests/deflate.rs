@@ -145,6 +145,28 @@ fn a_broadcast_is_compressed_once_for_all_its_recipients() {
 }
 
 #[test]
+fn a_push_to_many_uids_is_compressed_once_for_all_of_them() {
+    let h = Herald::start(&[]);
+    let mut zs: Vec<RawWs> = (0..4)
+        .map(|i| bound_deflate(&h, &format!("m{i}")))
+        .collect();
+    let mut plain = RawWs::bound(&h, "m4");
+    let line =
+        json_push("x", 1500).replacen(r#""uid":"x""#, r#""uids":["m0","m1","m2","m3","m4"]"#, 1);
+    assert_eq!(h.push(&line), "ok 5");
+    let mut first = None;
+    for ws in &mut zs {
+        let (b0, payload) = ws.read_frame().unwrap();
+        assert_eq!(b0, 0xC1);
+        assert_eq!(first.get_or_insert_with(|| payload.clone()), &payload);
+        assert_eq!(inflate(&payload), line);
+    }
+    let (b0, payload) = plain.read_frame().unwrap();
+    assert_eq!((b0, String::from_utf8(payload).unwrap()), (0x81, line));
+    assert_eq!(h.stats()["compressed_messages"], 1);
+}
+
+#[test]
 fn compressed_client_messages_are_inflated_and_routed() {
     let h = Herald::start(&["--routing"]);
     let mut from = bound_deflate(&h, "from");

@@ -303,6 +303,8 @@ fn deliver_here(
 ) -> usize {
     let now = cx.now_ms();
     let mut head = Vec::new();
+    // The message's forms, made once for every uid it goes to.
+    let mut frames = None;
     let mut one = |cx: &mut Context, stream: Stream<'_>| {
         head.clear();
         match history.as_deref_mut() {
@@ -315,12 +317,16 @@ fn deliver_here(
         }
         let head = (!head.is_empty()).then_some(head.as_slice());
         match stream {
-            Stream::Uid(uid) => cx.send_to_uid_with(uid, text, head),
+            Stream::Uid(uid) => cx.send_to_uid_in(&mut frames, uid, text, head),
             Stream::All => cx.broadcast_with(text, head),
         }
     };
-    match uids {
+    let sent = match uids {
         Some(uids) => uids.iter().map(|u| one(cx, Stream::Uid(u))).sum(),
         None => one(cx, Stream::All),
+    };
+    if let Some(f) = frames {
+        cx.keep_frames(f);
     }
+    sent
 }

@@ -71,40 +71,58 @@ enum Made {
 
 /// The forms of one text message: plain or compressed, with or without the
 /// herald.v1 head (`head` then `text` as one message). Buffers are kept in
-/// the reactor's `Context` between sends.
-pub(super) struct Frames<'m> {
-    head: Option<&'m [u8]>,
+/// the reactor's `Context` between sends. The head may change between
+/// recipients (it names each uid's stream) while the plain forms, made once,
+/// serve every recipient of the message.
+pub(crate) struct Frames<'m> {
     text: &'m str,
-    /// Plain, tagged, compressed plain, compressed tagged.
-    bufs: [Vec<u8>; 4],
+    /// A head is set: the tagged forms hold `bufs[4]` then the text.
+    tagged: bool,
+    /// Plain, tagged, compressed plain, compressed tagged; then the head.
+    bufs: [Vec<u8>; 5],
     made: [Made; 4],
+    /// Compressions done (for the statistics).
+    compressed: u64,
 }
 
 impl<'m> Frames<'m> {
-    pub fn new(mut bufs: [Vec<u8>; 4], head: Option<&'m [u8]>, text: &'m str) -> Frames<'m> {
+    pub(super) fn new(mut bufs: [Vec<u8>; 5], head: Option<&[u8]>, text: &'m str) -> Frames<'m> {
         bufs.iter_mut().for_each(Vec::clear);
-        Frames {
-            head,
+        let mut f = Frames {
             text,
+            tagged: false,
             bufs,
             made: [Made::No; 4],
+            compressed: 0,
+        };
+        f.set_head(head);
+        f
+    }
+
+    /// Sets the head of the tagged forms (made again when next needed); the
+    /// plain forms stay.
+    pub(super) fn set_head(&mut self, head: Option<&[u8]>) {
+        self.tagged = head.is_some();
+        self.bufs[4].clear();
+        self.bufs[4].extend_from_slice(head.unwrap_or_default());
+        for i in [1, 3] {
+            self.made[i] = Made::No;
+            self.bufs[i].clear();
         }
     }
 
     /// The frame for a recipient that takes the head (`sub`) and
     /// compressed frames (`z`), encoded now if it is the first to need it.
-    pub fn get(&mut self, sub: bool, z: bool, c: &mut Compression) -> &[u8] {
-        let tagged = sub && self.head.is_some();
+    pub(super) fn get(&mut self, sub: bool, z: bool, c: &mut Compression) -> &[u8] {
+        let tagged = sub && self.tagged;
         let mut i = usize::from(tagged);
-        let head = if tagged {
-            self.head.unwrap_or_default()
-        } else {
-            b""
-        };
+        let (forms, head) = self.bufs.split_at_mut(4);
+        let head: &[u8] = if tagged { &head[0] } else { b"" };
         if z {
             if self.made[i + 2] == Made::No {
                 let parts = [head, self.text.as_bytes()];
-                let done = c.frame(OpCode::Text, &parts, &mut self.bufs[i + 2]);
+                let done = c.frame(OpCode::Text, &parts, &mut forms[i + 2]);
+                self.compressed += u64::from(done);
                 self.made[i + 2] = if done { Made::Yes } else { Made::Plain };
             }
             if self.made[i + 2] == Made::Yes {
@@ -112,18 +130,18 @@ impl<'m> Frames<'m> {
             }
         }
         if self.made[i] == Made::No {
-            encode(&mut self.bufs[i], head, self.text);
+            encode(&mut forms[i], head, self.text);
             self.made[i] = Made::Yes;
         }
-        &self.bufs[i]
+        &forms[i]
     }
 
-    /// How many compressed forms were made (for the statistics).
-    pub fn compressed(&self) -> u64 {
-        self.made[2..].iter().filter(|&&m| m == Made::Yes).count() as u64
+    /// How many compressions were done (for the statistics).
+    pub(super) fn compressed(&self) -> u64 {
+        self.compressed
     }
 
-    pub fn into_bufs(self) -> [Vec<u8>; 4] {
+    pub(super) fn into_bufs(self) -> [Vec<u8>; 5] {
         self.bufs
     }
 }

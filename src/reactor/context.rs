@@ -55,7 +55,7 @@ pub struct Context {
     /// The forms of a message being sent to many (plain, with the
     /// herald.v1 head, compressed), kept between sends while small
     /// ([`super::compress::Frames`]).
-    pub(super) frames: [Vec<u8>; 4],
+    pub(super) frames: [Vec<u8>; 5],
     /// permessage-deflate's codecs: one of each for the whole server.
     pub(super) compression: Compression,
     /// Slots paused by the application (`Context::pause`), which only it

@@ -24,9 +24,30 @@ impl Context {
     /// subprotocol get `head` then `text` as one message. Connections with
     /// permessage-deflate get it compressed, compressed once for all of them.
     pub fn send_to_uid_with(&mut self, uid: &str, text: &str, head: Option<&[u8]>) -> usize {
+        let mut frames = None;
+        let sent = self.send_to_uid_in(&mut frames, uid, text, head);
+        if let Some(f) = frames {
+            self.keep_frames(f);
+        }
+        sent
+    }
+
+    /// [`Context::send_to_uid_with`] for one of several uids that get the
+    /// same `text`: `frames` carries its forms from one uid to the next, so
+    /// that it is encoded and compressed once for all of them (only the
+    /// head, which names each uid's stream, changes). Made on first need;
+    /// give it back with [`Context::keep_frames`].
+    pub(crate) fn send_to_uid_in<'m>(
+        &mut self,
+        frames: &mut Option<Frames<'m>>,
+        uid: &str,
+        text: &'m str,
+        head: Option<&[u8]>,
+    ) -> usize {
         let h = FrameHead::new(OpCode::Text, text.len());
-        // Made only if a recipient needs a form other than the plain one.
-        let mut frames: Option<Frames<'_>> = None;
+        if let Some(f) = frames {
+            f.set_head(head);
+        }
         let mut at = self.hub.head(&self.io.slots, uid).unwrap_or(NIL);
         let mut sent = 0;
         while at != NIL {
@@ -38,7 +59,7 @@ impl Context {
             let queued = match (can, sub || z) {
                 (false, _) => false,
                 (true, true) => {
-                    let f = match &mut frames {
+                    let f = match frames {
                         Some(f) => f,
                         None => frames.insert(self.frames(head, text)),
                     };
@@ -51,9 +72,6 @@ impl Context {
             };
             sent += usize::from(queued);
             at = next;
-        }
-        if let Some(f) = frames {
-            self.keep_frames(f);
         }
         sent
     }
@@ -123,12 +141,12 @@ const KEPT: usize = 64 * 1024;
 
 impl Context {
     /// A message's forms, over the buffers kept between sends.
-    pub(super) fn frames<'m>(&mut self, head: Option<&'m [u8]>, text: &'m str) -> Frames<'m> {
+    pub(super) fn frames<'m>(&mut self, head: Option<&[u8]>, text: &'m str) -> Frames<'m> {
         Frames::new(std::mem::take(&mut self.frames), head, text)
     }
 
     /// Keeps the buffers of `f` (small ones) for the next send.
-    pub(super) fn keep_frames(&mut self, f: Frames<'_>) {
+    pub(crate) fn keep_frames(&mut self, f: Frames<'_>) {
         self.stats.compressed_out += f.compressed();
         self.frames = f
             .into_bufs()
