@@ -16,7 +16,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use herald::ws::deflate::{Deflater, Inflater};
-use herald::ws::frame::OpCode;
+use herald::ws::frame::{Header, OpCode};
 use miniz_oxide::deflate::core::{
     compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
 };
@@ -49,12 +49,8 @@ fn herald_deflate(d: &mut Deflater, data: &[u8], out: &mut Vec<u8>) -> usize {
     if !d.frame(OpCode::Text, &[data], true, out) {
         return data.len();
     }
-    let head = match out[1] {
-        126 => 4,
-        127 => 10,
-        _ => 2,
-    };
-    out.len() - head
+    let (h, _) = Header::parse(out, false, u64::MAX >> 1).unwrap().unwrap();
+    h.len as usize
 }
 
 /// miniz_oxide's raw deflate of `data` with a sync flush, reset first.

@@ -23,13 +23,6 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// A file holding `text`, removed with the test process's temp dir.
-fn secret_file(text: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("herald-secret-{}-{}", std::process::id(), unique()));
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 /// A token with header `header` and claims `claims`, signed with `key`.
 fn token_with(header: &str, claims: &str, key: &str) -> String {
     sign(

@@ -18,11 +18,16 @@ const CHROMIUM_OFFER: &str = "permessage-deflate; client_max_window_bits";
 
 /// A client offering `offer`; the response head and the client.
 fn offering(addr: SocketAddr, offer: &str) -> (String, RawWs) {
+    upgrade_with(addr, &format!("Sec-WebSocket-Extensions: {offer}\r\n"))
+}
+
+/// A client whose upgrade request carries `headers` too (each ending in
+/// CRLF); the response head and the client.
+fn upgrade_with(addr: SocketAddr, headers: &str) -> (String, RawWs) {
     let mut stream = tcp(addr);
     let req = format!(
         "GET /push HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\
-         Sec-WebSocket-Extensions: {offer}\r\n\r\n"
+         Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
     );
     stream.write_all(req.as_bytes()).unwrap();
     let head = read_head(&mut stream);
@@ -258,16 +263,14 @@ fn offers_herald_cannot_serve_are_declined_and_off_means_off() {
     // Safari 15.0-15.3 keeps its window despite client_no_context_takeover:
     // it gets no compression (15.4 fixed it).
     for (version, accepted) in [("15.2", false), ("15.4", true)] {
-        let mut stream = tcp(h.ws_addr());
-        let req = format!(
-            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {SAMPLE_KEY}\r\nSec-WebSocket-Version: 13\r\n\
-             User-Agent: Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{version} Safari/605.1.15\r\n\
-             Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        let ua = format!(
+            "User-Agent: Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 \
+             (KHTML, like Gecko) Version/{version} Safari/605.1.15\r\n"
         );
-        stream.write_all(req.as_bytes()).unwrap();
-        let head = read_head(&mut stream);
-        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        let (head, _) = upgrade_with(
+            h.ws_addr(),
+            &format!("{ua}Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+        );
         assert_eq!(
             head.contains("permessage-deflate"),
             accepted,

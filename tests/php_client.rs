@@ -44,7 +44,7 @@ fn script(name: &str) -> PathBuf {
 /// [`PHP_DEADLINE`]); returns its stdout, or fails with what it printed.
 fn php(script_name: &str, args: &[&str]) -> String {
     let start = Instant::now();
-    let mut child = Command::new("php")
+    let child = Command::new("php")
         .arg(script(script_name))
         .args(args)
         .stdin(Stdio::null())
@@ -52,13 +52,12 @@ fn php(script_name: &str, args: &[&str]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn php");
-    let out = collect(child.stdout.take().unwrap());
-    let err = collect(child.stderr.take().unwrap());
-    let status = wait_child(&mut child, PHP_DEADLINE, script_name);
-    let (out, err) = (out.recv().unwrap(), err.recv().unwrap());
+    let run = run_bounded(child, PHP_DEADLINE, &format!("php {script_name}"));
+    let (out, err) = (run.stdout, run.stderr);
     assert!(
-        status.success(),
-        "php {script_name} {args:?} exited with {status}\nstdout: {out}\nstderr: {err}"
+        run.status.success(),
+        "php {script_name} {args:?} exited with {}\nstdout: {out}\nstderr: {err}",
+        run.status
     );
     eprintln!("php {script_name}: {:?}\n{out}", start.elapsed());
     out
@@ -73,32 +72,6 @@ fn collect(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
         let _ = tx.send(String::from_utf8_lossy(&s).into_owned());
     });
     rx
-}
-
-fn wait_child(child: &mut Child, within: Duration, what: &str) -> std::process::ExitStatus {
-    let end = Instant::now() + within;
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return st;
-        }
-        if Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("php {what} still running after {within:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A file holding `text`, in the temp dir.
-fn secret_file(text: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "herald-php-secret-{}-{}",
-        std::process::id(),
-        unique()
-    ));
-    std::fs::write(&p, format!("{text}\n")).unwrap();
-    p
 }
 
 /// Asserts that `ws` receives exactly `lines`, in order, and nothing more.
@@ -211,7 +184,10 @@ fn the_api_token_goes_first_and_minted_uid_tokens_bind() {
     if !php_here() {
         return;
     }
-    let (api, key) = (secret_file(API), secret_file(KEY));
+    let (api, key) = (
+        secret_file(&format!("{API}\n")),
+        secret_file(&format!("{KEY}\n")),
+    );
     let h = Herald::start(&[
         "--api-token-file",
         api.to_str().unwrap(),

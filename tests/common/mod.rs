@@ -760,7 +760,14 @@ fn spawn_piped(args: &[&str]) -> Child {
 /// still running after [`DEADLINE`]. Output is collected by threads, so a
 /// descendant that keeps a pipe open cannot hang the test either.
 pub fn run_herald(args: &[&str]) -> Run {
-    let mut child = spawn_piped(args);
+    let child = spawn_piped(args);
+    run_bounded(child, DEADLINE, &format!("herald {args:?}"))
+}
+
+/// Waits for `child` (stdout and stderr piped), killing it (and failing)
+/// if it is still running after `within`. Output is collected by threads,
+/// so a descendant that keeps a pipe open cannot hang the test either.
+pub fn run_bounded(mut child: Child, within: Duration, what: &str) -> Run {
     let collect = |mut pipe: Box<dyn Read + Send>| {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -772,7 +779,7 @@ pub fn run_herald(args: &[&str]) -> Run {
     };
     let out = collect(Box::new(child.stdout.take().unwrap()));
     let err = collect(Box::new(child.stderr.take().unwrap()));
-    let end = Instant::now() + DEADLINE;
+    let end = Instant::now() + within;
     let status = loop {
         if let Some(st) = child.try_wait().expect("try_wait") {
             break st;
@@ -780,19 +787,27 @@ pub fn run_herald(args: &[&str]) -> Run {
         if Instant::now() >= end {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("herald {args:?} still running after {DEADLINE:?}");
+            panic!("{what} still running after {within:?}");
         }
         thread::sleep(Duration::from_millis(10));
     };
     let take = |rx: mpsc::Receiver<String>, name: &str| {
         rx.recv_timeout(TIMEOUT)
-            .unwrap_or_else(|_| panic!("herald {args:?} exited but its {name} stayed open"))
+            .unwrap_or_else(|_| panic!("{what} exited but its {name} stayed open"))
     };
     Run {
         status,
         stdout: take(out, "stdout"),
         stderr: take(err, "stderr"),
     }
+}
+
+/// A file holding `text` in the temp dir, for the flags that read secrets
+/// from a file.
+pub fn secret_file(text: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("herald-secret-{}-{}", std::process::id(), unique()));
+    std::fs::write(&p, text).unwrap();
+    p
 }
 
 /// Makes closing `s` a reset (RST) instead of a FIN: an abrupt drop.

@@ -181,12 +181,11 @@ impl Deflater {
 mod tests {
     use super::*;
 
+    /// The payload of one whole server frame.
     fn payload(frame: &[u8]) -> &[u8] {
-        let n = match frame[1] {
-            126 => 4,
-            127 => 10,
-            _ => 2,
-        };
+        let (_, n) = crate::ws::frame::Header::parse(frame, false, u64::MAX >> 1)
+            .unwrap()
+            .unwrap();
         &frame[n..]
     }
 
