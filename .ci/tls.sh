@@ -2,7 +2,7 @@
 # herald behind a real TLS proxy: nginx runs the committed deploy/nginx.conf
 # (only its listen address, certificate paths and upstream port substituted)
 # in front of herald, all on loopback, and wss:// clients push through it:
-#   1. Python websockets: bind a uid over wss://, a backend pushes, it arrives;
+#   1. a Python wss:// client: bind a uid, a backend pushes, it arrives;
 #   2. --trusted-proxy 127.0.0.1 --max-per-ip 1: the limit counts the address
 #      nginx forwards (two clients from two addresses accepted, a second one
 #      from the same address refused with 503, a client's own
@@ -32,7 +32,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check 'websockets>=13'
 [ -d tests/browser/node_modules ] || (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
 # --- a throw-away workspace, removed on exit with everything started ----
@@ -134,9 +133,10 @@ say "nginx $url -> herald ws 127.0.0.1:$ws_port, text port 127.0.0.1:$text_port"
 
 # --- the checks -----------------------------------------------------------
 client=(timeout 30 .venv/bin/python -B tests/tls/wss_push.py --url "$url" --text "$text_port" --ca "$tmp/fullchain.pem")
-# A check whose client hangs (timeout's 124; seen once in CI, the Python
-# client stalled after its TLS handshake, before its upgrade request) is run
-# once more after printing where it hung; any other failure fails at once.
+# A check whose client hangs (timeout's 124) is run once more after printing
+# where it hung; any other failure fails at once. (The hangs seen in CI were
+# the `websockets` package's threaded sync client under TLS 1.3; the script's
+# own single-threaded client replaced it.)
 check() {
   local rc=0
   "${client[@]}" "$1" >"$tmp/check.out" 2>&1 || rc=$?
