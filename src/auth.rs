@@ -94,6 +94,19 @@ pub struct Claims {
     pub sub: String,
     /// When the token stops being accepted (Unix seconds).
     pub exp: u64,
+    /// The topics a herald.v1 client may subscribe to itself (`topics`: a
+    /// list of names, or of prefixes ending in `*`); empty without it.
+    pub topics: Vec<String>,
+}
+
+impl Claims {
+    /// Whether the `topics` claim allows topic `name`.
+    pub fn allows(patterns: &[impl AsRef<str>], name: &str) -> bool {
+        patterns.iter().any(|p| match p.as_ref().strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => p.as_ref() == name,
+        })
+    }
 }
 
 /// Checks HS256 tokens against one or more keys (two during a rotation).
@@ -203,9 +216,19 @@ impl Verifier {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => return Err(TokenError::NoSubject),
         };
+        let topics = match c.get("topics") {
+            None => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|t| t.as_str().map(String::from))
+                .collect::<Option<_>>()
+                .ok_or(TokenError::Malformed)?,
+            Some(_) => return Err(TokenError::Malformed),
+        };
         Ok(Claims {
             sub,
             exp: exp as u64,
+            topics,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `push::command::parse`, the text-port decoder: whatever it accepts is JSON
-//! to serde_json too, with exactly one routing field whose uid(s) match what
-//! serde_json reads and are never empty.
+//! to serde_json too, with exactly one routing field (`join` and `leave`:
+//! with `uid` or `uids` besides) whose uid(s) match what serde_json reads
+//! and are never empty, and whose topic is a valid topic name.
 //!
 //! Input: one line (without its newline).
 #![no_main]
@@ -9,7 +10,10 @@ use herald::push::command::{self, Command};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
-const ROUTING: [&str; 5] = ["uid", "uids", "all", "online", "count"];
+const ROUTING: [&str; 12] = [
+    "uid", "uids", "all", "online", "count", "topic", "join", "leave", "drop", "presence",
+    "members", "kick",
+];
 
 /// A uid as serde_json sees it: strings decoded, numbers as written.
 fn same_uid(ours: &str, theirs: &Value) -> bool {
@@ -37,8 +41,42 @@ fuzz_target!(|line: &[u8]| {
         .into_iter()
         .filter(|k| obj.contains_key(*k))
         .collect();
+    if let Command::Join(topic, uids) | Command::Leave(topic, uids) = &cmd {
+        let verb = if matches!(cmd, Command::Join(..)) {
+            "join"
+        } else {
+            "leave"
+        };
+        assert_eq!(obj[verb].as_str(), Some(&**topic));
+        assert!(command::valid_topic(topic));
+        let target = if obj.contains_key("uid") {
+            "uid"
+        } else {
+            "uids"
+        };
+        assert_eq!(fields.len(), 2, "routing fields {fields:?} for {cmd:?}");
+        let theirs = match &obj[target] {
+            Value::Array(list) => list.clone(),
+            one => vec![one.clone()],
+        };
+        assert_eq!(uids.len(), theirs.len());
+        for (u, t) in uids.iter().zip(&theirs) {
+            assert!(!u.is_empty() && same_uid(u, t), "{u:?} vs {t}");
+        }
+        return;
+    }
     assert_eq!(fields.len(), 1, "routing fields {fields:?} for {cmd:?}");
     match (&cmd, fields[0]) {
+        (Command::Kick(uid), "kick") => {
+            assert!(!uid.is_empty() && same_uid(uid, &obj["kick"]));
+        }
+        (Command::Publish(t), "topic")
+        | (Command::Drop(t), "drop")
+        | (Command::Presence(t), "presence")
+        | (Command::Members(t, _, _), "members") => {
+            assert_eq!(obj[fields[0]].as_str(), Some(&**t));
+            assert!(command::valid_topic(t));
+        }
         (Command::Push(uid), "uid") | (Command::Online(uid), "online") => {
             assert!(!uid.is_empty());
             assert!(

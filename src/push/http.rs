@@ -26,7 +26,10 @@ impl PushApp {
             return refused;
         }
         match (req.method, req.path) {
-            ("POST", "/push") => self.http_push(cx, conn, req.body),
+            ("POST", "/push") => self.http_command(cx, conn, req.body, PUSHES),
+            ("POST", "/topics") => self.http_command(cx, conn, req.body, TOPICS),
+            ("POST", "/kick") => self.http_command(cx, conn, req.body, KICK),
+            ("GET", "/presence" | "/members") => self.http_topic(cx, conn, req.path, req.query),
             ("GET", "/online") => self.http_online(cx, conn, req.query),
             ("GET", "/stats") => {
                 let own = self.stats_json(cx);
@@ -51,11 +54,13 @@ impl PushApp {
             ),
             ("GET", "/") => Response::text(
                 200,
-                "herald push server: POST /push, GET /online[?uid=U], GET /stats, GET /metrics, GET /connections[?limit=N]",
+                "herald push server: POST /push, POST /topics, POST /kick, GET /online[?uid=U], GET /presence?topic=T, GET /members?topic=T[&after=U][&limit=N], GET /stats, GET /metrics, GET /connections[?limit=N]",
             ),
             // RFC 9110 15.5.6: a 405 says which methods the resource takes.
-            (_, "/push") => json_error(405, "method not allowed").with_header("Allow: POST\r\n"),
-            (_, "/online" | "/stats" | "/metrics" | "/connections") => {
+            (_, "/push" | "/topics" | "/kick") => {
+                json_error(405, "method not allowed").with_header("Allow: POST\r\n")
+            }
+            (_, "/online" | "/stats" | "/metrics" | "/connections" | "/presence" | "/members") => {
                 json_error(405, "method not allowed").with_header("Allow: GET\r\n")
             }
             _ => json_error(404, "not found"),
@@ -82,26 +87,58 @@ impl PushApp {
         ))
     }
 
-    /// `POST /push`: the body is one text-port push line.
-    fn http_push(&mut self, cx: &mut Context, conn: ConnId, body: &[u8]) -> Response {
+    /// `POST /push`, `/topics`, `/kick`: the body is one text-port line
+    /// of the commands `route` takes.
+    fn http_command(
+        &mut self,
+        cx: &mut Context,
+        conn: ConnId,
+        body: &[u8],
+        route: Route,
+    ) -> Response {
         let body = body.strip_suffix(b"\n").unwrap_or(body);
         let body = body.strip_suffix(b"\r").unwrap_or(body);
         let why = match command::parse(body) {
-            Ok(cmd @ (Command::Push(_) | Command::PushMany(_) | Command::Broadcast)) => {
+            Ok(cmd) if (route.takes)(&cmd) => {
                 // parse() checked that the body is UTF-8.
                 let text = std::str::from_utf8(body).unwrap_or_default();
-                let answer = self
-                    .router
-                    .run(cx, &mut self.stats, &cmd, text, Port::Http(conn));
+                let port = Port::Http(conn);
+                let answer =
+                    self.router
+                        .run(cx, &mut self.stats, &mut self.topics, &cmd, text, port);
                 return respond(cx, conn, answer);
             }
-            Ok(_) => {
-                "POST /push takes \"uid\", \"uids\" or \"all\"; use GET /online for queries".into()
-            }
+            Ok(_) => route.refusal.into(),
             Err(e) => e.to_string().into(),
         };
         self.stats.bad_requests += 1;
         Outcome::Failed(Failure::BadRequest, why).http()
+    }
+
+    /// `GET /presence?topic=T`, `GET /members?topic=T[&after=U][&limit=N]`.
+    fn http_topic(&mut self, cx: &mut Context, conn: ConnId, path: &str, query: &str) -> Response {
+        let param = |k| crate::http::query_param(query, k);
+        let Some(topic) = param("topic").filter(|t| command::valid_topic(t)) else {
+            return json_error(
+                400,
+                "?topic= must name a topic: 1 to 64 printable ASCII characters, no space or %",
+            );
+        };
+        let cmd = if path == "/presence" {
+            Command::Presence(topic.into())
+        } else {
+            let limit = match param("limit").map(|v| v.parse::<usize>()) {
+                None => command::DEFAULT_MEMBERS,
+                Some(Ok(n)) if n > 0 => n.min(command::MAX_MEMBERS),
+                Some(_) => return json_error(400, "limit must be a positive whole number"),
+            };
+            Command::Members(topic.into(), param("after").map(Into::into), limit)
+        };
+        let port = Port::Http(conn);
+        let answer = self
+            .router
+            .run(cx, &mut self.stats, &mut self.topics, &cmd, "", port);
+        respond(cx, conn, answer)
     }
 
     /// `GET /online?uid=U` (that uid) or `GET /online` (the counts).
@@ -114,12 +151,38 @@ impl PushApp {
             Some(uid) => Command::Online(uid.into()),
             None => Command::Count,
         };
+        let port = Port::Http(conn);
         let answer = self
             .router
-            .run(cx, &mut self.stats, &cmd, "", Port::Http(conn));
+            .run(cx, &mut self.stats, &mut self.topics, &cmd, "", port);
         respond(cx, conn, answer)
     }
 }
+
+/// Which commands a `POST` path takes, and what it says of the others.
+#[derive(Clone, Copy)]
+struct Route {
+    takes: fn(&Command<'_>) -> bool,
+    refusal: &'static str,
+}
+
+const PUSHES: Route = Route {
+    takes: |c| {
+        matches!(
+            c,
+            Command::Push(_) | Command::PushMany(_) | Command::Broadcast | Command::Publish(_)
+        )
+    },
+    refusal: "POST /push takes \"uid\", \"uids\", \"all\" or \"topic\"; POST /topics joins and leaves, GET /online and GET /presence answer queries",
+};
+const TOPICS: Route = Route {
+    takes: |c| matches!(c, Command::Join(..) | Command::Leave(..) | Command::Drop(_)),
+    refusal: "POST /topics takes \"join\" or \"leave\" (with \"uid\" or \"uids\") or \"drop\"",
+};
+const KICK: Route = Route {
+    takes: |c| matches!(c, Command::Kick(_)),
+    refusal: "POST /kick takes {\"kick\":UID}",
+};
 
 /// The response to a request the router took.
 fn respond(cx: &mut Context, conn: ConnId, answer: Answer<'_>) -> Response {

@@ -21,6 +21,7 @@
 
 pub mod cluster;
 pub mod command;
+mod groups;
 pub mod history;
 mod http;
 mod metrics;
@@ -29,13 +30,15 @@ mod replay;
 mod resume;
 mod router;
 pub mod stream;
+mod subscribe;
+pub mod topics;
 
 pub use metrics::PushStats;
 
 use crate::app::{
     App, ConnId, Message, Protocol, Request, Response, TimerId, Upgrade, UpgradeRequest,
 };
-use crate::auth::{ApiTokens, Verifier};
+use crate::auth::{ApiTokens, Claims, Verifier};
 use crate::reactor::{Context, Refusal};
 use crate::ws::CloseCode;
 use cluster::ClusterConfig;
@@ -44,6 +47,11 @@ use history::HistoryConfig;
 use outcome::{Failure, Outcome};
 use router::{Answer, Port, Router};
 use std::collections::{HashMap, HashSet};
+use topics::Topics;
+
+/// The heartbeat timer of herald.v1 clients (`subscribe`); the router's
+/// services use small tokens.
+const T_HEARTBEAT: u64 = 1 << 40;
 
 /// Settings of the push application (the reactor's are in [`crate::Limits`]).
 #[derive(Clone, Debug, Default)]
@@ -85,7 +93,16 @@ pub struct PushApp {
     authorized: HashSet<ConnId>,
     /// herald.v1 connections whose URL token proved this uid, bound by
     /// their hello.
-    url_uids: HashMap<ConnId, String>,
+    url_uids: HashMap<ConnId, Claims>,
+    /// Which connections are in which topic here.
+    topics: Topics,
+    /// herald.v1 connections whose token limits the topics they may
+    /// subscribe to: its `topics` claim.
+    allowed: HashMap<ConnId, Box<[Box<str>]>>,
+    /// herald.v1 connections that asked for heartbeats.
+    heartbeats: HashSet<ConnId>,
+    /// The heartbeat timer is set.
+    heartbeat_armed: bool,
     router: Router,
 }
 
@@ -96,6 +113,10 @@ impl PushApp {
             baseline_rss: 0,
             authorized: HashSet::new(),
             url_uids: HashMap::new(),
+            topics: Topics::default(),
+            allowed: HashMap::new(),
+            heartbeats: HashSet::new(),
+            heartbeat_armed: false,
             router: Router::new(config.cluster.clone(), config.history),
             config,
         }
@@ -187,7 +208,10 @@ impl PushApp {
         // parse() checked that the line is UTF-8.
         let text = std::str::from_utf8(line).unwrap_or_default();
         let port = Port::Line(conn);
-        match self.router.run(cx, &mut self.stats, &cmd, text, port) {
+        match self
+            .router
+            .run(cx, &mut self.stats, &mut self.topics, &cmd, text, port)
+        {
             Answer::Now(outcome) => {
                 cx.send_line(conn, &outcome.line());
             }
@@ -201,15 +225,21 @@ impl PushApp {
     }
 
     fn on_ws_text(&mut self, cx: &mut Context, conn: ConnId, text: &str) {
-        if cx.uid(conn).is_none() && cx.has_subprotocol(conn) {
-            return self.hello(cx, conn, text);
+        if cx.has_subprotocol(conn) {
+            if cx.uid(conn).is_none() {
+                return self.hello(cx, conn, text);
+            }
+            // herald.v1's own messages: subscriptions and heartbeats.
+            if text.starts_with('{') || text == "h" {
+                return self.v1_message(cx, conn, text);
+            }
         }
         if cx.uid(conn).is_none() {
             if let Some(v) = &self.config.tokens {
                 // Proven uids: the first message is a token, not a uid.
                 match prove(v, text, cx.limits().max_uid) {
-                    Ok(uid) => {
-                        cx.bind_uid(conn, &uid);
+                    Ok(claims) => {
+                        cx.bind_uid(conn, &claims.sub);
                     }
                     Err(reason) => {
                         self.stats.auth_refused += 1;
@@ -241,12 +271,17 @@ impl PushApp {
             }
             Some(("all", msg)) => {
                 let all = Command::Broadcast;
-                self.router.run(cx, &mut self.stats, &all, msg, Port::Quiet);
+                let topics = &mut self.topics;
+                self.router
+                    .run(cx, &mut self.stats, topics, &all, msg, Port::Quiet);
             }
             Some((uid, msg)) => {
                 let cmd = Command::Push(uid.into());
                 let port = Port::Route(conn);
-                if let Answer::Now(outcome) = self.router.run(cx, &mut self.stats, &cmd, msg, port)
+                let topics = &mut self.topics;
+                if let Answer::Now(outcome) =
+                    self.router
+                        .run(cx, &mut self.stats, topics, &cmd, msg, port)
                 {
                     // Nothing accepted is silently lost: tell the sender.
                     outcome.route(cx, conn);
@@ -285,10 +320,10 @@ impl PushApp {
 
 /// The uid a token proves (its `sub`, within `max_uid`), or why not: the
 /// same for `?token=` and for a first message.
-fn prove(v: &Verifier, token: &str, max_uid: usize) -> Result<String, String> {
+fn prove(v: &Verifier, token: &str, max_uid: usize) -> Result<Claims, String> {
     match v.verify(token, unix_now()) {
         Ok(c) if c.sub.len() > max_uid => Err(format!("uid too long (max {max_uid} bytes)")),
-        Ok(c) => Ok(c.sub),
+        Ok(c) => Ok(c),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -335,12 +370,12 @@ impl App for PushApp {
             };
         };
         match prove(v, &token, cx.limits().max_uid) {
-            Ok(uid) if v1 => {
+            Ok(claims) if v1 => {
                 // Bound by the hello, which says where the client was.
-                self.url_uids.insert(conn, uid);
+                self.url_uids.insert(conn, claims);
                 Upgrade::AcceptProtocol(stream::SUBPROTOCOL)
             }
-            Ok(uid) => Upgrade::AcceptAs(uid),
+            Ok(claims) => Upgrade::AcceptAs(claims.sub),
             Err(reason) => {
                 self.stats.auth_refused += 1;
                 Upgrade::Refuse(401, reason)
@@ -384,9 +419,14 @@ impl App for PushApp {
         if !self.authorized.is_empty() {
             self.authorized.remove(&conn);
         }
+        if !self.topics.is_empty() {
+            self.topics.remove_conn(conn);
+        }
         if cx.has_subprotocol(conn) {
             self.stats.v1_connections -= 1;
             self.url_uids.remove(&conn);
+            self.allowed.remove(&conn);
+            self.heartbeats.remove(&conn);
             self.router.on_v1_closed(conn);
         }
     }
@@ -394,6 +434,12 @@ impl App for PushApp {
     // ----- the router: presence, and its services' connections and timers -----
 
     fn on_uid_bound(&mut self, cx: &mut Context, uid: &str, first: bool) {
+        // The topics a backend joined the uid to take its new connection.
+        if !self.topics.is_empty() {
+            for conn in cx.conns_of(uid) {
+                self.topics.on_bound(uid, conn);
+            }
+        }
         self.router.on_uid_bound(cx, uid, first);
     }
 
@@ -426,6 +472,9 @@ impl App for PushApp {
     }
 
     fn on_timer(&mut self, cx: &mut Context, _timer: TimerId, token: u64) {
+        if token == T_HEARTBEAT {
+            return self.heartbeat(cx);
+        }
         // What the other nodes see of this one travels with the heartbeat.
         let own = self.stats_json(cx);
         self.router.on_timer(cx, token, own);

@@ -21,6 +21,11 @@ pub(super) enum Outcome<'a> {
     Count { uids: u64, connections: u64 },
     /// The /stats document.
     Stats(String),
+    /// A topic command or a kick done: how many connections it took in,
+    /// out or closed (`ok N`, even 0: a uid joined while away is kept).
+    Done(u64),
+    /// A JSON answer, the same on both ports (presence, members).
+    Json(String),
     /// The asking connection has too many answers outstanding already.
     Backlogged,
     /// The request was not served, and why.
@@ -69,7 +74,8 @@ impl Outcome<'_> {
             Outcome::Unconfirmed(_) => format!("error {UNCONFIRMED}"),
             Outcome::Online(_, n) => n.to_string(),
             Outcome::Count { uids, connections } => count_json(*uids, *connections),
-            Outcome::Stats(doc) => doc.clone(),
+            Outcome::Stats(doc) | Outcome::Json(doc) => doc.clone(),
+            Outcome::Done(n) => format!("ok {n}"),
             Outcome::Backlogged => return Cow::Borrowed(b"error too many replies outstanding"),
             Outcome::Failed(_, why) => format!("error {why}"),
         };
@@ -87,7 +93,8 @@ impl Outcome<'_> {
                 n > 0
             ),
             Outcome::Count { uids, connections } => count_json(uids, connections),
-            Outcome::Stats(doc) => doc,
+            Outcome::Stats(doc) | Outcome::Json(doc) => doc,
+            Outcome::Done(n) => format!("{{\"ok\":true,\"connections\":{n}}}"),
             Outcome::Backlogged => return json_error(503, "too many requests outstanding"),
             Outcome::Failed(Failure::BadRequest, why) => return json_error(400, &why),
             Outcome::Failed(Failure::Unavailable, why) => return json_error(503, &why),

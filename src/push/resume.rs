@@ -11,6 +11,13 @@ use crate::app::ConnId;
 use crate::reactor::{Context, Refusal};
 use crate::ws::CloseCode;
 
+/// The close code for a token that expired (in the hello or the URL):
+/// "fetch a fresh token and reconnect".
+pub const TOKEN_EXPIRED: CloseCode = CloseCode(4401);
+
+/// The reason `prove` gives for an expired token, as the hello says it.
+const EXPIRED: &str = "token: token expired";
+
 impl PushApp {
     /// A herald.v1 client's first message: who it is and where it was. It
     /// is told where it is in each of its streams, gets what it missed,
@@ -21,13 +28,23 @@ impl PushApp {
             Ok((h, uid))
         });
         match hello {
-            Ok((hello, uid)) => self.router.resume(cx, &mut self.stats, conn, &uid, &hello),
+            Ok((hello, uid)) => {
+                self.router.resume(cx, &mut self.stats, conn, &uid, &hello);
+                self.after_hello(cx, conn, &hello);
+            }
             Err(reason) => {
                 if reason.starts_with("token") {
                     self.stats.auth_refused += 1;
                 }
-                cx.note_refusal(conn, Refusal::Close(CloseCode::POLICY.0), &reason);
-                cx.close(conn, CloseCode::POLICY, &reason);
+                // An expired token is the one a client can mend by itself:
+                // it fetches a fresh one and comes back (docs/topics.md).
+                let code = if reason == EXPIRED {
+                    TOKEN_EXPIRED
+                } else {
+                    CloseCode::POLICY
+                };
+                cx.note_refusal(conn, Refusal::Close(code.0), &reason);
+                cx.close(conn, code, &reason);
             }
         }
     }
@@ -36,11 +53,18 @@ impl PushApp {
     fn hello_uid(&mut self, cx: &Context, conn: ConnId, h: &Hello) -> Result<String, String> {
         let max = cx.limits().max_uid;
         if let Some(v) = &self.config.tokens {
-            if let Some(uid) = self.url_uids.remove(&conn) {
-                return Ok(uid);
+            let claims = match self.url_uids.remove(&conn) {
+                Some(claims) => claims,
+                None => {
+                    let token = h.token.as_deref().ok_or("hello: \"token\" is missing")?;
+                    super::prove(v, token, max).map_err(|e| format!("token: {e}"))?
+                }
+            };
+            if !claims.topics.is_empty() {
+                let patterns = claims.topics.into_iter().map(Into::into).collect();
+                self.allowed.insert(conn, patterns);
             }
-            let token = h.token.as_deref().ok_or("hello: \"token\" is missing")?;
-            return super::prove(v, token, max).map_err(|e| format!("token: {e}"));
+            return Ok(claims.sub);
         }
         match h.uid.as_deref() {
             None | Some("") => Err("hello: \"uid\" is missing".into()),

@@ -15,6 +15,7 @@ use super::history::{History, HistoryConfig};
 use super::metrics::PushStats;
 use super::outcome::{Outcome, Push, ReplyTo};
 use super::stream::{self, Stream};
+use super::topics::Topics;
 use crate::app::{ConnId, Deferred};
 use crate::reactor::Context;
 use std::borrow::Cow;
@@ -96,17 +97,25 @@ impl Router {
         &mut self,
         cx: &mut Context,
         stats: &mut PushStats,
+        topics: &mut Topics,
         cmd: &'c Command<'c>,
         text: &str,
         port: Port,
     ) -> Answer<'c> {
+        // Topics and kicks: this node's connections (the cluster's part
+        // of them is to come).
+        if let Some(outcome) = super::groups::run_here(cx, stats, topics, cmd, text) {
+            return Answer::Now(outcome);
+        }
+        let Some(request) = Request::of(cmd) else {
+            return Answer::Now(Outcome::Backlogged);
+        };
         let cl = match self {
             Router::Local(history) => {
-                return Answer::Now(local(cx, stats, history.as_deref_mut(), cmd, text));
+                return Answer::Now(local(cx, stats, history.as_deref_mut(), request, text));
             }
             Router::Cluster(cl) => cl,
         };
-        let request = Request::of(cmd);
         if let Port::Line(conn) | Port::Http(conn) = port {
             // Decided before anything is delivered: a request put back is
             // run again from the start, and must not reach anyone twice.
@@ -242,10 +251,10 @@ fn local<'c>(
     cx: &mut Context,
     stats: &mut PushStats,
     history: Option<&mut History>,
-    cmd: &'c Command<'c>,
+    request: Request<'c>,
     text: &str,
 ) -> Outcome<'c> {
-    match Request::of(cmd) {
+    match request {
         Request::Online(uid) => Outcome::Online(uid, cx.connections_of(uid) as u64),
         Request::Count => Outcome::Count {
             uids: cx.online_uids() as u64,
@@ -279,14 +288,22 @@ enum Request<'c> {
 }
 
 impl<'c> Request<'c> {
-    fn of(cmd: &'c Command<'c>) -> Request<'c> {
-        match cmd {
+    /// `None` for the topic commands and kicks (`groups`).
+    fn of(cmd: &'c Command<'c>) -> Option<Request<'c>> {
+        Some(match cmd {
             Command::Push(uid) => Request::Push(Push::One(uid), Some(std::slice::from_ref(uid))),
             Command::PushMany(uids) => Request::Push(Push::Many, Some(uids)),
             Command::Broadcast => Request::Push(Push::Many, None),
             Command::Online(uid) => Request::Online(uid),
             Command::Count => Request::Count,
-        }
+            Command::Publish(_)
+            | Command::Join(..)
+            | Command::Leave(..)
+            | Command::Drop(_)
+            | Command::Presence(_)
+            | Command::Members(..)
+            | Command::Kick(_) => return None,
+        })
     }
 }
 

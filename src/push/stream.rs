@@ -111,10 +111,17 @@ pub struct Hello {
     pub token: Option<String>,
     /// The positions given, by stream name (at most [`MAX_SINCE`]).
     pub since: Vec<(String, Position)>,
+    /// Topics to subscribe to at once (at most [`MAX_TOPICS`]).
+    pub topics: Vec<String>,
+    /// `"heartbeat": true`: the client wants `h` lines.
+    pub heartbeat: bool,
 }
 
+/// Topics a hello may name.
+pub const MAX_TOPICS: usize = 64;
+
 /// Positions a hello may give.
-pub const MAX_SINCE: usize = 16;
+pub const MAX_SINCE: usize = 80;
 
 /// Why a hello was refused (the close reason).
 pub type HelloError = &'static str;
@@ -139,7 +146,26 @@ impl Hello {
             uid: string("uid")?,
             token: string("token")?,
             since: Vec::new(),
+            topics: Vec::new(),
+            heartbeat: match obj.get("heartbeat") {
+                None | Some(serde_json::Value::Bool(false)) => false,
+                Some(serde_json::Value::Bool(true)) => true,
+                Some(_) => return Err("hello: \"heartbeat\" must be true or false"),
+            },
         };
+        match obj.get("topics") {
+            None => {}
+            Some(serde_json::Value::Array(list)) if list.len() <= MAX_TOPICS => {
+                for t in list {
+                    let t = t
+                        .as_str()
+                        .ok_or("hello: \"topics\" must be a list of names")?;
+                    hello.topics.push(t.to_string());
+                }
+            }
+            Some(serde_json::Value::Array(_)) => return Err("hello: too many \"topics\""),
+            Some(_) => return Err("hello: \"topics\" must be a list of names"),
+        }
         match obj.get("since") {
             None => {}
             Some(serde_json::Value::Object(since)) => {
@@ -172,6 +198,29 @@ pub fn write_status(out: &mut Vec<u8>, stream: Stream<'_>, epoch: &str, offset: 
     stream.write_name(out);
     let _ = write!(ByteWriter(out), " {epoch} {offset} {}", s.word());
 }
+
+/// The `s` line of topic `name`, which keeps no history here: `s t:NAME -
+/// 0 off`, or `denied` when the connection may not subscribe to it.
+pub fn topic_status(name: &str, allowed: bool) -> String {
+    let word = if allowed {
+        Status::Off.word()
+    } else {
+        "denied"
+    };
+    format!("s {TOPIC}{name} - 0 {word}")
+}
+
+/// The head of an `m` message of topic `name`, kept nowhere: `m t:NAME - 0`.
+pub fn write_topic_head(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b"m ");
+    out.extend_from_slice(TOPIC.as_bytes());
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b" - 0\n");
+}
+
+/// The start of a topic's stream name (topic names need no escaping: see
+/// [`crate::push::command::valid_topic`]).
+pub const TOPIC: &str = "t:";
 
 /// Appends the head of an `m` message (up to and with its newline); the
 /// payload follows it.

@@ -115,6 +115,44 @@ impl Context {
         sent
     }
 
+    /// Sends a text message to each of `conns` that is a bound WebSocket
+    /// taking sends now (a topic's members); returns how many accepted it.
+    /// As for a broadcast, each form of the message is encoded once, and
+    /// `head` goes before the text to connections with the subprotocol.
+    pub fn send_to_conns(&mut self, conns: &[ConnId], text: &str, head: Option<&[u8]>) -> usize {
+        if conns.is_empty() {
+            return 0;
+        }
+        let mut frames = self.frames(head, text);
+        let mut sent = 0;
+        for &conn in conns {
+            let idx = conn.idx();
+            let Some(s) = self.io.slots.get(idx as usize) else {
+                continue;
+            };
+            if s.gen == conn.gen() && s.takes_broadcast() {
+                let sub = s.flags.has(Flags::SUBPROTOCOL) && head.is_some();
+                let z = s.flags.has(Flags::DEFLATE);
+                let frame = frames.get(sub, z, &mut self.compression);
+                sent += usize::from(self.queue_frame(idx, frame));
+            }
+        }
+        self.keep_frames(frames);
+        sent
+    }
+
+    /// The connections bound to `uid` here.
+    pub fn conns_of(&self, uid: &str) -> Vec<ConnId> {
+        let mut at = self.hub.head(&self.io.slots, uid).unwrap_or(NIL);
+        let mut out = Vec::new();
+        while at != NIL {
+            let s = &self.io.slots[at as usize];
+            out.push(ConnId::new(at, s.gen));
+            at = s.next;
+        }
+        out
+    }
+
     /// Holds `conn` out of (`true`) or back into (`false`) sends to its uid
     /// and broadcasts; sends to it by id still go.
     pub fn hold(&mut self, conn: ConnId, held: bool) {

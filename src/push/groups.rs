@@ -1,0 +1,123 @@
+//! Topic commands and kicks served on this node (the router's local arm;
+//! a cluster also runs them here for what other nodes ask): publish,
+//! join, leave, drop, presence, members, kick. The membership itself is
+//! [`Topics`].
+
+use super::command::Command;
+use super::metrics::PushStats;
+use super::outcome::{Outcome, Push};
+use super::stream;
+use super::topics::Topics;
+use crate::reactor::Context;
+use crate::ws::CloseCode;
+use std::collections::BTreeSet;
+
+/// The close code and reason of a kick: "do not reconnect" (clients
+/// reconnect after 4000-4499 and stop at 4500-4999: docs/topics.md).
+pub const KICKED: CloseCode = CloseCode(4500);
+pub const KICKED_REASON: &str = "kicked";
+
+/// Serves `cmd` here when it is a topic command or a kick (`text`: the
+/// line, what a publish sends); `None` for the others.
+pub(super) fn run_here<'c>(
+    cx: &mut Context,
+    stats: &mut PushStats,
+    topics: &mut Topics,
+    cmd: &'c Command<'c>,
+    text: &str,
+) -> Option<Outcome<'c>> {
+    let done = |n: usize| Some(Outcome::Done(n as u64));
+    match cmd {
+        Command::Publish(name) => {
+            let n = publish_here(cx, topics, name, text, stats.v1_connections > 0);
+            stats.count(n);
+            Some(Outcome::Pushed(Push::Many, n as u64))
+        }
+        Command::Join(name, uids) => {
+            let n = uids.iter().map(|u| {
+                let conns = cx.conns_of(u);
+                topics.join_uid(u, name, &conns)
+            });
+            done(n.sum())
+        }
+        Command::Leave(name, uids) => {
+            let n = uids.iter().map(|u| {
+                let conns = cx.conns_of(u);
+                topics.leave_uid(u, name, &conns)
+            });
+            done(n.sum())
+        }
+        Command::Drop(name) => done(topics.drop_topic(name)),
+        Command::Kick(uid) => done(kick_here(cx, uid)),
+        Command::Presence(name) => {
+            let members = topics.members(name);
+            let uids: BTreeSet<&str> = members.iter().filter_map(|&c| cx.uid(c)).collect();
+            Some(Outcome::Json(format!(
+                "{{\"topic\":{},\"connections\":{},\"uids\":{}}}",
+                serde_json::Value::from(&**name),
+                members.len(),
+                uids.len()
+            )))
+        }
+        Command::Members(name, after, limit) => {
+            let members = topics.members(name);
+            let uids: BTreeSet<&str> = members.iter().filter_map(|&c| cx.uid(c)).collect();
+            let from = after
+                .as_deref()
+                .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+            let mut page: Vec<&str> = uids
+                .range::<&str, _>((from, std::ops::Bound::Unbounded))
+                .take(limit + 1)
+                .copied()
+                .collect();
+            let next = if page.len() > *limit {
+                page.truncate(*limit);
+                page.last().copied()
+            } else {
+                None
+            };
+            Some(Outcome::Json(format!(
+                "{{\"topic\":{},\"uids\":{},\"next\":{}}}",
+                serde_json::Value::from(&**name),
+                serde_json::Value::from(page),
+                next.map_or(serde_json::Value::Null, serde_json::Value::from)
+            )))
+        }
+        Command::Push(_)
+        | Command::PushMany(_)
+        | Command::Broadcast
+        | Command::Online(_)
+        | Command::Count => None,
+    }
+}
+
+/// Sends `text` to the connections in topic `name` here; how many took it.
+/// `tagged`: some connection here reads herald.v1, whose messages carry
+/// their stream (`m t:NAME - 0`: topics keep no history yet).
+pub(super) fn publish_here(
+    cx: &mut Context,
+    topics: &Topics,
+    name: &str,
+    text: &str,
+    tagged: bool,
+) -> usize {
+    let members = topics.members(name);
+    if members.is_empty() {
+        return 0;
+    }
+    let mut head = Vec::new();
+    if tagged {
+        stream::write_topic_head(&mut head, name);
+    }
+    let head = tagged.then_some(head.as_slice());
+    cx.send_to_conns(members, text, head)
+}
+
+/// Closes every connection of `uid` here with [`KICKED`]; how many.
+pub(super) fn kick_here(cx: &mut Context, uid: &str) -> usize {
+    let conns = cx.conns_of(uid);
+    for &c in &conns {
+        cx.close(c, KICKED, KICKED_REASON);
+    }
+    conns.len()
+}

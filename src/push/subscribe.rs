@@ -1,0 +1,99 @@
+//! herald.v1 clients' own side of topics and liveness (docs/topics.md):
+//! the topics a hello names, `{"sub":T}` and `{"unsub":T}` later, what a
+//! token's `topics` claim allows, and the `h` heartbeat for clients that
+//! asked for it (browsers do not show WebSocket pings to scripts).
+
+use super::command::valid_topic;
+use super::stream::{self, Hello};
+use super::{PushApp, T_HEARTBEAT};
+use crate::app::ConnId;
+use crate::auth::Claims;
+use crate::reactor::Context;
+
+/// Heartbeat period when `--ping-interval` is 0 (no pings).
+const DEFAULT_HEARTBEAT_S: u32 = 25;
+
+impl PushApp {
+    /// After a hello was taken: its topics, then the heartbeat it asked for.
+    pub(super) fn after_hello(&mut self, cx: &mut Context, conn: ConnId, hello: &Hello) {
+        for name in &hello.topics {
+            self.subscribe(cx, conn, name);
+        }
+        if hello.heartbeat {
+            let secs = self.heartbeat_s(cx);
+            cx.send_text(conn, &format!("h {secs}"));
+            self.heartbeats.insert(conn);
+            if !self.heartbeat_armed {
+                self.heartbeat_armed = true;
+                cx.set_timer(u64::from(secs) * 1000, T_HEARTBEAT);
+            }
+        }
+    }
+
+    /// A message of a bound herald.v1 client: `h` (nothing to do: it came,
+    /// which is all it says), `{"sub":T}` or `{"unsub":T}`.
+    pub(super) fn v1_message(&mut self, cx: &mut Context, conn: ConnId, text: &str) {
+        if text == "h" {
+            return;
+        }
+        let v = serde_json::from_slice::<serde_json::Value>(text.as_bytes()).ok();
+        let field = |k: &str| {
+            v.as_ref()
+                .and_then(|v| v.get(k)?.as_str().map(String::from))
+        };
+        if let Some(name) = field("sub") {
+            self.subscribe(cx, conn, &name);
+        } else if let Some(name) = field("unsub") {
+            self.topics.unsubscribe(conn, &name);
+            cx.send_text(conn, &format!("u {}{name}", stream::TOPIC));
+        } else {
+            cx.send_text(conn, "error expected {\"sub\":TOPIC} or {\"unsub\":TOPIC}");
+        }
+    }
+
+    /// `conn` asks for topic `name`: in, or told it is denied.
+    fn subscribe(&mut self, cx: &mut Context, conn: ConnId, name: &str) {
+        let allowed = valid_topic(name) && self.may_subscribe(conn, name);
+        if allowed {
+            self.topics.subscribe(conn, name);
+        }
+        // A name that is no topic name is reported as it came, escaped
+        // so that the line stays one token.
+        let shown = if valid_topic(name) {
+            name.to_string()
+        } else {
+            name.escape_default().to_string().replace(' ', "\\x20")
+        };
+        cx.send_text(conn, &stream::topic_status(&shown, allowed));
+    }
+
+    /// Demo mode allows any topic; with proven uids, the token's `topics`
+    /// claim says which.
+    fn may_subscribe(&self, conn: ConnId, name: &str) -> bool {
+        if self.config.tokens.is_none() {
+            return true;
+        }
+        self.allowed
+            .get(&conn)
+            .is_some_and(|p| Claims::allows(p, name))
+    }
+
+    fn heartbeat_s(&self, cx: &Context) -> u32 {
+        match cx.limits().ping_interval_s {
+            0 => DEFAULT_HEARTBEAT_S,
+            s => s,
+        }
+    }
+
+    /// Every heartbeat period: `h` to each client that asked for it.
+    pub(super) fn heartbeat(&mut self, cx: &mut Context) {
+        for &conn in &self.heartbeats {
+            cx.send_text(conn, "h");
+        }
+        self.heartbeat_armed = !self.heartbeats.is_empty();
+        if self.heartbeat_armed {
+            let secs = self.heartbeat_s(cx);
+            cx.set_timer(u64::from(secs) * 1000, T_HEARTBEAT);
+        }
+    }
+}
