@@ -273,3 +273,80 @@ fn clients_that_ask_get_heartbeats_at_the_announced_interval() {
         "m u:u1 - 0\n{\"uid\":\"u1\",\"n\":1}"
     );
 }
+
+/// A node on `redis` with `prefix`, once its Redis links are up.
+fn node(redis: &common::redis::Redis, prefix: &str) -> Herald {
+    let url = redis.url();
+    let h = Herald::start(&["--redis", &url, "--redis-prefix", prefix]);
+    wait_until("the node joined", || h.stderr().contains("redis: up"));
+    h
+}
+
+/// Publishes `line` through `via` until it reaches `want` (`ok N`): a node
+/// listens to a topic's channel a moment after it gains a member.
+fn publish_until(via: &Herald, line: &str, want: &str) {
+    let mut t = via.text_client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = t.request(line);
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{line}: {got}, expected {want}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn topics_and_kicks_reach_every_node_of_a_cluster() {
+    let Some(redis) = common::redis::Redis::start() else {
+        return;
+    };
+    let p = format!("tp{}", unique());
+    let (a, b) = (node(&redis, &p), node(&redis, &p));
+    let mut on_a = h_bind_seen(&a, &b, "u1");
+    // Joined through the other node: u1's connection on a is in.
+    assert_eq!(b.push(r#"{"join":"news","uid":"u1"}"#), "ok 1");
+    let line = r#"{"topic":"news","n":1}"#;
+    publish_until(&b, line, "ok 1");
+    assert_eq!(recv_text(&mut on_a), line);
+    // A herald.v1 client on b subscribes itself: a publish on a reaches
+    // both nodes once each.
+    let mut v = v1(&b, serde_json::json!({"uid":"u2","topics":["news"]}));
+    assert_eq!(until(&mut v, "s t:news").0, "s t:news - 0 off");
+    let line = r#"{"topic":"news","n":2}"#;
+    publish_until(&a, line, "ok 2");
+    // Earlier tries may have reached a only.
+    loop {
+        let got = recv_text(&mut on_a);
+        if got == line {
+            break;
+        }
+    }
+    assert_eq!(until(&mut v, "m t:news").0, format!("m t:news - 0\n{line}"));
+    // The join is kept on every node: u1 reconnecting to b is in too.
+    close_ws(on_a);
+    let mut t = b.text_client();
+    t.wait_online("u1", 0);
+    let mut on_b = h_bind_seen(&b, &a, "u1");
+    let line = r#"{"topic":"news","n":3}"#;
+    assert_eq!(a.push(line), "ok 1", "a has no member; b took it");
+    assert_eq!(recv_text(&mut on_b), line);
+    // A kick through a closes u1's connection on b.
+    assert_eq!(a.push(r#"{"kick":"u1"}"#), "ok 1");
+    let closed = recv_close(&mut on_b);
+    assert_eq!((closed.code, closed.reason.as_str()), (4500, "kicked"));
+    t.wait_online("u1", 0);
+}
+
+/// Binds `uid` on `h` and waits until `via` sees it online.
+fn h_bind_seen(h: &Herald, via: &Herald, uid: &str) -> Ws {
+    let mut ws = ws_connect(h.ws_addr());
+    send_text(&mut ws, uid);
+    let mut t = via.text_client();
+    wait_until("the cluster sees the binding", || t.online(uid) >= 1);
+    ws
+}

@@ -4,7 +4,6 @@
 //! [`Topics`].
 
 use super::command::Command;
-use super::metrics::PushStats;
 use super::outcome::{Outcome, Push};
 use super::stream;
 use super::topics::Topics;
@@ -18,19 +17,19 @@ pub const KICKED: CloseCode = CloseCode(4500);
 pub const KICKED_REASON: &str = "kicked";
 
 /// Serves `cmd` here when it is a topic command or a kick (`text`: the
-/// line, what a publish sends); `None` for the others.
+/// line, what a publish sends; `tagged`: some connection here reads
+/// herald.v1); `None` for the others.
 pub(super) fn run_here<'c>(
     cx: &mut Context,
-    stats: &mut PushStats,
     topics: &mut Topics,
     cmd: &'c Command<'c>,
     text: &str,
+    tagged: bool,
 ) -> Option<Outcome<'c>> {
     let done = |n: usize| Some(Outcome::Done(n as u64));
     match cmd {
         Command::Publish(name) => {
-            let n = publish_here(cx, topics, name, text, stats.v1_connections > 0);
-            stats.count(n);
+            let n = publish_here(cx, topics, name, text, tagged);
             Some(Outcome::Pushed(Push::Many, n as u64))
         }
         Command::Join(name, uids) => {

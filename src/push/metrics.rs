@@ -42,6 +42,8 @@ pub(super) struct Figures<'a> {
     pub history: HistoryStats,
     pub rss: u64,
     pub rss_per_connection: u64,
+    /// Topics here: (topics, connection memberships, heap bytes).
+    pub topics: (u64, u64, u64),
 }
 
 struct Figure {
@@ -386,6 +388,29 @@ const FIGURES: &[Figure] = &[
             "Connections reading herald.v1 (offsets and resume).",
         )),
         |f| f.push.v1_connections,
+    ),
+    figure(
+        "topics",
+        Some(("topics", GAUGE, "Topics with a member or a joined uid here.")),
+        |f| f.topics.0,
+    ),
+    figure(
+        "topic_memberships",
+        Some((
+            "topic_memberships",
+            GAUGE,
+            "Connections in topics here, counted once per topic.",
+        )),
+        |f| f.topics.1,
+    ),
+    figure(
+        "topic_bytes",
+        Some((
+            "topic_bytes",
+            GAUGE,
+            "Heap bytes of the topic tables (computed).",
+        )),
+        |f| f.topics.2,
     ),
     figure(
         "resumes_ok",

@@ -113,7 +113,12 @@ impl PushApp {
             baseline_rss: 0,
             authorized: HashSet::new(),
             url_uids: HashMap::new(),
-            topics: Topics::default(),
+            // A cluster listens to the channels of the topics with members.
+            topics: if config.cluster.is_some() {
+                Topics::tracked()
+            } else {
+                Topics::default()
+            },
             allowed: HashMap::new(),
             heartbeats: HashSet::new(),
             heartbeat_armed: false,
@@ -290,6 +295,14 @@ impl PushApp {
         }
     }
 
+    /// Topics that gained their first member here or lost their last: a
+    /// cluster listens to their channels, or stops.
+    fn sync_topics(&mut self, cx: &mut Context) {
+        if self.topics.changed() {
+            self.router.on_topics(cx, &mut self.topics);
+        }
+    }
+
     /// The /stats document.
     pub fn stats_json(&self, cx: &Context) -> String {
         metrics::stats_json(&self.figures(cx))
@@ -314,6 +327,11 @@ impl PushApp {
             history: self.router.history().map(|h| h.stats()).unwrap_or_default(),
             rss,
             rss_per_connection,
+            topics: (
+                self.topics.len() as u64,
+                self.topics.memberships() as u64,
+                self.topics.heap_bytes() as u64,
+            ),
         }
     }
 }
@@ -399,10 +417,13 @@ impl App for PushApp {
                 }
             }
         }
+        self.sync_topics(cx);
     }
 
     fn on_request(&mut self, cx: &mut Context, conn: ConnId, req: &Request<'_>) -> Response {
-        self.on_http(cx, conn, req)
+        let response = self.on_http(cx, conn, req);
+        self.sync_topics(cx);
+        response
     }
 
     fn on_reload(&mut self, _cx: &mut Context) {
@@ -421,6 +442,7 @@ impl App for PushApp {
         }
         if !self.topics.is_empty() {
             self.topics.remove_conn(conn);
+            self.sync_topics(cx);
         }
         if cx.has_subprotocol(conn) {
             self.stats.v1_connections -= 1;
@@ -439,6 +461,7 @@ impl App for PushApp {
             for conn in cx.conns_of(uid) {
                 self.topics.on_bound(uid, conn);
             }
+            self.sync_topics(cx);
         }
         self.router.on_uid_bound(cx, uid, first);
     }
@@ -463,7 +486,8 @@ impl App for PushApp {
     }
 
     fn on_data(&mut self, cx: &mut Context, conn: ConnId, data: &[u8]) {
-        self.router.on_data(cx, conn, data);
+        self.router.on_data(cx, conn, data, &mut self.topics);
+        self.sync_topics(cx);
     }
 
     fn on_connect_failed(&mut self, cx: &mut Context, conn: ConnId, error: std::io::Error) {

@@ -102,13 +102,8 @@ impl Router {
         text: &str,
         port: Port,
     ) -> Answer<'c> {
-        // Topics and kicks: this node's connections (the cluster's part
-        // of them is to come).
-        if let Some(outcome) = super::groups::run_here(cx, stats, topics, cmd, text) {
-            return Answer::Now(outcome);
-        }
         let Some(request) = Request::of(cmd) else {
-            return Answer::Now(Outcome::Backlogged);
+            return self.topic_command(cx, stats, topics, cmd, text, port);
         };
         let cl = match self {
             Router::Local(history) => {
@@ -154,6 +149,82 @@ impl Router {
         match to {
             ReplyTo::Line(d) | ReplyTo::Http(d) => Answer::Later(d),
             ReplyTo::Route(_) | ReplyTo::Nobody => Answer::Elsewhere,
+        }
+    }
+
+    /// A topic command or a kick: run on this node's connections, and in a
+    /// cluster sent to the other nodes too (`cluster/topics`). Presence
+    /// and members are this node's.
+    fn topic_command<'c>(
+        &mut self,
+        cx: &mut Context,
+        stats: &mut PushStats,
+        topics: &mut Topics,
+        cmd: &'c Command<'c>,
+        text: &str,
+        port: Port,
+    ) -> Answer<'c> {
+        let tagged = stats.v1_connections > 0;
+        let mut here = |cx: &mut Context, stats: &mut PushStats| {
+            let outcome = super::groups::run_here(cx, topics, cmd, text, tagged);
+            if let Some(Outcome::Pushed(_, n)) = &outcome {
+                stats.count(*n as usize);
+            }
+            outcome.unwrap_or(Outcome::Backlogged)
+        };
+        let cl = match self {
+            Router::Cluster(cl) if cl.command_up() => cl,
+            // This node alone, or Redis away: what this node did.
+            _ => return Answer::Now(here(cx, stats)),
+        };
+        if let Command::Presence(_) | Command::Members(..) = cmd {
+            return Answer::Now(here(cx, stats));
+        }
+        if let Port::Line(conn) | Port::Http(conn) = port {
+            // Decided before anything is run, as for pushes.
+            if cl.backlogged_by(text.len() + 256) || !cx.can_defer(conn) {
+                cl.wait(conn);
+                return Answer::Wait;
+            }
+        }
+        let Some(to) = promise(cx, port) else {
+            return Answer::Now(Outcome::Backlogged);
+        };
+        let here = match super::groups::run_here(cx, topics, cmd, text, tagged) {
+            Some(Outcome::Done(n)) => n,
+            Some(Outcome::Pushed(_, n)) => n,
+            _ => 0,
+        };
+        match cmd {
+            Command::Publish(name) => {
+                cl.publish_topic(cx, name, text, here as usize, to);
+            }
+            Command::Join(_, uids) | Command::Leave(_, uids) => {
+                cl.control(cx, text);
+                cl.tally(cx, uids, here, to);
+            }
+            Command::Kick(uid) => {
+                cl.control(cx, text);
+                cl.tally(cx, std::slice::from_ref(uid), here, to);
+            }
+            _ => {
+                // drop: every node empties the topic; the answer is this
+                // node's count.
+                cl.control(cx, text);
+                Outcome::Done(here).answer(cx, to);
+            }
+        }
+        match to {
+            ReplyTo::Line(d) | ReplyTo::Http(d) => Answer::Later(d),
+            ReplyTo::Route(_) | ReplyTo::Nobody => Answer::Elsewhere,
+        }
+    }
+
+    /// Topics gained their first member here or lost their last.
+    pub(super) fn on_topics(&mut self, cx: &mut Context, topics: &mut Topics) {
+        let changes = topics.take_changes();
+        if let Router::Cluster(cl) = self {
+            cl.on_topics(cx, changes);
         }
     }
 
@@ -217,9 +288,15 @@ impl Router {
     }
 
     /// Bytes on an outbound connection of a service.
-    pub(super) fn on_data(&mut self, cx: &mut Context, conn: ConnId, data: &[u8]) {
+    pub(super) fn on_data(
+        &mut self,
+        cx: &mut Context,
+        conn: ConnId,
+        data: &[u8],
+        topics: &mut Topics,
+    ) {
         if let Router::Cluster(cl) = self {
-            cl.on_data(cx, conn, data);
+            cl.on_data(cx, conn, data, topics);
         }
     }
 

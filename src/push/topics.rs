@@ -51,9 +51,32 @@ pub struct Topics {
     free_links: Vec<u32>,
     /// Uids a backend joined, and to which topics.
     joined: HashMap<Box<str>, Vec<u32>>,
+    /// Record which topics gained their first member here or lost their
+    /// last (a cluster listens to a topic's channel in between).
+    track: bool,
+    changes: Vec<(Box<str>, bool)>,
 }
 
 impl Topics {
+    /// Topics that record their changes (see [`Topics::take_changes`]).
+    pub fn tracked() -> Topics {
+        Topics {
+            track: true,
+            ..Topics::default()
+        }
+    }
+
+    /// The topics that gained their first member here (`true`) or lost
+    /// their last (`false`) since the last call, in order.
+    pub fn take_changes(&mut self) -> Vec<(Box<str>, bool)> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Whether some change waits to be taken.
+    pub fn changed(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
     /// Topics with a member or a joined uid.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -256,7 +279,11 @@ impl Topics {
         if self.find(conn, t).is_some() {
             return false;
         }
-        let members = &mut self.topics[t as usize].members;
+        let topic = &mut self.topics[t as usize];
+        if self.track && topic.members.is_empty() {
+            self.changes.push((topic.name.clone(), true));
+        }
+        let members = &mut topic.members;
         let link = Link {
             topic: t,
             pos: members.len() as u32,
@@ -292,8 +319,12 @@ impl Topics {
             self.links[prev as usize].next = next;
         }
         self.free_links.push(at);
-        let members = &mut self.topics[t as usize].members;
-        members.swap_remove(pos as usize);
+        let topic = &mut self.topics[t as usize];
+        topic.members.swap_remove(pos as usize);
+        if self.track && topic.members.is_empty() {
+            self.changes.push((topic.name.clone(), false));
+        }
+        let members = &topic.members;
         if let Some(&moved) = members.get(pos as usize) {
             if let Some((_, m)) = self.find(moved, t) {
                 self.links[m as usize].pos = pos;

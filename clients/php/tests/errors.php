@@ -17,7 +17,7 @@ same($c->push('uid1', ['after' => 'an error']), true, 'the connection after an e
 $e = throws(Herald\ServerError::class, fn () => $c->push('uid1', ['big' => str_repeat('x', 70000)]), 'a line too long');
 same($e->reason, 'line too long (max 65536 bytes)', 'the reason');
 $e = throws(Herald\ServerError::class, fn () => $c->push('uid1', ['all' => true]), 'a second routing field');
-same($e->reason, 'use exactly one of "uid", "uids", "all", "online", "count"', 'the reason');
+same($e->reason, 'use exactly one of "uid", "uids", "all", "topic", "online", "count", "join", "leave", "drop", "presence", "members", "kick" (join and leave take "uid" or "uids" besides)', 'the reason');
 same($c->online('uid1'), 1, 'the connection after more errors');
 
 // In a pipeline an error takes its slot and the other results are kept.

@@ -37,6 +37,7 @@ mod pending;
 mod presence;
 mod resumes;
 mod scripts;
+mod topics;
 
 pub use pending::ClusterStats;
 
@@ -138,6 +139,8 @@ pub(super) struct Cluster {
     history_args: [String; 3],
     /// herald.v1 connections resuming.
     resumes: resumes::Resumes,
+    /// The channels of the topics with a member here.
+    topic_subs: HashSet<Vec<u8>>,
     /// For new epochs.
     rng: u64,
     /// Text-port and HTTP connections paused until Redis has answered
@@ -166,6 +169,7 @@ impl Cluster {
             history_args: history.redis_args(),
             history,
             resumes: resumes::Resumes::default(),
+            topic_subs: HashSet::new(),
             rng: xorshift::seed(4) | 1,
             waiters: Vec::new(),
             cfg,
@@ -271,7 +275,13 @@ impl Cluster {
 
     /// Bytes from Redis: replies settle what they answer, messages are
     /// delivered here.
-    pub(super) fn on_data(&mut self, cx: &mut Context, conn: ConnId, data: &[u8]) {
+    pub(super) fn on_data(
+        &mut self,
+        cx: &mut Context,
+        conn: ConnId,
+        data: &[u8],
+        topic_store: &mut crate::push::topics::Topics,
+    ) {
         let Some(side) = self.side_of(conn) else {
             return;
         };
@@ -291,8 +301,11 @@ impl Cluster {
                 let mut pongs = 0;
                 let read = self.sub.handle_data(data, |push| match push {
                     Push::Message { channel, payload } => {
-                        let heard = (channel, payload);
-                        Cluster::deliver(cx, names, stats, resumes, head, kept, heard);
+                        let cl = (names, &mut *stats);
+                        if !Cluster::heard_topic(cx, cl, topic_store, channel, payload) {
+                            let heard = (channel, payload);
+                            Cluster::deliver(cx, names, stats, resumes, head, kept, heard);
+                        }
                     }
                     Push::Unsubscribed { channel, .. } => {
                         leaving.remove(channel);

@@ -14,6 +14,10 @@ pub(super) struct Names {
     pub uid_channels: Vec<u8>,
     /// `PREFIX:all`, the broadcast channel.
     pub all_channel: Vec<u8>,
+    /// `PREFIX:t:`, the start of every topic channel.
+    pub topic_channels: Vec<u8>,
+    /// `PREFIX:ctl`, where topic commands and kicks reach every node.
+    pub ctl_channel: Vec<u8>,
     /// `PREFIX:conns`: each node's bound connections.
     pub conns: String,
     /// `PREFIX:uids`: the uids online anywhere.
@@ -38,6 +42,8 @@ impl Names {
             prefix: key(""),
             uid_channels: key("u:").into_bytes(),
             all_channel: key("all").into_bytes(),
+            topic_channels: key("t:").into_bytes(),
+            ctl_channel: key("ctl").into_bytes(),
             conns: key("conns"),
             uids: key("uids"),
             nodes: key("nodes"),
@@ -81,6 +87,13 @@ impl Names {
             k
         };
         (key("h"), key("hm"))
+    }
+
+    /// The channel of topic `name`: `PREFIX:t:NAME`.
+    pub(super) fn topic_channel(&self, name: &str) -> Vec<u8> {
+        let mut ch = self.topic_channels.clone();
+        ch.extend_from_slice(name.as_bytes());
+        ch
     }
 
     /// The channel of `uid`, for a SUBSCRIBE or an UNSUBSCRIBE.

@@ -41,6 +41,11 @@ pub(super) enum Pending {
         to: Deferred,
         own: String,
     },
+    /// One uid's cluster-wide connection count in the answer to a topic
+    /// command or a kick (`ok N`): tally `agg`.
+    Tally {
+        agg: u64,
+    },
     /// A resuming connection's history read, of its own stream (0) or of
     /// `all` (1).
     Range {
@@ -94,10 +99,23 @@ impl Agg {
     }
 }
 
-/// The pushes waiting for PUBLISH replies, by aggregate id.
+/// A topic command or kick waiting for its uids' counts.
+pub(super) struct Tally {
+    pub to: ReplyTo,
+    /// Connections counted so far.
+    pub sum: u64,
+    /// Counts still to come.
+    pub waiting: usize,
+    /// What this node did, the answer if Redis cannot count.
+    pub local: u64,
+}
+
+/// The pushes waiting for PUBLISH replies, by aggregate id, and the
+/// tallies waiting for counts.
 #[derive(Default)]
 pub(super) struct Waiting {
     aggs: HashMap<u64, Agg>,
+    tallies: HashMap<u64, Tally>,
     next: u64,
 }
 
@@ -110,6 +128,10 @@ impl Waiting {
 
     pub(super) fn insert(&mut self, id: u64, agg: Agg) {
         self.aggs.insert(id, agg);
+    }
+
+    pub(super) fn insert_tally(&mut self, id: u64, tally: Tally) {
+        self.tallies.insert(id, tally);
     }
 
     /// Settles what `tag` waited for with its reply, or with `None` when
@@ -134,6 +156,28 @@ impl Waiting {
             (Pending::Publish { agg, .. }, None) => {
                 if let Some(a) = self.aggs.remove(&agg) {
                     a.finish(cx, stats, false);
+                }
+            }
+            (Pending::Tally { agg }, reply) => {
+                let Some(t) = self.tallies.get_mut(&agg) else {
+                    return;
+                };
+                match reply.and_then(|r| r.as_int()) {
+                    Some(n) => {
+                        t.sum += n.max(0) as u64;
+                        t.waiting -= 1;
+                        if t.waiting == 0 {
+                            if let Some(t) = self.tallies.remove(&agg) {
+                                Outcome::Done(t.sum).answer(cx, t.to);
+                            }
+                        }
+                    }
+                    // Not counted: what this node did is the answer.
+                    None => {
+                        if let Some(t) = self.tallies.remove(&agg) {
+                            Outcome::Done(t.local).answer(cx, t.to);
+                        }
+                    }
                 }
             }
             (query, reply) => answer_query(cx, query, reply),
@@ -162,7 +206,10 @@ fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
         return match query {
             Pending::Online { to, .. } | Pending::Count { to } => unavailable().answer(cx, to),
             Pending::Stats { to, own } => Outcome::Stats(own).answer(cx, ReplyTo::Http(to)),
-            Pending::Quiet | Pending::Publish { .. } | Pending::Range { .. } => {}
+            Pending::Quiet
+            | Pending::Publish { .. }
+            | Pending::Range { .. }
+            | Pending::Tally { .. } => {}
         };
     };
     if let Frame::Error(e) = reply {
@@ -185,7 +232,10 @@ fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
         Pending::Stats { to, own } => {
             Outcome::Stats(with_nodes(own, reply)).answer(cx, ReplyTo::Http(to))
         }
-        Pending::Quiet | Pending::Publish { .. } | Pending::Range { .. } => {}
+        Pending::Quiet
+        | Pending::Publish { .. }
+        | Pending::Range { .. }
+        | Pending::Tally { .. } => {}
     }
 }
 

@@ -72,6 +72,9 @@ impl Cluster {
         if self.all_subscribed {
             channels.push(self.names.all_channel.clone());
         }
+        // Topic commands reach every node, and topics those with members.
+        channels.push(self.names.ctl_channel.clone());
+        channels.extend(self.topic_subs.iter().cloned());
         for batch in channels.chunks(SUBSCRIBE_BATCH) {
             let batch: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
             let _ = self.sub.subscribe(&batch);

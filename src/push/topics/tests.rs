@@ -103,3 +103,25 @@ fn ids_are_reused_without_mixing_topics() {
     }
     assert_eq!(t.len(), 1);
 }
+
+#[test]
+fn a_tracked_store_says_when_a_topic_gains_its_first_member_and_loses_its_last() {
+    let mut t = Topics::tracked();
+    t.subscribe(c(1), "a");
+    t.subscribe(c(2), "a");
+    t.join_uid("u", "b", &[]);
+    assert_eq!(t.take_changes(), vec![("a".into(), true)]);
+    t.on_bound("u", c(3));
+    t.unsubscribe(c(1), "a");
+    t.remove_conn(c(2));
+    t.drop_topic("b");
+    let changes = t.take_changes();
+    assert_eq!(
+        changes,
+        vec![("b".into(), true), ("a".into(), false), ("b".into(), false)]
+    );
+    assert!(!t.changed());
+    let mut quiet = Topics::default();
+    quiet.subscribe(c(1), "a");
+    assert!(!quiet.changed(), "untracked stores keep nothing");
+}

@@ -1,0 +1,207 @@
+//! Topics and kicks across nodes.
+//!
+//! A node listens to `PREFIX:t:NAME` while it holds a member of topic NAME
+//! (as it listens to a uid's channel while it holds the uid). A publish is
+//! delivered here and published once; PUBLISH's receiver count says how
+//! many other nodes took it, so `ok N` counts this node's connections and
+//! one per other node that reached some, as a broadcast does.
+//!
+//! `join`, `leave`, `drop` and `kick` travel as their own command line on
+//! `PREFIX:ctl`, which every node listens to, and every node runs them on
+//! its own connections. A backend's join is thus kept on every node, and
+//! the uid's reconnect rejoins wherever it lands. Joins, leaves and kicks
+//! are answered with the uids' connection counts across the cluster (the
+//! presence counts), taken when the command was sent: the connections it
+//! reached.
+
+use super::names::Names;
+use super::pending::{Agg, ClusterStats, Pending, Tally};
+use super::Cluster;
+use crate::push::command::{self, Command};
+use crate::push::groups;
+use crate::push::outcome::{Failure, Outcome, ReplyTo};
+use crate::push::topics::Topics;
+use crate::reactor::Context;
+use crate::redis::resp;
+use std::borrow::Cow;
+
+impl Cluster {
+    /// Topics that gained their first member here (`true`) or lost their
+    /// last: this node listens to their channels, or stops.
+    pub(in crate::push) fn on_topics(&mut self, cx: &mut Context, changes: Vec<(Box<str>, bool)>) {
+        for (name, on) in changes {
+            let ch = self.names.topic_channel(&name);
+            if on {
+                self.leaving.remove(&ch);
+                let _ = self.sub.subscribe(&[&ch]);
+                self.topic_subs.insert(ch);
+            } else {
+                let _ = self.sub.unsubscribe(&[&ch]);
+                self.topic_subs.remove(&ch);
+                self.leaving.insert(ch);
+            }
+        }
+        self.flush(cx);
+    }
+
+    /// True when a command of about `bytes` must wait for Redis to answer
+    /// earlier ones (see [`Cluster::backlogged`]).
+    pub(in crate::push) fn backlogged_by(&self, bytes: usize) -> bool {
+        let pending = self.cmd.pending_bytes();
+        self.cmd.link().is_up()
+            && pending > 0
+            && pending.saturating_add(bytes) > self.cfg.max_pending
+    }
+
+    /// Publishes `text` to topic `name` on the other nodes, after it
+    /// reached `local` connections here; answered at `to` once Redis has
+    /// counted the receivers.
+    pub(in crate::push) fn publish_topic(
+        &mut self,
+        cx: &mut Context,
+        name: &str,
+        text: &str,
+        local: usize,
+        to: ReplyTo,
+    ) {
+        let mut agg = Agg {
+            to,
+            one: false,
+            local,
+            remote: 0,
+            waiting: 0,
+            uid: String::new(),
+        };
+        if !self.cmd.link().is_up() {
+            return agg.finish(cx, &mut self.stats, false);
+        }
+        let ch = self.names.topic_channel(name);
+        self.payload.clear();
+        self.payload.extend_from_slice(self.names.node.as_bytes());
+        self.payload.push(b'\n');
+        self.payload.extend_from_slice(text.as_bytes());
+        let size = resp::encoded_len(&[b"PUBLISH", &ch, &self.payload]);
+        if self.cmd.pending_bytes().saturating_add(size) > self.cfg.max_pending {
+            self.stats.backlog_refused += 1;
+            let why = format!(
+                "redis backlog full (--redis-max-pending): delivered to {local} connection(s) on this node only"
+            );
+            return Outcome::Failed(Failure::Unavailable, why.into()).answer(cx, to);
+        }
+        // This node's own receiver is in the count while it listens.
+        let ours = self.topic_subs.contains(&ch) || self.leaving.contains(&ch);
+        let id = self.waiting.next_id();
+        let publish: [&[u8]; 3] = [b"PUBLISH", &ch, &self.payload];
+        if self
+            .cmd
+            .send(&publish, Pending::Publish { agg: id, ours })
+            .is_ok()
+        {
+            agg.waiting = 1;
+            self.stats.published += 1;
+            self.waiting.insert(id, agg);
+        } else {
+            agg.finish(cx, &mut self.stats, true);
+        }
+        self.flush(cx);
+    }
+
+    /// Sends a topic command or kick (its line) to the other nodes.
+    pub(in crate::push) fn control(&mut self, cx: &mut Context, line: &str) {
+        let mut payload = Vec::with_capacity(self.names.node.len() + 1 + line.len());
+        payload.extend_from_slice(self.names.node.as_bytes());
+        payload.push(b'\n');
+        payload.extend_from_slice(line.as_bytes());
+        let publish: [&[u8]; 3] = [b"PUBLISH", &self.names.ctl_channel, &payload];
+        let _ = self.cmd.send_unbounded(&publish, Pending::Quiet);
+        self.flush(cx);
+    }
+
+    /// Answers at `to` with the connections of `uids` across the cluster
+    /// (`local`: this node's, the answer when Redis cannot count).
+    pub(in crate::push) fn tally(
+        &mut self,
+        cx: &mut Context,
+        uids: &[Cow<'_, str>],
+        local: u64,
+        to: ReplyTo,
+    ) {
+        let id = self.waiting.next_id();
+        let mut tally = Tally {
+            to,
+            sum: 0,
+            waiting: 0,
+            local,
+        };
+        for uid in uids {
+            let key = self.names.online_key(uid);
+            let sent = self.shas.eval(
+                &mut self.cmd,
+                super::scripts::Script::Online,
+                &[key.as_bytes()],
+                &[self.names.alive.as_bytes()],
+                Pending::Tally { agg: id },
+            );
+            if sent.is_err() {
+                return Outcome::Done(local).answer(cx, to);
+            }
+            tally.waiting += 1;
+        }
+        if tally.waiting == 0 {
+            return Outcome::Done(local).answer(cx, to);
+        }
+        self.waiting.insert_tally(id, tally);
+        self.flush(cx);
+    }
+}
+
+impl Cluster {
+    /// A message heard on a topic channel or the control channel: delivered
+    /// or run here. False for other channels.
+    pub(super) fn heard_topic(
+        cx: &mut Context,
+        cl: (&Names, &mut ClusterStats),
+        topics: &mut Topics,
+        channel: &[u8],
+        payload: &[u8],
+    ) -> bool {
+        let (names, stats) = cl;
+        let ctl = channel == names.ctl_channel.as_slice();
+        let topic = channel.strip_prefix(names.topic_channels.as_slice());
+        if !ctl && topic.is_none() {
+            return false;
+        }
+        let Some(nl) = memchr::memchr(b'\n', payload) else {
+            return true;
+        };
+        let (origin, text) = (&payload[..nl], &payload[nl + 1..]);
+        if origin == names.node.as_bytes() {
+            // Run or delivered here when it was asked.
+            return true;
+        }
+        let Ok(text) = std::str::from_utf8(text) else {
+            return true;
+        };
+        stats.received += 1;
+        match topic {
+            Some(name) => {
+                if let Ok(name) = std::str::from_utf8(name) {
+                    groups::publish_here(cx, topics, name, text, true);
+                }
+            }
+            None => {
+                // Only what `control` sends is run: never a publish.
+                if let Ok(
+                    cmd @ (Command::Join(..)
+                    | Command::Leave(..)
+                    | Command::Drop(_)
+                    | Command::Kick(_)),
+                ) = command::parse(text.as_bytes())
+                {
+                    groups::run_here(cx, topics, &cmd, text, false);
+                }
+            }
+        }
+        true
+    }
+}
