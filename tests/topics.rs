@@ -350,3 +350,57 @@ fn h_bind_seen(h: &Herald, via: &Herald, uid: &str) -> Ws {
     wait_until("the cluster sees the binding", || t.online(uid) >= 1);
     ws
 }
+
+#[test]
+fn with_history_a_topic_is_a_stream_a_client_resumes() {
+    let h = Herald::start(&["--history", "100"]);
+    let mut ws = v1(&h, serde_json::json!({"uid":"u1","topics":["news"]}));
+    let (s, _) = until(&mut ws, "s t:news ");
+    let f: Vec<&str> = s.split(' ').collect();
+    assert_eq!((f[3], f[4]), ("0", "new"), "{s}");
+    let epoch = f[2].to_string();
+    assert_ne!(epoch, "-");
+    for n in 1..=2 {
+        assert_eq!(h.push(&format!(r#"{{"topic":"news","n":{n}}}"#)), "ok 1");
+        let got = recv_text(&mut ws);
+        assert_eq!(
+            got,
+            format!("m t:news {epoch} {n}\n{{\"topic\":\"news\",\"n\":{n}}}")
+        );
+    }
+    close_ws(ws);
+    wait_until("the close is seen", || h.stats()["bound_connections"] == 0);
+    // Kept while nobody is in the topic; the reply says nobody took it.
+    for n in 3..=5 {
+        assert_eq!(h.push(&format!(r#"{{"topic":"news","n":{n}}}"#)), "fail");
+    }
+    let since = format!("{epoch}:2");
+    let mut ws = v1(
+        &h,
+        serde_json::json!({"uid":"u1","topics":["news"],"since":{"t:news": since}}),
+    );
+    assert_eq!(
+        until(&mut ws, "s t:news ").0,
+        format!("s t:news {epoch} 2 ok")
+    );
+    for n in 3..=5 {
+        let got = recv_text(&mut ws);
+        assert_eq!(
+            got,
+            format!("m t:news {epoch} {n}\n{{\"topic\":\"news\",\"n\":{n}}}")
+        );
+    }
+    // A subscription later resumes the same way; a position of another
+    // epoch is lost, and the client carries on from the latest.
+    send_text(&mut ws, r#"{"unsub":"news"}"#);
+    assert_eq!(recv_text(&mut ws), "u t:news");
+    send_text(&mut ws, &format!(r#"{{"sub":"news","since":"{epoch}:4"}}"#));
+    assert_eq!(recv_text(&mut ws), format!("s t:news {epoch} 4 ok"));
+    assert!(recv_text(&mut ws).starts_with(&format!("m t:news {epoch} 5\n")));
+    send_text(&mut ws, r#"{"unsub":"news"}"#);
+    assert_eq!(recv_text(&mut ws), "u t:news");
+    send_text(&mut ws, r#"{"sub":"news","since":"zzz:4"}"#);
+    assert_eq!(recv_text(&mut ws), format!("s t:news {epoch} 5 lost"));
+    send_text(&mut ws, r#"{"sub":"news","since":"nonsense"}"#);
+    assert!(recv_text(&mut ws).starts_with("error \"since\""));
+}

@@ -4,8 +4,9 @@
 //! [`Topics`].
 
 use super::command::Command;
+use super::history::History;
 use super::outcome::{Outcome, Push};
-use super::stream;
+use super::stream::{self, Stream};
 use super::topics::Topics;
 use crate::reactor::Context;
 use crate::ws::CloseCode;
@@ -22,6 +23,7 @@ pub const KICKED_REASON: &str = "kicked";
 pub(super) fn run_here<'c>(
     cx: &mut Context,
     topics: &mut Topics,
+    history: Option<&mut History>,
     cmd: &'c Command<'c>,
     text: &str,
     tagged: bool,
@@ -29,7 +31,7 @@ pub(super) fn run_here<'c>(
     let done = |n: usize| Some(Outcome::Done(n as u64));
     match cmd {
         Command::Publish(name) => {
-            let n = publish_here(cx, topics, name, text, tagged);
+            let n = publish_here(cx, topics, history, name, text, tagged);
             Some(Outcome::Pushed(Push::Many, n as u64))
         }
         Command::Join(name, uids) => {
@@ -91,24 +93,32 @@ pub(super) fn run_here<'c>(
 }
 
 /// Sends `text` to the connections in topic `name` here; how many took it.
-/// `tagged`: some connection here reads herald.v1, whose messages carry
-/// their stream (`m t:NAME - 0`: topics keep no history yet).
+/// With a `history`, the topic's stream keeps it first (even with nobody
+/// here, as a uid's does), and herald.v1 clients get its position; else
+/// `tagged` (some connection here reads herald.v1) gives them `- 0`.
 pub(super) fn publish_here(
     cx: &mut Context,
     topics: &Topics,
+    history: Option<&mut History>,
     name: &str,
     text: &str,
     tagged: bool,
 ) -> usize {
+    let mut head = Vec::new();
+    let stream = Stream::Topic(name);
+    match history {
+        Some(h) => {
+            let (epoch, offset) = h.append(stream, text, cx.now_ms());
+            stream::write_head(&mut head, stream, format_args!("{epoch:x}"), offset);
+        }
+        None if tagged => stream::write_head(&mut head, stream, "-", 0),
+        None => {}
+    }
     let members = topics.members(name);
     if members.is_empty() {
         return 0;
     }
-    let mut head = Vec::new();
-    if tagged {
-        stream::write_topic_head(&mut head, name);
-    }
-    let head = tagged.then_some(head.as_slice());
+    let head = (!head.is_empty()).then_some(head.as_slice());
     cx.send_to_conns(members, text, head)
 }
 

@@ -84,7 +84,7 @@ pub struct HistoryStats {
 /// One stream: its record and its messages (offsets `top - len + 1 ..=
 /// top`).
 struct Log {
-    /// Its key in the map (`None` for `all`), for the global queue.
+    /// Its key in its map, for the global queue.
     name: Owner,
     epoch: u64,
     top: u64,
@@ -97,9 +97,14 @@ impl Log {
     }
 }
 
-/// Which stream a global-queue entry is of: `None` for `all`; a uid's by
-/// the very `Arc` its map key is, so that a stream made again is another.
-type Owner = Option<Arc<str>>;
+/// Which stream a global-queue entry is of: a uid's or a topic's by the
+/// very `Arc` its map key is, so that a stream made again is another.
+#[derive(Clone)]
+enum Owner {
+    All,
+    Uid(Arc<str>),
+    Topic(Arc<str>),
+}
 
 /// What a resume found: the position the client is at from now on, and
 /// the messages it missed (offsets `position.offset - missed.len() + 1 ..`).
@@ -117,6 +122,7 @@ pub struct History {
     made: u64,
     all: Log,
     uids: HashMap<Arc<str>, Log>,
+    topics: HashMap<Arc<str>, Log>,
     /// Every message kept, in push order: its stream, offset and time.
     queue: VecDeque<(Owner, u64, u64)>,
     stale: usize,
@@ -132,12 +138,13 @@ impl History {
             process,
             made: 0,
             all: Log {
-                name: None,
+                name: Owner::All,
                 epoch: process,
                 top: 0,
                 msgs: VecDeque::new(),
             },
             uids: HashMap::new(),
+            topics: HashMap::new(),
             queue: VecDeque::new(),
             stale: 0,
             stats: HistoryStats::default(),
@@ -160,15 +167,17 @@ impl History {
         self.expire(now_ms);
         let size = self.cfg.size;
         // One lookup on the hot path: the record carries its own key.
-        let log = match stream {
-            Stream::All => &mut self.all,
-            Stream::Uid(uid) => match self.uids.get_mut(uid) {
-                Some(log) => log,
-                None => {
-                    let owner = self.make(stream);
-                    self.log_mut(&owner)
-                }
-            },
+        let found = match stream {
+            Stream::All => Some(&mut self.all),
+            Stream::Uid(uid) => self.uids.get_mut(uid),
+            Stream::Topic(name) => self.topics.get_mut(name),
+        };
+        let log = match found {
+            Some(log) => log,
+            None => {
+                let owner = self.make(stream);
+                self.log_mut(&owner)
+            }
         };
         let owner = log.name.clone();
         log.top += 1;
@@ -238,43 +247,47 @@ impl History {
 
     /// The owner of `stream`, whose record is made if it has none.
     fn make(&mut self, stream: Stream<'_>) -> Owner {
-        let uid = match stream {
-            Stream::All => return None,
-            Stream::Uid(uid) => uid,
+        let (key, map, owner): (_, _, fn(Arc<str>) -> Owner) = match stream {
+            Stream::All => return Owner::All,
+            Stream::Uid(uid) => (uid, &mut self.uids, Owner::Uid),
+            Stream::Topic(name) => (name, &mut self.topics, Owner::Topic),
         };
-        if let Some((name, _)) = self.uids.get_key_value(uid) {
-            return Some(name.clone());
+        if let Some((name, _)) = map.get_key_value(key) {
+            return owner(name.clone());
         }
         self.made += 1;
-        let name: Arc<str> = uid.into();
+        let name: Arc<str> = key.into();
         let log = Log {
-            name: Some(name.clone()),
+            name: owner(name.clone()),
             epoch: self.process | (self.made & 0xffff_ffff),
             top: 0,
             msgs: VecDeque::new(),
         };
-        self.uids.insert(name.clone(), log);
+        map.insert(name.clone(), log);
         self.stats.streams += 1;
-        self.stats.bytes += (uid.len() + STREAM_COST) as u64;
-        Some(name)
+        self.stats.bytes += (key.len() + STREAM_COST) as u64;
+        owner(name)
     }
 
     fn log_mut(&mut self, owner: &Owner) -> &mut Log {
         match owner {
-            None => &mut self.all,
-            Some(name) => self.uids.get_mut(name.as_ref()).expect("made above"),
+            Owner::All => &mut self.all,
+            Owner::Uid(name) => self.uids.get_mut(name.as_ref()).expect("made above"),
+            Owner::Topic(name) => self.topics.get_mut(name.as_ref()).expect("made above"),
         }
     }
 
     /// The stream of `owner`, unless it was evicted since (a stream made
     /// again under the same name is another owner).
     fn log_of(&self, owner: &Owner) -> Option<&Log> {
-        match owner {
-            None => Some(&self.all),
-            Some(name) => match self.uids.get_key_value(name.as_ref()) {
-                Some((key, log)) if Arc::ptr_eq(key, name) => Some(log),
-                _ => None,
-            },
+        let (map, name) = match owner {
+            Owner::All => return Some(&self.all),
+            Owner::Uid(name) => (&self.uids, name),
+            Owner::Topic(name) => (&self.topics, name),
+        };
+        match map.get_key_value(name.as_ref()) {
+            Some((key, log)) if Arc::ptr_eq(key, name) => Some(log),
+            _ => None,
         }
     }
 
@@ -327,14 +340,16 @@ impl History {
         }
         if self.stats.bytes > self.cfg.memory as u64 {
             let (mut streams, mut bytes) = (0, 0);
-            self.uids.retain(|name, log| {
+            let mut empty = |name: &Arc<str>, log: &mut Log| {
                 let keep = !log.msgs.is_empty();
                 if !keep {
                     streams += 1;
                     bytes += (name.len() + STREAM_COST) as u64;
                 }
                 keep
-            });
+            };
+            self.uids.retain(&mut empty);
+            self.topics.retain(&mut empty);
             self.stats.streams -= streams;
             self.stats.bytes -= bytes;
         }

@@ -83,6 +83,14 @@ impl Router {
         }
     }
 
+    /// The in-memory history, to resume topics from.
+    pub(super) fn history_mut(&mut self) -> Option<&mut History> {
+        match self {
+            Router::Local(h) => h.as_deref_mut(),
+            Router::Cluster(_) => None,
+        }
+    }
+
     /// The in-memory history, for its figures.
     pub(super) fn history(&self) -> Option<&History> {
         match self {
@@ -165,8 +173,8 @@ impl Router {
         port: Port,
     ) -> Answer<'c> {
         let tagged = stats.v1_connections > 0;
-        let mut here = |cx: &mut Context, stats: &mut PushStats| {
-            let outcome = super::groups::run_here(cx, topics, cmd, text, tagged);
+        let mut here = |cx: &mut Context, stats: &mut PushStats, h: Option<&mut History>| {
+            let outcome = super::groups::run_here(cx, topics, h, cmd, text, tagged);
             if let Some(Outcome::Pushed(_, n)) = &outcome {
                 stats.count(*n as usize);
             }
@@ -174,11 +182,12 @@ impl Router {
         };
         let cl = match self {
             Router::Cluster(cl) if cl.command_up() => cl,
-            // This node alone, or Redis away: what this node did.
-            _ => return Answer::Now(here(cx, stats)),
+            Router::Local(h) => return Answer::Now(here(cx, stats, h.as_deref_mut())),
+            // Redis away: what this node did.
+            Router::Cluster(_) => return Answer::Now(here(cx, stats, None)),
         };
         if let Command::Presence(_) | Command::Members(..) = cmd {
-            return Answer::Now(here(cx, stats));
+            return Answer::Now(here(cx, stats, None));
         }
         if let Port::Line(conn) | Port::Http(conn) = port {
             // Decided before anything is run, as for pushes.
@@ -190,7 +199,7 @@ impl Router {
         let Some(to) = promise(cx, port) else {
             return Answer::Now(Outcome::Backlogged);
         };
-        let here = match super::groups::run_here(cx, topics, cmd, text, tagged) {
+        let here = match super::groups::run_here(cx, topics, None, cmd, text, tagged) {
             Some(Outcome::Done(n)) => n,
             Some(Outcome::Pushed(_, n)) => n,
             _ => 0,
@@ -413,6 +422,8 @@ fn deliver_here(
         match stream {
             Stream::Uid(uid) => cx.send_to_uid_in(&mut frames, uid, text, head),
             Stream::All => cx.broadcast_with(text, head),
+            // Topics are published by `groups`.
+            Stream::Topic(_) => 0,
         }
     };
     let sent = match uids {

@@ -16,6 +16,8 @@ pub const ALL: &str = "all";
 pub enum Stream<'a> {
     Uid(&'a str),
     All,
+    /// A topic (its name is valid: see [`crate::push::command::valid_topic`]).
+    Topic(&'a str),
 }
 
 impl Stream<'_> {
@@ -24,6 +26,10 @@ impl Stream<'_> {
     pub fn write_name(&self, out: &mut Vec<u8>) {
         match self {
             Stream::All => out.extend_from_slice(ALL.as_bytes()),
+            Stream::Topic(name) => {
+                out.extend_from_slice(TOPIC.as_bytes());
+                out.extend_from_slice(name.as_bytes());
+            }
             Stream::Uid(uid) => {
                 out.extend_from_slice(b"u:");
                 for &b in uid.as_bytes() {

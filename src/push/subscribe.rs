@@ -4,7 +4,8 @@
 //! asked for it (browsers do not show WebSocket pings to scripts).
 
 use super::command::valid_topic;
-use super::stream::{self, Hello};
+use super::replay::replay;
+use super::stream::{self, Hello, Position, Stream};
 use super::{PushApp, T_HEARTBEAT};
 use crate::app::ConnId;
 use crate::auth::Claims;
@@ -17,7 +18,10 @@ impl PushApp {
     /// After a hello was taken: its topics, then the heartbeat it asked for.
     pub(super) fn after_hello(&mut self, cx: &mut Context, conn: ConnId, hello: &Hello) {
         for name in &hello.topics {
-            self.subscribe(cx, conn, name);
+            let since = valid_topic(name)
+                .then(|| hello.position(Stream::Topic(name)))
+                .flatten();
+            self.subscribe(cx, conn, name, since);
         }
         if hello.heartbeat {
             let secs = self.heartbeat_s(cx);
@@ -42,7 +46,15 @@ impl PushApp {
                 .and_then(|v| v.get(k)?.as_str().map(String::from))
         };
         if let Some(name) = field("sub") {
-            self.subscribe(cx, conn, &name);
+            let since = match field("since").map(|s| Position::parse(&s)) {
+                None => None,
+                Some(Some(p)) => Some(p),
+                Some(None) => {
+                    cx.send_text(conn, "error \"since\" must be \"EPOCH:OFFSET\"");
+                    return;
+                }
+            };
+            self.subscribe(cx, conn, &name, since.as_ref());
         } else if let Some(name) = field("unsub") {
             self.topics.unsubscribe(conn, &name);
             cx.send_text(conn, &format!("u {}{name}", stream::TOPIC));
@@ -51,11 +63,20 @@ impl PushApp {
         }
     }
 
-    /// `conn` asks for topic `name`: in, or told it is denied.
-    fn subscribe(&mut self, cx: &mut Context, conn: ConnId, name: &str) {
+    /// `conn` asks for topic `name` (where it was: `since`): in, told
+    /// where it is and sent what it missed (with history here), or told it
+    /// is denied.
+    fn subscribe(&mut self, cx: &mut Context, conn: ConnId, name: &str, since: Option<&Position>) {
         let allowed = valid_topic(name) && self.may_subscribe(conn, name);
         if allowed {
             self.topics.subscribe(conn, name);
+            if let Some(h) = self.router.history_mut() {
+                let stream = Stream::Topic(name);
+                let r = h.resume(stream, since, cx.now_ms());
+                let missed = r.missed.iter().copied();
+                let stats = &mut self.stats.resume;
+                return replay(cx, stats, conn, stream, &r.position, r.status, missed);
+            }
         }
         // A name that is no topic name is reported as it came, escaped
         // so that the line stays one token.

@@ -196,6 +196,8 @@ impl Cluster {
         match stream {
             Stream::All => cx.broadcast_with(text, Some(head)),
             Stream::Uid(uid) => cx.send_to_uid_with(uid, text, Some(head)),
+            // Topic channels are heard by `topics`, never here.
+            Stream::Topic(_) => 0,
         };
     }
 }

@@ -75,7 +75,7 @@ impl Resumes {
             let which = match stream {
                 Stream::All => ALL,
                 Stream::Uid(uid) if uid == r.uid => OWN,
-                Stream::Uid(_) => continue,
+                Stream::Uid(_) | Stream::Topic(_) => continue,
             };
             r.live.push(Kept {
                 stream: which,

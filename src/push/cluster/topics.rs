@@ -186,7 +186,7 @@ impl Cluster {
         match topic {
             Some(name) => {
                 if let Ok(name) = std::str::from_utf8(name) {
-                    groups::publish_here(cx, topics, name, text, true);
+                    groups::publish_here(cx, topics, None, name, text, true);
                 }
             }
             None => {
@@ -198,7 +198,7 @@ impl Cluster {
                     | Command::Kick(_)),
                 ) = command::parse(text.as_bytes())
                 {
-                    groups::run_here(cx, topics, &cmd, text, false);
+                    groups::run_here(cx, topics, None, &cmd, text, false);
                 }
             }
         }

@@ -116,3 +116,19 @@ fn stale_entries_are_compacted_and_never_evict_a_live_message() {
     let r = h.resume(Stream::Uid("busy"), None, 2);
     assert_eq!(r.position.offset, 5_000);
 }
+
+#[test]
+fn a_topic_and_a_uid_of_the_same_name_are_two_streams() {
+    let mut h = History::new(cfg(10, 60_000, 1 << 20), 7);
+    let (eu, _) = h.append(Stream::Uid("news"), "to the uid", 0);
+    let (et, ot) = h.append(Stream::Topic("news"), "to the topic", 1);
+    assert_eq!(ot, 1, "its own offsets");
+    assert_ne!(eu, et, "its own epoch");
+    let r = h.resume(Stream::Topic("news"), Some(&pos(et, 0)), 2);
+    assert_eq!(r.missed, vec!["to the topic"]);
+    let (_, _, missed) = resume(&mut h, "news", Some(pos(eu, 0)), 3);
+    assert_eq!(missed, vec!["to the uid".to_string()]);
+    // Evicted by age like any stream.
+    let r = h.resume(Stream::Topic("news"), Some(&pos(et, 0)), 61_000);
+    assert_eq!(r.status, Status::Lost);
+}
