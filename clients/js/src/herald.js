@@ -3,8 +3,9 @@
 // reconnects with full-jitter backoff and the close-code contract.
 
 const noop = () => {};
-// Streams of a connection before it counts as connected: its uid's and `all`.
-const UID = 1, ALL = 2;
+// Streams of a connection before it counts as connected: its uid's and `all`;
+// ANY: some `s` line came (topics' may come first).
+const UID = 1, ALL = 2, ANY = 4;
 
 export class Herald {
   constructor(url, options = {}) {
@@ -189,21 +190,22 @@ export class Herald {
     if (kind == "h") {
       if (stream > 0 && this.o.heartbeat !== false) (this._beat = (+stream + 10) * 1000), this._alive();
     } else if (kind == "s") {
+      if (!this._seen) {
+        this._seen = ANY;
+        this._connectAttempt = this._attempt;
+        this._attempt = 0;
+      }
       if (status == "denied") {
         this.topics.delete(topic);
         delete this.positions[stream];
         return this._emit("subscribe", { topic, status });
       }
       if (epoch != "-") this.positions[stream] = epoch + ":" + offset;
-      if (!this._seen) {
-        this._connectAttempt = this._attempt;
-        this._attempt = 0;
-      }
       if (topic !== undefined) this._emit("subscribe", { topic, status });
       this._emit("recover", { stream, status });
-      if (this._seen != (UID | ALL)) {
+      if (this._seen != (ANY | UID | ALL)) {
         this._seen |= stream == "all" ? ALL : stream.startsWith("u:") ? UID : 0;
-        if (this._seen == (UID | ALL)) this._emit("connect", { attempt: this._connectAttempt });
+        if (this._seen == (ANY | UID | ALL)) this._emit("connect", { attempt: this._connectAttempt });
       }
     } else if (kind == "m") {
       if (epoch != "-") {

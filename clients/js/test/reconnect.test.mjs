@@ -48,6 +48,22 @@ test("backoff resets after a connection got its s lines; connect reports the att
   assert.equal(disconnects(seen).at(-1).delay, 99, "back to minDelay after a good connection");
 });
 
+test("connect reports the attempt when a topic's s line comes before the uid's (herald sends them so)", () => {
+  const { h, ws, clock, seen } = client({ random: () => 0.999999, topics: ["news"] });
+  h.connect();
+  for (let i = 0; i < 3; i++) {
+    ws.last().drop(1006);
+    clock.advance(5000);
+  }
+  ws.last().open();
+  ws.last().recv("s t:news - 0 off");
+  ws.last().recv("s u:u1 E1 0 new");
+  ws.last().recv("s all E1 0 new");
+  assert.deepEqual(seen.at(-1), ["connect", { attempt: 3 }]);
+  ws.last().drop(1006);
+  assert.equal(disconnects(seen).at(-1).delay, 499, "attempt reset by the first s line");
+});
+
 test("close 4500 (kicked) and the rest of 4500-4999: no reconnect", () => {
   for (const code of [4500, 4999, 4700]) {
     const { h, ws, clock, seen } = client({ random: () => 0 });
