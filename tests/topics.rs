@@ -327,6 +327,21 @@ fn topics_and_kicks_reach_every_node_of_a_cluster() {
         }
     }
     assert_eq!(until(&mut v, "m t:news").0, format!("m t:news - 0\n{line}"));
+    // Presence is the cluster's (each node reports within a heartbeat).
+    for via in [&a, &b] {
+        let mut t = via.text_client();
+        wait_until("both nodes' members are counted", || {
+            t.request(r#"{"presence":"news"}"#) == r#"{"topic":"news","connections":2,"uids":2}"#
+        });
+        assert_eq!(
+            t.request(r#"{"members":"news","limit":1}"#),
+            r#"{"topic":"news","uids":["u1"],"next":"u1"}"#
+        );
+        assert_eq!(
+            t.request(r#"{"members":"news","limit":1,"after":"u1"}"#),
+            r#"{"topic":"news","uids":["u2"],"next":null}"#
+        );
+    }
     // The join is kept on every node: u1 reconnecting to b is in too.
     close_ws(on_a);
     let mut t = b.text_client();
@@ -340,6 +355,17 @@ fn topics_and_kicks_reach_every_node_of_a_cluster() {
     let closed = recv_close(&mut on_b);
     assert_eq!((closed.code, closed.reason.as_str()), (4500, "kicked"));
     t.wait_online("u1", 0);
+    let mut ta = a.text_client();
+    wait_until("the kicked uid leaves the presence", || {
+        ta.request(r#"{"presence":"news"}"#) == r#"{"topic":"news","connections":1,"uids":1}"#
+    });
+    // A node that dies takes its members out of the presence once its
+    // heartbeat key expires (6 s).
+    common::signal(b.pid(), 9);
+    wait_until("the dead node's members are gone", || {
+        ta.request(r#"{"presence":"news"}"#) == r#"{"topic":"news","connections":0,"uids":0}"#
+    });
+    drop(v);
 }
 
 /// Binds `uid` on `h` and waits until `via` sees it online.

@@ -51,38 +51,20 @@ pub(super) fn run_here<'c>(
         Command::Drop(name) => done(topics.drop_topic(name)),
         Command::Kick(uid) => done(kick_here(cx, uid)),
         Command::Presence(name) => {
-            let members = topics.members(name);
-            let uids: BTreeSet<&str> = members.iter().filter_map(|&c| cx.uid(c)).collect();
-            Some(Outcome::Json(format!(
-                "{{\"topic\":{},\"connections\":{},\"uids\":{}}}",
-                serde_json::Value::from(&**name),
-                members.len(),
-                uids.len()
-            )))
+            let (connections, uids) = presence_here(cx, topics, name);
+            Some(Outcome::Json(presence_json(name, connections, uids.len())))
         }
         Command::Members(name, after, limit) => {
-            let members = topics.members(name);
-            let uids: BTreeSet<&str> = members.iter().filter_map(|&c| cx.uid(c)).collect();
+            let (_, uids) = presence_here(cx, topics, name);
             let from = after
                 .as_deref()
                 .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-            let mut page: Vec<&str> = uids
+            let page = uids
                 .range::<&str, _>((from, std::ops::Bound::Unbounded))
                 .take(limit + 1)
                 .copied()
                 .collect();
-            let next = if page.len() > *limit {
-                page.truncate(*limit);
-                page.last().copied()
-            } else {
-                None
-            };
-            Some(Outcome::Json(format!(
-                "{{\"topic\":{},\"uids\":{},\"next\":{}}}",
-                serde_json::Value::from(&**name),
-                serde_json::Value::from(page),
-                next.map_or(serde_json::Value::Null, serde_json::Value::from)
-            )))
+            Some(Outcome::Json(members_json(name, page, *limit)))
         }
         Command::Push(_)
         | Command::PushMany(_)
@@ -120,6 +102,42 @@ pub(super) fn publish_here(
     }
     let head = (!head.is_empty()).then_some(head.as_slice());
     cx.send_to_conns(members, text, head)
+}
+
+/// Topic `name`'s connections here and their distinct uids, sorted.
+pub(super) fn presence_here<'a>(
+    cx: &'a Context,
+    topics: &Topics,
+    name: &str,
+) -> (usize, BTreeSet<&'a str>) {
+    let members = topics.members(name);
+    let uids = members.iter().filter_map(|&c| cx.uid(c)).collect();
+    (members.len(), uids)
+}
+
+/// The answer to `presence`.
+pub(super) fn presence_json(name: &str, connections: usize, uids: usize) -> String {
+    format!(
+        "{{\"topic\":{},\"connections\":{connections},\"uids\":{uids}}}",
+        serde_json::Value::from(name)
+    )
+}
+
+/// The answer to `members`: `page` holds up to `limit + 1` uids, the one
+/// past the limit saying that there are more.
+pub(super) fn members_json(name: &str, mut page: Vec<&str>, limit: usize) -> String {
+    let next = if page.len() > limit {
+        page.truncate(limit);
+        page.last().copied()
+    } else {
+        None
+    };
+    format!(
+        "{{\"topic\":{},\"uids\":{},\"next\":{}}}",
+        serde_json::Value::from(name),
+        serde_json::Value::from(page),
+        next.map_or(serde_json::Value::Null, serde_json::Value::from)
+    )
 }
 
 /// Closes every connection of `uid` here with [`KICKED`]; how many.

@@ -501,6 +501,6 @@ impl App for PushApp {
         }
         // What the other nodes see of this one travels with the heartbeat.
         let own = self.stats_json(cx);
-        self.router.on_timer(cx, token, own);
+        self.router.on_timer(cx, token, own, &mut self.topics);
     }
 }

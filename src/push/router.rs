@@ -187,7 +187,26 @@ impl Router {
             Router::Cluster(_) => return Answer::Now(here(cx, stats, None)),
         };
         if let Command::Presence(_) | Command::Members(..) = cmd {
-            return Answer::Now(here(cx, stats, None));
+            if let Port::Line(conn) | Port::Http(conn) = port {
+                if !cx.can_defer(conn) {
+                    cl.wait(conn);
+                    return Answer::Wait;
+                }
+            }
+            let Some(to) = promise(cx, port) else {
+                return Answer::Now(Outcome::Backlogged);
+            };
+            match cmd {
+                Command::Members(name, after, limit) => {
+                    cl.presence(cx, topics, name, Some((after.as_deref(), *limit)), to)
+                }
+                Command::Presence(name) => cl.presence(cx, topics, name, None, to),
+                _ => {}
+            }
+            return match to {
+                ReplyTo::Line(d) | ReplyTo::Http(d) => Answer::Later(d),
+                ReplyTo::Route(_) | ReplyTo::Nobody => Answer::Elsewhere,
+            };
         }
         if let Port::Line(conn) | Port::Http(conn) = port {
             // Decided before anything is run, as for pushes.
@@ -281,11 +300,20 @@ impl Router {
         }
     }
 
-    /// A timer of a service fired (`own`: as for [`Router::start`]).
-    pub(super) fn on_timer(&mut self, cx: &mut Context, token: u64, own: String) {
+    /// A timer of a service fired (`own`: as for [`Router::start`]); a
+    /// cluster reports its topics' presence too.
+    pub(super) fn on_timer(
+        &mut self,
+        cx: &mut Context,
+        token: u64,
+        own: String,
+        topics: &mut Topics,
+    ) {
         if let Router::Cluster(cl) = self {
             cl.own_stats = own;
             cl.on_timer(cx, token);
+            cl.report_topics(cx, topics);
+            cl.flush_now(cx);
         }
     }
 

@@ -55,6 +55,8 @@ pub struct Topics {
     /// last (a cluster listens to a topic's channel in between).
     track: bool,
     changes: Vec<(Box<str>, bool)>,
+    /// Tracked: the topics whose members changed since the last report.
+    dirty: std::collections::HashSet<Box<str>>,
 }
 
 impl Topics {
@@ -70,6 +72,19 @@ impl Topics {
     /// their last (`false`) since the last call, in order.
     pub fn take_changes(&mut self) -> Vec<(Box<str>, bool)> {
         std::mem::take(&mut self.changes)
+    }
+
+    /// The topics whose members here changed since the last call (a
+    /// cluster reports them for presence).
+    pub fn take_dirty(&mut self) -> Vec<Box<str>> {
+        self.dirty.drain().collect()
+    }
+
+    /// Marks every topic with a member here as changed (to be reported
+    /// again).
+    pub fn mark_all_dirty(&mut self) {
+        let names = self.topics.iter().filter(|t| !t.members.is_empty());
+        self.dirty.extend(names.map(|t| t.name.clone()));
     }
 
     /// Whether some change waits to be taken.
@@ -280,8 +295,13 @@ impl Topics {
             return false;
         }
         let topic = &mut self.topics[t as usize];
-        if self.track && topic.members.is_empty() {
-            self.changes.push((topic.name.clone(), true));
+        if self.track {
+            if topic.members.is_empty() {
+                self.changes.push((topic.name.clone(), true));
+            }
+            if !self.dirty.contains(&topic.name) {
+                self.dirty.insert(topic.name.clone());
+            }
         }
         let members = &mut topic.members;
         let link = Link {
@@ -321,8 +341,13 @@ impl Topics {
         self.free_links.push(at);
         let topic = &mut self.topics[t as usize];
         topic.members.swap_remove(pos as usize);
-        if self.track && topic.members.is_empty() {
-            self.changes.push((topic.name.clone(), false));
+        if self.track {
+            if topic.members.is_empty() {
+                self.changes.push((topic.name.clone(), false));
+            }
+            if !self.dirty.contains(&topic.name) {
+                self.dirty.insert(topic.name.clone());
+            }
         }
         let members = &topic.members;
         if let Some(&moved) = members.get(pos as usize) {

@@ -141,6 +141,8 @@ pub(super) struct Cluster {
     resumes: resumes::Resumes,
     /// The channels of the topics with a member here.
     topic_subs: HashSet<Vec<u8>>,
+    /// Both links came up: report every topic here for presence again.
+    report_all: bool,
     /// For new epochs.
     rng: u64,
     /// Text-port and HTTP connections paused until Redis has answered
@@ -170,6 +172,7 @@ impl Cluster {
             history,
             resumes: resumes::Resumes::default(),
             topic_subs: HashSet::new(),
+            report_all: false,
             rng: xorshift::seed(4) | 1,
             waiters: Vec::new(),
             cfg,
@@ -357,6 +360,7 @@ impl Cluster {
         }
         if self.up() {
             self.announce_all(cx);
+            self.report_all = true;
             crate::log_info!("redis: up ({:?}), node {}", self.cfg.redis, self.cfg.node);
         }
     }

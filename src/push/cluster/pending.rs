@@ -41,6 +41,17 @@ pub(super) enum Pending {
         to: Deferred,
         own: String,
     },
+    /// A topic's presence on the live nodes.
+    Presence {
+        to: ReplyTo,
+        topic: String,
+    },
+    /// A page of a topic's uids on the live nodes.
+    Members {
+        to: ReplyTo,
+        topic: String,
+        limit: usize,
+    },
     /// One uid's cluster-wide connection count in the answer to a topic
     /// command or a kick (`ok N`): tally `agg`.
     Tally {
@@ -204,7 +215,10 @@ impl Waiting {
 fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
     let Some(reply) = reply else {
         return match query {
-            Pending::Online { to, .. } | Pending::Count { to } => unavailable().answer(cx, to),
+            Pending::Online { to, .. }
+            | Pending::Count { to }
+            | Pending::Presence { to, .. }
+            | Pending::Members { to, .. } => unavailable().answer(cx, to),
             Pending::Stats { to, own } => Outcome::Stats(own).answer(cx, ReplyTo::Http(to)),
             Pending::Quiet
             | Pending::Publish { .. }
@@ -232,6 +246,22 @@ fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
         Pending::Stats { to, own } => {
             Outcome::Stats(with_nodes(own, reply)).answer(cx, ReplyTo::Http(to))
         }
+        Pending::Presence { to, topic } => match counts(reply) {
+            Some((connections, uids)) => Outcome::Json(crate::push::groups::presence_json(
+                &topic,
+                connections.max(0) as usize,
+                uids.max(0) as usize,
+            ))
+            .answer(cx, to),
+            None => refused().answer(cx, to),
+        },
+        Pending::Members { to, topic, limit } => match strings(reply) {
+            Some(uids) => {
+                let page: Vec<&str> = uids.iter().map(String::as_str).collect();
+                Outcome::Json(crate::push::groups::members_json(&topic, page, limit)).answer(cx, to)
+            }
+            None => refused().answer(cx, to),
+        },
         Pending::Quiet
         | Pending::Publish { .. }
         | Pending::Range { .. }
@@ -248,6 +278,17 @@ fn unavailable() -> Outcome<'static> {
 fn counts(reply: Frame<'_>) -> Option<(i64, i64)> {
     let mut items = reply.items().filter(|i| i.len() == 2)?;
     items.next()?.as_int().zip(items.next()?.as_int())
+}
+
+/// A reply's items as strings (a script's list of uids).
+fn strings(reply: Frame<'_>) -> Option<Vec<String>> {
+    let items = reply.items()?;
+    Some(
+        items
+            .filter_map(|r| r.as_bytes())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect(),
+    )
 }
 
 /// This node's /stats document with every live node's (`"nodes":[...]`).

@@ -206,7 +206,7 @@ impl Cluster {
     }
 
     /// A query was sent, or it is answered now as if its reply were lost.
-    fn asked(&mut self, cx: &mut Context, sent: Result<(), SendError<Pending>>) {
+    pub(super) fn asked(&mut self, cx: &mut Context, sent: Result<(), SendError<Pending>>) {
         match sent {
             Ok(()) => self.flush(cx),
             Err(e) => self.waiting.settle(cx, &mut self.stats, e.into_tag(), None),

@@ -45,6 +45,11 @@ for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       if redis.call('HLEN', p .. 'o:' .. u) == 0 then redis.call('SREM', p .. 'uids', u) end
     end
     redis.call('DEL', p .. 'held:' .. n)
+    for _, t in ipairs(redis.call('SMEMBERS', p .. 'tn:' .. n)) do
+      redis.call('HDEL', p .. 'tp:{' .. t .. '}', n)
+      redis.call('DEL', p .. 'tu:{' .. t .. '}:' .. n)
+    end
+    redis.call('DEL', p .. 'tn:' .. n)
     redis.call('HDEL', p .. 'conns', n)
     redis.call('SREM', KEYS[1], n)
   end
@@ -100,6 +105,32 @@ local out = {e, t, 'ok'}
 for i = 1, #r do out[#out + 1] = r[i][2][2] end
 return out"#;
 
+/// A topic's presence on the live nodes: `{connections, uids}`, or with
+/// ARGV 3 (a limit) a page of its uids after ARGV 4 (sorted): `{uids...}`
+/// with one more than the limit when there are more. KEYS: the topic's
+/// `tp:{NAME}` (node -> connections); ARGV 1 and 2: the prefix and the
+/// topic's uid-set prefix `PREFIX:tu:{NAME}:`.
+pub(super) const PRESENCE: &str = r#"local sum, sets = 0, {}
+local t = redis.call('HGETALL', KEYS[1])
+for i = 1, #t, 2 do
+  if redis.call('EXISTS', ARGV[1] .. 'alive:' .. t[i]) == 1 then
+    sum = sum + tonumber(t[i + 1])
+    sets[#sets + 1] = ARGV[2] .. t[i]
+  end
+end
+local uids = {}
+if #sets > 0 then uids = redis.call('SUNION', unpack(sets)) end
+if not ARGV[3] then return {sum, #uids} end
+table.sort(uids)
+local out, limit = {}, tonumber(ARGV[3])
+for _, u in ipairs(uids) do
+  if u > ARGV[4] then
+    out[#out + 1] = u
+    if #out > limit then break end
+  end
+end
+return out"#;
+
 /// A script, by what it does.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Script {
@@ -110,13 +141,16 @@ pub(super) enum Script {
     NodeStats,
     Add,
     Range,
+    Presence,
 }
 
 /// Every script's source, in [`Script`]'s order.
-pub(super) const ALL: [&str; 7] = [SET_COUNT, ONLINE, COUNT, REAP, NODE_STATS, ADD, RANGE];
+pub(super) const ALL: [&str; 8] = [
+    SET_COUNT, ONLINE, COUNT, REAP, NODE_STATS, ADD, RANGE, PRESENCE,
+];
 
 /// The scripts' SHA1 digests, as EVALSHA takes them.
-pub(super) struct Shas([String; 7]);
+pub(super) struct Shas([String; 8]);
 
 impl Shas {
     pub(super) fn new() -> Shas {

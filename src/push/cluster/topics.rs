@@ -155,7 +155,95 @@ impl Cluster {
     }
 }
 
+/// Uids per SADD when a topic's presence is reported.
+const SADD_BATCH: usize = 512;
+
 impl Cluster {
+    /// Reports, for presence, the topics whose members here changed: this
+    /// node's connections in each (`PREFIX:tp:{NAME}`, node -> count) and
+    /// their uids (`PREFIX:tu:{NAME}:NODE`), and which topics it reported
+    /// (`PREFIX:tn:NODE`, swept with the node when it dies). Called on
+    /// every timer (the heartbeat's 2 s) and before a presence query, so
+    /// other nodes' figures are at most a heartbeat old.
+    pub(in crate::push) fn report_topics(&mut self, cx: &Context, topics: &mut Topics) {
+        if !self.cmd.link().is_up() {
+            return;
+        }
+        if std::mem::take(&mut self.report_all) {
+            topics.mark_all_dirty();
+        }
+        let (p, node) = (&self.names.prefix, &self.names.node);
+        let tn = format!("{p}tn:{node}");
+        let quiet = |cmd: &mut crate::redis::Client<Pending>, args: &[&[u8]]| {
+            let _ = cmd.send_unbounded(args, Pending::Quiet);
+        };
+        for name in topics.take_dirty() {
+            let (conns, uids) = groups::presence_here(cx, topics, &name);
+            let tp = format!("{p}tp:{{{name}}}");
+            let tu = format!("{p}tu:{{{name}}}:{node}");
+            quiet(&mut self.cmd, &[b"DEL", tu.as_bytes()]);
+            if conns == 0 {
+                quiet(&mut self.cmd, &[b"HDEL", tp.as_bytes(), node.as_bytes()]);
+                quiet(&mut self.cmd, &[b"SREM", tn.as_bytes(), name.as_bytes()]);
+                continue;
+            }
+            let uids: Vec<&str> = uids.into_iter().collect();
+            for batch in uids.chunks(SADD_BATCH) {
+                let mut args: Vec<&[u8]> = vec![b"SADD", tu.as_bytes()];
+                args.extend(batch.iter().map(|u| u.as_bytes()));
+                quiet(&mut self.cmd, &args);
+            }
+            let n = conns.to_string();
+            quiet(
+                &mut self.cmd,
+                &[b"HSET", tp.as_bytes(), node.as_bytes(), n.as_bytes()],
+            );
+            quiet(&mut self.cmd, &[b"SADD", tn.as_bytes(), name.as_bytes()]);
+        }
+    }
+
+    /// Hands what the links have to write to their sockets (after a
+    /// report made outside a request).
+    pub(in crate::push) fn flush_now(&mut self, cx: &mut Context) {
+        self.flush(cx);
+    }
+
+    /// `presence` (`page`: `None`) or `members` (`page`: after, limit) of
+    /// topic `name` on the live nodes, answered at `to`.
+    pub(in crate::push) fn presence(
+        &mut self,
+        cx: &mut Context,
+        topics: &mut Topics,
+        name: &str,
+        page: Option<(Option<&str>, usize)>,
+        to: ReplyTo,
+    ) {
+        self.report_topics(cx, topics);
+        let p = &self.names.prefix;
+        let tp = format!("{p}tp:{{{name}}}");
+        let tu = format!("{p}tu:{{{name}}}:");
+        let topic = name.to_string();
+        let script = super::scripts::Script::Presence;
+        let sent = match page {
+            None => {
+                let tag = Pending::Presence { to, topic };
+                let args: [&[u8]; 2] = [p.as_bytes(), tu.as_bytes()];
+                self.shas
+                    .eval(&mut self.cmd, script, &[tp.as_bytes()], &args, tag)
+            }
+            Some((after, limit)) => {
+                let n = limit.to_string();
+                let after = after.unwrap_or("");
+                let args: [&[u8]; 4] =
+                    [p.as_bytes(), tu.as_bytes(), n.as_bytes(), after.as_bytes()];
+                let tag = Pending::Members { to, topic, limit };
+                self.shas
+                    .eval(&mut self.cmd, script, &[tp.as_bytes()], &args, tag)
+            }
+        };
+        self.asked(cx, sent);
+    }
+
     /// A message heard on a topic channel or the control channel: delivered
     /// or run here. False for other channels.
     pub(super) fn heard_topic(
