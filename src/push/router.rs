@@ -186,28 +186,6 @@ impl Router {
             // Redis away: what this node did.
             Router::Cluster(_) => return Answer::Now(here(cx, stats, None)),
         };
-        if let Command::Presence(_) | Command::Members(..) = cmd {
-            if let Port::Line(conn) | Port::Http(conn) = port {
-                if !cx.can_defer(conn) {
-                    cl.wait(conn);
-                    return Answer::Wait;
-                }
-            }
-            let Some(to) = promise(cx, port) else {
-                return Answer::Now(Outcome::Backlogged);
-            };
-            match cmd {
-                Command::Members(name, after, limit) => {
-                    cl.presence(cx, topics, name, Some((after.as_deref(), *limit)), to)
-                }
-                Command::Presence(name) => cl.presence(cx, topics, name, None, to),
-                _ => {}
-            }
-            return match to {
-                ReplyTo::Line(d) | ReplyTo::Http(d) => Answer::Later(d),
-                ReplyTo::Route(_) | ReplyTo::Nobody => Answer::Elsewhere,
-            };
-        }
         if let Port::Line(conn) | Port::Http(conn) = port {
             // Decided before anything is run, as for pushes.
             if cl.backlogged_by(text.len() + 256) || !cx.can_defer(conn) {
@@ -218,6 +196,14 @@ impl Router {
         let Some(to) = promise(cx, port) else {
             return Answer::Now(Outcome::Backlogged);
         };
+        if let Command::Presence(name) = cmd {
+            cl.presence(cx, topics, name, None, to);
+            return later(to);
+        }
+        if let Command::Members(name, after, limit) = cmd {
+            cl.presence(cx, topics, name, Some((after.as_deref(), *limit)), to);
+            return later(to);
+        }
         let here = match super::groups::run_here(cx, topics, None, cmd, text, tagged) {
             Some(Outcome::Done(n)) => n,
             Some(Outcome::Pushed(_, n)) => n,
@@ -242,10 +228,7 @@ impl Router {
                 Outcome::Done(here).answer(cx, to);
             }
         }
-        match to {
-            ReplyTo::Line(d) | ReplyTo::Http(d) => Answer::Later(d),
-            ReplyTo::Route(_) | ReplyTo::Nobody => Answer::Elsewhere,
-        }
+        later(to)
     }
 
     /// Topics gained their first member here or lost their last.
@@ -391,6 +374,14 @@ fn promise(cx: &mut Context, port: Port) -> Option<ReplyTo> {
         Port::Route(conn) => ReplyTo::Route(conn),
         Port::Quiet => ReplyTo::Nobody,
     })
+}
+
+/// The answer to a request whose outcome goes to `to` later.
+fn later(to: ReplyTo) -> Answer<'static> {
+    match to {
+        ReplyTo::Line(d) | ReplyTo::Http(d) => Answer::Later(d),
+        ReplyTo::Route(_) | ReplyTo::Nobody => Answer::Elsewhere,
+    }
 }
 
 /// A command as the router sees it.
