@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
+use tungstenite::client::IntoClientRequest;
 
 const QUIET: Duration = Duration::from_millis(300);
 /// How long one PHP script may run.
@@ -209,6 +210,29 @@ fn the_api_token_goes_first_and_minted_uid_tokens_bind() {
     let out = php("auth.php", &[&h.text_addr().to_string(), API, "tok-user"]);
     assert_eq!(out.trim(), "ok");
     assert_receives(&mut ws, &[r#"{"uid":"tok-user","m":"with the token"}"#]);
+    // The token's topics claim (news, room.*) says what a herald.v1 client
+    // may subscribe to itself.
+    let mut req = format!("ws://{addr}/").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "herald.v1".parse().unwrap());
+    let (mut v1, _) = tungstenite::client(req, tcp(addr)).expect("v1 handshake");
+    let hello = serde_json::json!({"token": token.trim(), "topics": ["news", "room.7", "admin"]});
+    send_text(&mut v1, &hello.to_string());
+    let mut statuses = Vec::new();
+    while statuses.len() < 3 {
+        let t = recv_text(&mut v1);
+        if t.starts_with("s t:") {
+            statuses.push(t);
+        }
+    }
+    assert_eq!(
+        statuses,
+        [
+            "s t:news - 0 off",
+            "s t:room.7 - 0 off",
+            "s t:admin - 0 denied"
+        ]
+    );
 }
 
 /// A PHP script that talks with the test on stdin and stdout; killed when dropped.
@@ -540,5 +564,78 @@ fn a_pipeline_cut_by_a_stop_is_finished_by_the_next_herald_once_each() {
         got1 == want,
         "every push exactly once ({} received)",
         got1.len()
+    );
+}
+
+/// The text messages a WebSocket client received, and the close code and
+/// reason that ended them (`None`: no close frame within [`PHP_DEADLINE`]).
+type Recording = (Vec<String>, Option<(u16, String)>);
+
+/// Records what `ws` receives, in a thread, until the server closes it.
+fn record(mut ws: Ws) -> thread::JoinHandle<Recording> {
+    ws.get_mut().set_read_timeout(Some(PHP_DEADLINE)).unwrap();
+    thread::spawn(move || {
+        let mut texts = Vec::new();
+        loop {
+            match ws.read() {
+                Ok(Message::Text(t)) => texts.push(t.to_string()),
+                Ok(Message::Close(f)) => {
+                    return (texts, f.map(|f| (u16::from(f.code), f.reason.to_string())))
+                }
+                Ok(_) => {}
+                Err(_) => return (texts, None),
+            }
+        }
+    })
+}
+
+/// Asserts that `got` is `want`, naming the first line that differs.
+fn assert_lines(who: &str, got: &[String], want: &[String]) {
+    if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
+        panic!(
+            "{who} received {} messages, want {}; the first to differ, #{i}: got {:?}, want {:?}",
+            got.len(),
+            want.len(),
+            got.get(i),
+            want.get(i)
+        );
+    }
+}
+
+#[test]
+fn topics_and_kicks_go_through_the_php_client() {
+    if !php_here() {
+        return;
+    }
+    const N: usize = 1000;
+    let h = Herald::start(&[]);
+    let [u1, u2, u3] = ["u1", "u2", "u3"].map(|u| record(h.bind(u)));
+    // Uids enough for a members page over 4 KiB.
+    let _big: Vec<Ws> = (0..60)
+        .map(|i| h.bind(&format!("member-{}-{i:02}", "m".repeat(80))))
+        .collect();
+    let out = php("topics.php", &[&h.text_addr().to_string(), &N.to_string()]);
+    assert!(out.ends_with("ok\n"), "{out}");
+    // The script kicked u1; kicking u2 and u3 here ends their recordings.
+    let mut t = h.text_client();
+    assert_eq!(t.request(r#"{"kick":"u2"}"#), "ok 1");
+    assert_eq!(t.request(r#"{"kick":"u3"}"#), "ok 1");
+    let [u1, u2, u3] = [u1, u2, u3].map(|r| r.join().expect("a recording"));
+
+    let hello = r#"{"topic":"news","title":"hello"}"#.to_string();
+    let seq = |i: usize| format!(r#"{{"topic":"{}","seq":{i}}}"#, ["news", "solo"][i % 3]);
+    let kicked = Some((4500, "kicked".to_string()));
+    let mut want = vec![hello.clone()];
+    want.extend((0..N).filter(|i| i % 3 != 2).map(seq));
+    want.push(r#"{"topic":"news","m":"after leave"}"#.into());
+    assert_lines("u1", &u1.0, &want);
+    assert_eq!(u1.1, kicked, "u1 closed by the script's kick");
+    let mut want = vec![hello];
+    want.extend((0..N).filter(|i| i % 3 == 0).map(seq));
+    assert_lines("u2", &u2.0, &want);
+    assert_eq!(u2.1, kicked);
+    assert_eq!(
+        u3,
+        (vec![r#"{"topic":"room","m":"room"}"#.to_string()], kicked)
     );
 }

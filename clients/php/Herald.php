@@ -1,7 +1,7 @@
 <?php
 /**
- * herald's PHP backend client: pushes through herald's text port on one
- * persistent connection, with pipelining, reconnects and uid tokens.
+ * herald's PHP backend client: pushes, topics and kicks through herald's text
+ * port on one persistent connection, with pipelining, reconnects and uid tokens.
  *
  * PHP 8.1+, nothing beyond the core (streams, json, hash, pcre); no Composer
  * dependency: `require 'Herald.php';`. Usage in README.md beside this file.
@@ -76,7 +76,10 @@ final class Token
     /**
      * A token proving `$uid` for `$ttlSeconds`. `$claims` adds others, such as
      * `aud` and `iss` (required when herald runs with `--auth-audience` or
-     * `--auth-issuer`) or `nbf`; `sub`, `iat` and `exp` come from the arguments.
+     * `--auth-issuer`), `nbf`, or `topics`: the topics a herald.v1 client may
+     * subscribe to itself, a list of names and `prefix*` patterns (checked
+     * here: herald refuses a token whose `topics` is not a list of strings).
+     * `sub`, `iat` and `exp` come from the arguments.
      */
     public static function mint(string $secret, string $uid, int $ttlSeconds = 3600, array $claims = []): string
     {
@@ -94,6 +97,9 @@ final class Token
                 throw new \InvalidArgumentException("the claim \"$name\" comes from the arguments, not from \$claims");
             }
         }
+        if (array_key_exists('topics', $claims)) {
+            $claims['topics'] = self::topicPatterns($claims['topics']);
+        }
         $now = time();
         $head = self::b64url(json_encode(['alg' => 'HS256', 'typ' => 'JWT'], JSON_THROW_ON_ERROR));
         $body = self::b64url(json_encode(
@@ -104,9 +110,64 @@ final class Token
         return "$head.$body.$sig";
     }
 
+    /**
+     * The `topics` claim as a JSON list: each a topic name, or a prefix of one
+     * followed by `*` (`room.*`; `*` alone allows every topic).
+     *
+     * @return list<string>
+     */
+    private static function topicPatterns(mixed $topics): array
+    {
+        if (!is_array($topics) || !array_is_list($topics)) {
+            throw new \InvalidArgumentException('the claim "topics" must be a list of topic names and prefix* patterns');
+        }
+        foreach ($topics as $p) {
+            $ok = is_string($p) && (Topic::valid($p)
+                || (str_ends_with($p, '*') && ($p === '*' || Topic::valid(substr($p, 0, -1)))));
+            if (!$ok) {
+                throw new \InvalidArgumentException(sprintf(
+                    'the claim "topics" holds %s, which is neither a topic name (%s) nor a prefix of one followed by *',
+                    json_encode($p, JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE) ?: gettype($p),
+                    Topic::RULE,
+                ));
+            }
+        }
+        return $topics;
+    }
+
     private static function b64url(string $bytes): string
     {
         return rtrim(strtr(base64_encode($bytes), '+/', '-_'), '=');
+    }
+}
+
+/** Topic names, checked as herald checks them, before anything is sent. */
+final class Topic
+{
+    /** herald's rule, as its `error` reply words it. */
+    public const RULE = '1 to 64 printable ASCII characters, no space or %';
+
+    public static function valid(string $name): bool
+    {
+        return preg_match('/^[\x21-\x24\x26-\x7e]{1,64}$/D', $name) === 1;
+    }
+
+    /** `$name`, or an InvalidArgumentException saying why herald would refuse it. */
+    public static function check(string $name): string
+    {
+        if (!self::valid($name)) {
+            $shown = json_encode(
+                strlen($name) > 80 ? substr($name, 0, 80) . '...' : $name,
+                JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE,
+            );
+            throw new \InvalidArgumentException(sprintf(
+                '%s is not a topic name: %s (%d bytes); nothing was sent',
+                $shown,
+                self::RULE,
+                strlen($name),
+            ));
+        }
+        return $name;
     }
 }
 
@@ -149,6 +210,48 @@ final class Pipeline
     public function count(): self
     {
         return $this->add(Command::count());
+    }
+
+    /** Queues a join; its result is the connections of those uids now in the topic. */
+    public function join(string $topic, string|int|array $uids): self
+    {
+        return $this->add(Command::membership('join', $topic, $uids));
+    }
+
+    /** Queues a leave; its result is the connections that left the topic. */
+    public function leave(string $topic, string|int|array $uids): self
+    {
+        return $this->add(Command::membership('leave', $topic, $uids));
+    }
+
+    /** Queues a publish; its result is the connections reached (0 if none). */
+    public function publish(string $topic, array $message = []): self
+    {
+        return $this->add(Command::publish($topic, $message));
+    }
+
+    /** Queues a drop; its result is the connections taken out of the topic. */
+    public function dropTopic(string $topic): self
+    {
+        return $this->add(Command::topic('drop', $topic));
+    }
+
+    /** Queues a presence query; its result is `['connections' => C, 'uids' => U]`. */
+    public function presence(string $topic): self
+    {
+        return $this->add(Command::topic('presence', $topic));
+    }
+
+    /** Queues a page of members; its result is `['uids' => [...], 'next' => ?string]`. */
+    public function members(string $topic, ?string $after = null, int $limit = 100): self
+    {
+        return $this->add(Command::members($topic, $after, $limit));
+    }
+
+    /** Queues a kick; its result is the connections closed. */
+    public function kick(string|int $uid): self
+    {
+        return $this->add(Command::kick($uid));
     }
 
     /** Keeps the line and what it expects, not the Command: a big pipeline holds less. */
@@ -256,6 +359,94 @@ final class Client
     public function count(): array
     {
         return $this->one(Command::count());
+    }
+
+    /**
+     * Puts `$uids` (one uid, or a list sent as `"uids"`) in `$topic`: their
+     * connections now and later, until `leave` or `dropTopic`. Returns the
+     * connections of those uids now in the topic (0 if none is online: the
+     * join is kept for when they come).
+     */
+    public function join(string $topic, string|int|array $uids): int
+    {
+        return $this->one(Command::membership('join', $topic, $uids));
+    }
+
+    /** Takes `$uids` out of `$topic`; returns how many of their connections left it. */
+    public function leave(string $topic, string|int|array $uids): int
+    {
+        return $this->one(Command::membership('leave', $topic, $uids));
+    }
+
+    /**
+     * Sends `{"topic":TOPIC, ...$message}` to every connection in `$topic`;
+     * returns how many it reached, 0 if none (as `pushMany`). `$message`
+     * cannot replace the topic, and must not hold another routing field
+     * (`uid`, `uids`, `all`...): herald answers `error` to those.
+     */
+    public function publish(string $topic, array $message = []): int
+    {
+        return $this->one(Command::publish($topic, $message));
+    }
+
+    /** Empties `$topic` and forgets the uids joined to it; returns the connections taken out. */
+    public function dropTopic(string $topic): int
+    {
+        return $this->one(Command::topic('drop', $topic));
+    }
+
+    /** @return array{connections: int, uids: int} the connections in `$topic` and their distinct uids */
+    public function presence(string $topic): array
+    {
+        return $this->one(Command::topic('presence', $topic));
+    }
+
+    /**
+     * One page of the uids with a connection in `$topic`, sorted, those after
+     * `$after` (the previous page's `next`). `$limit` is 1 or more; herald
+     * lists at most 1000.
+     *
+     * @return array{uids: list<string>, next: ?string} `next` is null on the last page
+     */
+    public function members(string $topic, ?string $after = null, int $limit = 100): array
+    {
+        return $this->one(Command::members($topic, $after, $limit));
+    }
+
+    /**
+     * Every uid with a connection in `$topic`, a page of `$pageSize` at a time
+     * (lazily: a page is asked for when the one before is used up). Uids that
+     * join or leave meanwhile may or may not be listed; none is listed twice.
+     * A bad topic name or page size throws here, not at the first use.
+     *
+     * @return \Generator<int, string>
+     */
+    public function allMembers(string $topic, int $pageSize = 1000): \Generator
+    {
+        Command::members($topic, null, $pageSize); // checks the arguments now
+        return $this->pages($topic, $pageSize);
+    }
+
+    /** @return \Generator<int, string> */
+    private function pages(string $topic, int $pageSize): \Generator
+    {
+        $after = null;
+        do {
+            $page = $this->members($topic, $after, $pageSize);
+            foreach ($page['uids'] as $uid) {
+                yield $uid; // keys 0, 1, 2... across pages (`yield from` would repeat them)
+            }
+            $after = $page['next'];
+        } while ($after !== null);
+    }
+
+    /**
+     * Closes every connection of `$uid` with WebSocket close code 4500
+     * ("kicked": clients do not reconnect); returns how many.
+     */
+    public function kick(string|int $uid): int
+    {
+        return $this->one(Command::kick($uid));
     }
 
     /**
@@ -498,6 +689,43 @@ final class Command
         return new self('{"count":true}', Expect::Totals);
     }
 
+    /** `{"join":TOPIC,"uid":U}` or with `"uids"` (`$verb`: join or leave). */
+    public static function membership(string $verb, string $topic, string|int|array $uids): self
+    {
+        $line = [$verb => Topic::check($topic)];
+        $line += is_array($uids) ? ['uids' => array_values($uids)] : ['uid' => $uids];
+        return new self(json_encode($line, self::JSON), Expect::Done);
+    }
+
+    public static function publish(string $topic, array $message): self
+    {
+        return new self(json_encode(['topic' => Topic::check($topic)] + $message, self::JSON), Expect::Reached);
+    }
+
+    /** `{"drop":TOPIC}` or `{"presence":TOPIC}`. */
+    public static function topic(string $verb, string $topic): self
+    {
+        $line = json_encode([$verb => Topic::check($topic)], self::JSON);
+        return new self($line, $verb === 'drop' ? Expect::Done : Expect::Presence);
+    }
+
+    public static function members(string $topic, ?string $after, int $limit): self
+    {
+        if ($limit < 1) {
+            throw new \InvalidArgumentException("the limit must be 1 or more, not $limit");
+        }
+        $line = ['members' => Topic::check($topic), 'limit' => $limit];
+        if ($after !== null) {
+            $line['after'] = $after;
+        }
+        return new self(json_encode($line, self::JSON), Expect::Page);
+    }
+
+    public static function kick(string|int $uid): self
+    {
+        return new self(json_encode(['kick' => $uid], self::JSON), Expect::Done);
+    }
+
     public static function auth(string $token): self
     {
         return new self(json_encode(['auth' => $token], self::JSON), Expect::Auth);
@@ -515,6 +743,12 @@ enum Expect
     case Connections;
     /** `{"uids":N,"connections":M}`: array. */
     case Totals;
+    /** `ok N`, never `fail` (join, leave, drop, kick): int. */
+    case Done;
+    /** `{"topic":T,"connections":C,"uids":U}`: array. */
+    case Presence;
+    /** `{"topic":T,"uids":[...],"next":U|null}`: array. */
+    case Page;
     /** `ok` to `{"auth":...}`. */
     case Auth;
 
@@ -533,6 +767,9 @@ enum Expect
             self::Reached => $reply === 'fail' ? 0 : (preg_match('/^ok (\d+)$/D', $reply, $m) ? (int) $m[1] : null),
             self::Connections => preg_match('/^\d+$/D', $reply) ? (int) $reply : null,
             self::Totals => self::totals($reply),
+            self::Done => preg_match('/^ok (\d+)$/D', $reply, $m) ? (int) $m[1] : null,
+            self::Presence => self::presence($reply),
+            self::Page => self::page($reply),
             self::Auth => $reply === 'ok' ? true : null,
         };
     }
@@ -556,6 +793,42 @@ enum Expect
         return new ServerError($reason, $line, $address);
     }
 
+    /**
+     * The longest reply line accepted: a page of members lists up to 1000
+     * uids (128 bytes each by default, `--max-uid`, up to 6 bytes per byte
+     * once JSON-escaped); herald's other replies are a few bytes.
+     */
+    public function maxReply(): int
+    {
+        return $this === self::Page ? 8 << 20 : 4096;
+    }
+
+    private static function presence(string $reply): ?array
+    {
+        $t = json_decode($reply, true);
+        if (!is_array($t) || !is_string($t['topic'] ?? null)
+            || !is_int($t['connections'] ?? null) || !is_int($t['uids'] ?? null)) {
+            return null;
+        }
+        return ['connections' => $t['connections'], 'uids' => $t['uids']];
+    }
+
+    private static function page(string $reply): ?array
+    {
+        $t = json_decode($reply, true);
+        if (!is_array($t) || !is_string($t['topic'] ?? null) || !is_array($t['uids'] ?? null)
+            || !array_is_list($t['uids']) || !array_key_exists('next', $t)
+            || !($t['next'] === null || is_string($t['next']))) {
+            return null;
+        }
+        foreach ($t['uids'] as $uid) {
+            if (!is_string($uid)) {
+                return null;
+            }
+        }
+        return ['uids' => $t['uids'], 'next' => $t['next']];
+    }
+
     private static function totals(string $reply): ?array
     {
         $t = json_decode($reply, true);
@@ -573,9 +846,6 @@ enum Expect
  */
 final class Batch
 {
-    /** The longest reply line accepted (herald's are a few bytes). */
-    private const MAX_REPLY = 4096;
-
     /** @var list<mixed> */
     private array $results = [];
     private readonly int $total;
@@ -625,7 +895,9 @@ final class Batch
             $at = $nl + 1;
         }
         $this->partial = (string) substr($buf, $at);
-        if (strlen($this->partial) > self::MAX_REPLY) {
+        // The reply coming is the oldest line's (if none, `answer` refuses it).
+        $max = ($this->expects[$this->answered] ?? Expect::Auth)->maxReply();
+        if (strlen($this->partial) > $max) {
             throw new ProtocolException($this->address, $this->partial, 'a reply line longer than herald ever sends');
         }
     }
