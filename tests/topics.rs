@@ -430,3 +430,48 @@ fn with_history_a_topic_is_a_stream_a_client_resumes() {
     send_text(&mut ws, r#"{"sub":"news","since":"nonsense"}"#);
     assert!(recv_text(&mut ws).starts_with("error \"since\""));
 }
+
+#[test]
+fn with_redis_history_a_topic_resumes_on_any_node() {
+    let Some(redis) = common::redis::Redis::start() else {
+        return;
+    };
+    let p = format!("th{}", unique());
+    let url = redis.url();
+    let flags = ["--redis", &url, "--redis-prefix", &p, "--history", "100"];
+    let (a, b) = (Herald::start(&flags), Herald::start(&flags));
+    for h in [&a, &b] {
+        wait_until("the node joined", || h.stderr().contains("redis: up"));
+    }
+    let mut ws = v1(&b, serde_json::json!({"uid":"u1","topics":["news"]}));
+    let (s, _) = until(&mut ws, "s t:news ");
+    let f: Vec<&str> = s.split(' ').collect();
+    assert_eq!((f[3], f[4]), ("0", "new"), "{s}");
+    let epoch = f[2].to_string();
+    // Delivered by b when Redis hands it back: one node took it.
+    publish_until(&a, r#"{"topic":"news","n":1}"#, "ok 1");
+    let got = until(&mut ws, "m t:news").0;
+    assert_eq!(got, format!("m t:news {epoch} 1\n{{\"topic\":\"news\",\"n\":1}}"));
+    close_ws(ws);
+    let mut t = b.text_client();
+    t.wait_online("u1", 0);
+    for n in 2..=3 {
+        let line = format!(r#"{{"topic":"news","n":{n}}}"#);
+        publish_until(&a, &line, "fail");
+    }
+    // Back on the other node, from where it was.
+    let since = format!("{epoch}:1");
+    let mut ws = v1(
+        &a,
+        serde_json::json!({"uid":"u1","topics":["news"],"since":{"t:news": since}}),
+    );
+    assert_eq!(until(&mut ws, "s t:news ").0, format!("s t:news {epoch} 1 ok"));
+    for n in 2..=3 {
+        let got = until(&mut ws, "m t:news").0;
+        assert_eq!(got, format!("m t:news {epoch} {n}\n{{\"topic\":\"news\",\"n\":{n}}}"));
+    }
+    // Then live, with the next offset.
+    publish_until(&b, r#"{"topic":"news","n":4}"#, "ok 1");
+    let got = until(&mut ws, "m t:news").0;
+    assert_eq!(got, format!("m t:news {epoch} 4\n{{\"topic\":\"news\",\"n\":4}}"));
+}

@@ -74,6 +74,20 @@ pub(super) fn run_here<'c>(
     }
 }
 
+/// [`run_here`], unless `skip`.
+pub(super) fn run_here_unless<'c>(
+    skip: bool,
+    cx: &mut Context,
+    topics: &mut Topics,
+    cmd: &'c Command<'c>,
+    text: &str,
+    tagged: bool,
+) -> Option<Outcome<'c>> {
+    (!skip)
+        .then(|| run_here(cx, topics, None, cmd, text, tagged))
+        .flatten()
+}
+
 /// Sends `text` to the connections in topic `name` here; how many took it.
 /// With a `history`, the topic's stream keeps it first (even with nobody
 /// here, as a uid's does), and herald.v1 clients get its position; else

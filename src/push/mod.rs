@@ -449,7 +449,7 @@ impl App for PushApp {
             self.url_uids.remove(&conn);
             self.allowed.remove(&conn);
             self.heartbeats.remove(&conn);
-            self.router.on_v1_closed(conn);
+            self.router.on_v1_closed(conn, &self.topics);
         }
     }
 

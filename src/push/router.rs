@@ -83,6 +83,23 @@ impl Router {
         }
     }
 
+    /// Subscribes `conn` to topic `name` from `since` through the Redis
+    /// history; false when there is none (a node alone, or no history).
+    pub(super) fn resume_topic(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        since: Option<&super::stream::Position>,
+    ) -> bool {
+        match self {
+            Router::Cluster(cl) if cl.keeps_history() => {
+                cl.resume_topic(conn, name, since.cloned());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The in-memory history, to resume topics from.
     pub(super) fn history_mut(&mut self) -> Option<&mut History> {
         match self {
@@ -204,9 +221,14 @@ impl Router {
             cl.presence(cx, topics, name, Some((after.as_deref(), *limit)), to);
             return later(to);
         }
-        let here = match super::groups::run_here(cx, topics, None, cmd, text, tagged) {
-            Some(Outcome::Done(n)) => n,
-            Some(Outcome::Pushed(_, n)) => n,
+        // With history a publish is delivered here too when Redis hands
+        // it back with its offset (as a push is).
+        let kept = matches!(cmd, Command::Publish(_)) && cl.keeps_history();
+        let here = match (
+            kept,
+            super::groups::run_here_unless(kept, cx, topics, cmd, text, tagged),
+        ) {
+            (false, Some(Outcome::Done(n) | Outcome::Pushed(_, n))) => n,
             _ => 0,
         };
         match cmd {
@@ -255,9 +277,9 @@ impl Router {
     }
 
     /// A herald.v1 connection closed.
-    pub(super) fn on_v1_closed(&mut self, conn: ConnId) {
+    pub(super) fn on_v1_closed(&mut self, conn: ConnId, topics: &Topics) {
         if let Router::Cluster(cl) = self {
-            cl.on_v1_closed(conn);
+            cl.on_v1_closed(conn, topics);
         }
     }
 

@@ -69,6 +69,10 @@ impl PushApp {
     fn subscribe(&mut self, cx: &mut Context, conn: ConnId, name: &str, since: Option<&Position>) {
         let allowed = valid_topic(name) && self.may_subscribe(conn, name);
         if allowed {
+            // With the Redis history: in the topic once it has its replay.
+            if self.router.resume_topic(conn, name, since) {
+                return;
+            }
             self.topics.subscribe(conn, name);
             if let Some(h) = self.router.history_mut() {
                 let stream = Stream::Topic(name);

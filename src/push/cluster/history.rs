@@ -15,11 +15,12 @@
 //! messages past what the replay gave, and is released.
 
 use super::pending::Pending;
-use super::resumes::{finish, Resuming, ALL, BARRIER, OWN};
+use super::resumes::{finish, finish_topic, Resuming, TopicResuming, ALL, BARRIER, OWN};
 use super::scripts::Script;
 use super::Cluster;
 use crate::app::ConnId;
-use crate::push::stream::{Hello, Stream};
+use crate::push::stream::{Hello, Position, Stream};
+use crate::push::topics::Topics;
 use crate::reactor::Context;
 use crate::xorshift;
 
@@ -37,7 +38,11 @@ impl Cluster {
     /// Sends the script that keeps `text` in the history of the stream of
     /// `uid` (`None`: all) and publishes it; false when the link took none.
     pub(super) fn add(&mut self, uid: Option<&str>, text: &str, tag: Pending) -> bool {
-        let stream = uid.map_or(Stream::All, Stream::Uid);
+        self.add_to(uid.map_or(Stream::All, Stream::Uid), text, tag)
+    }
+
+    /// [`Cluster::add`] for any stream, published on `self.channel`.
+    pub(super) fn add_to(&mut self, stream: Stream<'_>, text: &str, tag: Pending) -> bool {
         let (key, record) = self.names.history_keys(stream);
         let epoch = self.new_epoch();
         let [size, ttl, record_ttl] = &self.history_args;
@@ -81,7 +86,9 @@ impl Cluster {
     pub(super) fn barrier(&mut self) {
         // Not before the command link can read the history: a barrier
         // passed for nothing would be sent again at once.
-        if !self.cmd.link().is_up() || !self.resumes.list.iter().any(|r| r.barrier == 0) {
+        let waiting = self.resumes.list.iter().any(|r| r.barrier == 0)
+            || self.resumes.topics.iter().any(|r| r.barrier == 0);
+        if !self.cmd.link().is_up() || !waiting {
             return;
         }
         if self.sub.ping(BARRIER).is_ok() {
@@ -90,12 +97,20 @@ impl Cluster {
             for r in self.resumes.list.iter_mut().filter(|r| r.barrier == 0) {
                 r.barrier = id;
             }
+            for r in self.resumes.topics.iter_mut().filter(|r| r.barrier == 0) {
+                r.barrier = id;
+            }
         }
     }
 
     /// The subscribed link went down: barriers in flight are void.
     pub(super) fn barriers_lost(&mut self) {
         self.resumes.passed = self.resumes.sent;
+        for r in self.resumes.topics.iter_mut() {
+            if !r.reading || r.read.is_some() {
+                r.barrier = 0;
+            }
+        }
         for r in self.resumes.list.iter_mut() {
             if !r.reading || r.read_all() {
                 r.barrier = 0;
@@ -105,9 +120,10 @@ impl Cluster {
 
     /// A barrier's answer: the resumes that waited for it read the
     /// history, or finish.
-    pub(super) fn on_pong(&mut self, cx: &mut Context) {
+    pub(super) fn on_pong(&mut self, cx: &mut Context, topics: &mut Topics) {
         self.resumes.passed += 1;
         let passed = self.resumes.passed;
+        self.topic_resumes_passed(cx, topics, passed);
         let mut i = 0;
         while i < self.resumes.list.len() {
             let r = &self.resumes.list[i];
@@ -153,8 +169,97 @@ impl Cluster {
         }
     }
 
-    /// A herald.v1 connection closed: its resume, if any, is dropped.
-    pub(in crate::push) fn on_v1_closed(&mut self, conn: ConnId) {
+    /// A herald.v1 connection closed: its resumes, if any, are dropped
+    /// (and a topic channel listened to for nobody but it is left).
+    pub(in crate::push) fn on_v1_closed(&mut self, conn: ConnId, topics: &Topics) {
         self.resumes.list.retain(|r| r.conn != conn);
+        let mut gone = Vec::new();
+        self.resumes.topics.retain(|r| {
+            let keep = r.conn != conn;
+            if !keep {
+                gone.push(r.topic.clone());
+            }
+            keep
+        });
+        for name in gone {
+            let still = self.resumes.topics.iter().any(|r| r.topic == name);
+            if topics.members(&name).is_empty() && !still {
+                let ch = self.names.topic_channel(&name);
+                if self.topic_subs.remove(&ch) {
+                    let _ = self.sub.unsubscribe(&[&ch]);
+                    self.leaving.insert(ch);
+                }
+            }
+        }
+    }
+
+    /// `conn` subscribes to topic `name` from where it was (`since`): this
+    /// node listens to the topic's channel, then (past a barrier) reads
+    /// its history, then (past a second) sends the replay and the live
+    /// messages kept meanwhile, and puts it in the topic.
+    pub(in crate::push) fn resume_topic(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        since: Option<Position>,
+    ) {
+        let ch = self.names.topic_channel(name);
+        if !self.topic_subs.contains(&ch) {
+            self.leaving.remove(&ch);
+            let _ = self.sub.subscribe(&[&ch]);
+            self.topic_subs.insert(ch);
+        }
+        self.resumes.topics.push(TopicResuming {
+            conn,
+            topic: name.into(),
+            since,
+            barrier: 0,
+            reading: false,
+            read: None,
+            live: Vec::new(),
+        });
+    }
+
+    /// The topic resumes a barrier answered: they read the history, or
+    /// finish.
+    fn topic_resumes_passed(&mut self, cx: &mut Context, topics: &mut Topics, passed: u64) {
+        let mut i = 0;
+        while i < self.resumes.topics.len() {
+            let r = &self.resumes.topics[i];
+            if r.barrier == 0 || r.barrier > passed || r.reading && r.read.is_none() {
+                i += 1;
+                continue;
+            }
+            if r.read.is_some() {
+                let r = self.resumes.topics.swap_remove(i);
+                finish_topic(cx, &mut self.resumes.stats, &r);
+                topics.subscribe(r.conn, &r.topic);
+                continue;
+            }
+            let (conn, topic) = (r.conn, r.topic.clone());
+            let since = r.since.clone();
+            self.resumes.topics[i].reading = true;
+            let (key, record) = self.names.history_keys(Stream::Topic(&topic));
+            let epoch = self.new_epoch();
+            let (since_epoch, since_offset) =
+                since.map_or((String::new(), 0), |p| (p.epoch, p.offset));
+            let offset = since_offset.to_string();
+            let args: [&[u8]; 4] = [
+                since_epoch.as_bytes(),
+                offset.as_bytes(),
+                epoch.as_bytes(),
+                self.history_args[2].as_bytes(),
+            ];
+            let tag = Pending::TopicRange { conn, topic };
+            if let Err(e) =
+                self.shas
+                    .eval(&mut self.cmd, Script::Range, &[&key, &record], &args, tag)
+            {
+                if let Pending::TopicRange { conn, topic } = e.into_tag() {
+                    self.resumes.retry_topic(conn, &topic);
+                }
+            }
+            i += 1;
+        }
     }
 }

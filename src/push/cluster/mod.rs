@@ -294,6 +294,9 @@ impl Cluster {
                 let resumes = &mut self.resumes;
                 self.cmd.handle_data(data, |tag, reply| match tag {
                     Pending::Range { conn, which } => resumes.on_range(conn, which, Some(reply)),
+                    Pending::TopicRange { conn, topic } => {
+                        resumes.on_topic_range(conn, &topic, Some(reply))
+                    }
                     tag => waiting.settle(cx, stats, tag, Some(reply)),
                 })
             }
@@ -304,7 +307,7 @@ impl Cluster {
                 let mut pongs = 0;
                 let read = self.sub.handle_data(data, |push| match push {
                     Push::Message { channel, payload } => {
-                        let cl = (names, &mut *stats);
+                        let cl = (names, &mut *stats, &mut *resumes, kept);
                         if !Cluster::heard_topic(cx, cl, topic_store, channel, payload) {
                             let heard = (channel, payload);
                             Cluster::deliver(cx, names, stats, resumes, head, kept, heard);
@@ -318,7 +321,7 @@ impl Cluster {
                     Push::Subscribed { .. } => {}
                 });
                 for _ in 0..pongs {
-                    self.on_pong(cx);
+                    self.on_pong(cx, topic_store);
                 }
                 read
             }
@@ -389,6 +392,9 @@ impl Cluster {
                 for tag in self.cmd.on_down(now) {
                     match tag {
                         Pending::Range { conn, .. } => self.resumes.retry(conn),
+                        Pending::TopicRange { conn, topic } => {
+                            self.resumes.retry_topic(conn, &topic)
+                        }
                         tag => self.waiting.settle(cx, &mut self.stats, tag, None),
                     }
                 }

@@ -57,6 +57,12 @@ pub(super) enum Pending {
     Tally {
         agg: u64,
     },
+    /// A topic's history read for a connection subscribing from a
+    /// position.
+    TopicRange {
+        conn: ConnId,
+        topic: Box<str>,
+    },
     /// A resuming connection's history read, of its own stream (0) or of
     /// `all` (1).
     Range {
@@ -223,6 +229,7 @@ fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
             Pending::Quiet
             | Pending::Publish { .. }
             | Pending::Range { .. }
+            | Pending::TopicRange { .. }
             | Pending::Tally { .. } => {}
         };
     };
@@ -265,6 +272,7 @@ fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
         Pending::Quiet
         | Pending::Publish { .. }
         | Pending::Range { .. }
+        | Pending::TopicRange { .. }
         | Pending::Tally { .. } => {}
     }
 }

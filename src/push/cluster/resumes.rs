@@ -42,10 +42,24 @@ pub(super) struct Resuming {
     pub(super) live: Vec<Kept>,
 }
 
+/// One connection subscribing to a topic from a position: not in the
+/// topic until it has its replay; its live messages are kept meanwhile.
+pub(super) struct TopicResuming {
+    pub(super) conn: ConnId,
+    pub(super) topic: Box<str>,
+    pub(super) since: Option<Position>,
+    /// As for [`Resuming::barrier`].
+    pub(super) barrier: u64,
+    pub(super) reading: bool,
+    pub(super) read: Option<Read>,
+    pub(super) live: Vec<Kept>,
+}
+
 /// The resumes in progress (usually none).
 #[derive(Default)]
 pub(super) struct Resumes {
     pub(super) list: Vec<Resuming>,
+    pub(super) topics: Vec<TopicResuming>,
     /// Barriers sent and answered on the subscribed link.
     pub(super) sent: u64,
     pub(super) passed: u64,
@@ -89,6 +103,48 @@ impl Resumes {
     /// Whether any resume is in progress (the hot path checks this first).
     pub(super) fn resuming(&self) -> bool {
         !self.list.is_empty()
+    }
+
+    /// A message heard live for topic `name`: kept for the connections
+    /// subscribing to it from a position.
+    pub(super) fn keep_topic(&mut self, name: &str, epoch: &str, offset: u64, text: &str) {
+        for r in self.topics.iter_mut().filter(|r| *r.topic == *name) {
+            r.live.push(Kept {
+                stream: 0,
+                epoch: epoch.into(),
+                offset,
+                text: text.into(),
+            });
+        }
+    }
+
+    /// A topic history read that will not be answered: it starts over.
+    pub(super) fn retry_topic(&mut self, conn: ConnId, topic: &str) {
+        let r = self
+            .topics
+            .iter_mut()
+            .find(|r| r.conn == conn && *r.topic == *topic);
+        if let Some(r) = r {
+            r.barrier = 0;
+            r.reading = false;
+            r.read = None;
+        }
+    }
+
+    /// A topic history read answered (`None`: it never will be).
+    pub(super) fn on_topic_range(&mut self, conn: ConnId, topic: &str, reply: Option<Frame<'_>>) {
+        let Some(read) = reply.and_then(parse_range) else {
+            return self.retry_topic(conn, topic);
+        };
+        let r = self
+            .topics
+            .iter_mut()
+            .find(|r| r.conn == conn && *r.topic == *topic);
+        if let Some(r) = r {
+            r.read = Some(read);
+            // The second barrier (sent by the next flush).
+            r.barrier = 0;
+        }
     }
 
     /// A history read answered (`None`: it never will be).
@@ -149,6 +205,30 @@ pub(super) fn finish(cx: &mut Context, stats: &mut ResumeStats, r: Resuming) {
         cx.send_text(r.conn, std::str::from_utf8(&head).unwrap_or_default());
     }
     cx.hold(r.conn, false);
+}
+
+/// Gives a connection that subscribed to a topic from a position its
+/// `s` line, replay and kept live messages; the caller then puts it in the
+/// topic.
+pub(super) fn finish_topic(cx: &mut Context, stats: &mut ResumeStats, r: &TopicResuming) {
+    let Some(read) = &r.read else {
+        return;
+    };
+    let stream = Stream::Topic(&r.topic);
+    let missed = read.missed.iter().map(|t| &**t);
+    replay(cx, stats, r.conn, stream, &read.at, read.status, missed);
+    let mut last = read.at.offset + read.missed.len() as u64;
+    let mut head = Vec::new();
+    for k in &r.live {
+        if *k.epoch != *read.at.epoch || k.offset <= last {
+            continue;
+        }
+        last = k.offset;
+        head.clear();
+        stream::write_head(&mut head, stream, &k.epoch, k.offset);
+        head.extend_from_slice(k.text.as_bytes());
+        cx.send_text(r.conn, std::str::from_utf8(&head).unwrap_or_default());
+    }
 }
 
 /// The RANGE script's reply.

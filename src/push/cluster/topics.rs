@@ -16,10 +16,12 @@
 
 use super::names::Names;
 use super::pending::{Agg, ClusterStats, Pending, Tally};
+use super::resumes::Resumes;
 use super::Cluster;
 use crate::push::command::{self, Command};
 use crate::push::groups;
 use crate::push::outcome::{Failure, Outcome, ReplyTo};
+use crate::push::stream::{self, Stream};
 use crate::push::topics::Topics;
 use crate::reactor::Context;
 use crate::redis::resp;
@@ -80,7 +82,9 @@ impl Cluster {
         self.payload.extend_from_slice(self.names.node.as_bytes());
         self.payload.push(b'\n');
         self.payload.extend_from_slice(text.as_bytes());
-        let size = resp::encoded_len(&[b"PUBLISH", &ch, &self.payload]);
+        // With history, the script's call: its SHA, the keys and bounds.
+        let script = if self.keeps_history() { 160 } else { 0 };
+        let size = resp::encoded_len(&[b"PUBLISH", &ch, &self.payload]) + script;
         if self.cmd.pending_bytes().saturating_add(size) > self.cfg.max_pending {
             self.stats.backlog_refused += 1;
             let why = format!(
@@ -88,15 +92,20 @@ impl Cluster {
             );
             return Outcome::Failed(Failure::Unavailable, why.into()).answer(cx, to);
         }
-        // This node's own receiver is in the count while it listens.
-        let ours = self.topic_subs.contains(&ch) || self.leaving.contains(&ch);
+        // This node's own receiver is in the count while it listens
+        // (with history it delivers what Redis hands back: it counts).
+        let keeps = self.keeps_history();
+        let ours = !keeps && (self.topic_subs.contains(&ch) || self.leaving.contains(&ch));
         let id = self.waiting.next_id();
-        let publish: [&[u8]; 3] = [b"PUBLISH", &ch, &self.payload];
-        if self
-            .cmd
-            .send(&publish, Pending::Publish { agg: id, ours })
-            .is_ok()
-        {
+        let tag = Pending::Publish { agg: id, ours };
+        let sent = if keeps {
+            self.channel = ch;
+            self.add_to(Stream::Topic(name), text, tag)
+        } else {
+            let publish: [&[u8]; 3] = [b"PUBLISH", &ch, &self.payload];
+            self.cmd.send(&publish, tag).is_ok()
+        };
+        if sent {
             agg.waiting = 1;
             self.stats.published += 1;
             self.waiting.insert(id, agg);
@@ -245,37 +254,57 @@ impl Cluster {
     }
 
     /// A message heard on a topic channel or the control channel: delivered
-    /// or run here. False for other channels.
+    /// or run here. False for other channels. With history (`kept`), a
+    /// topic's messages carry their position (`NODE\nEPOCH OFFSET\nTEXT`)
+    /// and every node delivers what Redis hands back, its own too.
     pub(super) fn heard_topic(
         cx: &mut Context,
-        cl: (&Names, &mut ClusterStats),
+        cl: (&Names, &mut ClusterStats, &mut Resumes, bool),
         topics: &mut Topics,
         channel: &[u8],
         payload: &[u8],
     ) -> bool {
-        let (names, stats) = cl;
+        let (names, stats, resumes, kept) = cl;
         let ctl = channel == names.ctl_channel.as_slice();
         let topic = channel.strip_prefix(names.topic_channels.as_slice());
         if !ctl && topic.is_none() {
             return false;
         }
-        let Some(nl) = memchr::memchr(b'\n', payload) else {
+        let Some((origin, rest)) = split_line(payload) else {
             return true;
         };
-        let (origin, text) = (&payload[..nl], &payload[nl + 1..]);
+        let topic = topic.and_then(|t| std::str::from_utf8(t).ok());
+        if let (Some(name), true) = (topic, kept) {
+            let Some((position, text)) = split_line(rest) else {
+                return true;
+            };
+            let position = std::str::from_utf8(position).ok();
+            let Some((epoch, offset)) = position.and_then(|p| p.split_once(' ')) else {
+                return true;
+            };
+            let (Ok(offset), Ok(text)) = (offset.parse::<u64>(), std::str::from_utf8(text)) else {
+                return true;
+            };
+            stats.received += 1;
+            if !resumes.topics.is_empty() {
+                resumes.keep_topic(name, epoch, offset, text);
+            }
+            let mut head = Vec::new();
+            stream::write_head(&mut head, Stream::Topic(name), epoch, offset);
+            cx.send_to_conns(topics.members(name), text, Some(&head));
+            return true;
+        }
         if origin == names.node.as_bytes() {
             // Run or delivered here when it was asked.
             return true;
         }
-        let Ok(text) = std::str::from_utf8(text) else {
+        let Ok(text) = std::str::from_utf8(rest) else {
             return true;
         };
         stats.received += 1;
         match topic {
             Some(name) => {
-                if let Ok(name) = std::str::from_utf8(name) {
-                    groups::publish_here(cx, topics, None, name, text, true);
-                }
+                groups::publish_here(cx, topics, None, name, text, true);
             }
             None => {
                 // Only what `control` sends is run: never a publish.
@@ -292,4 +321,10 @@ impl Cluster {
         }
         true
     }
+}
+
+/// The line before the first newline, and what follows it.
+fn split_line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nl = memchr::memchr(b'\n', bytes)?;
+    Some((&bytes[..nl], &bytes[nl + 1..]))
 }
