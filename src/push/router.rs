@@ -100,6 +100,14 @@ impl Router {
         }
     }
 
+    /// `conn` unsubscribed from topic `name`: a subscription of it still
+    /// waiting for its replay is dropped.
+    pub(super) fn drop_topic_resume(&mut self, conn: ConnId, name: &str) {
+        if let Router::Cluster(cl) = self {
+            cl.drop_topic_resume(conn, name);
+        }
+    }
+
     /// The in-memory history, to resume topics from.
     pub(super) fn history_mut(&mut self) -> Option<&mut History> {
         match self {

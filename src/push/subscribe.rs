@@ -57,6 +57,7 @@ impl PushApp {
             self.subscribe(cx, conn, &name, since.as_ref());
         } else if let Some(name) = field("unsub") {
             self.topics.unsubscribe(conn, &name);
+            self.router.drop_topic_resume(conn, &name);
             cx.send_text(conn, &format!("u {}{name}", stream::TOPIC));
         } else {
             cx.send_text(conn, "error expected {\"sub\":TOPIC} or {\"unsub\":TOPIC}");

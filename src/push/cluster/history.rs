@@ -193,6 +193,13 @@ impl Cluster {
         }
     }
 
+    /// `conn` unsubscribed from topic `name` before its replay came.
+    pub(in crate::push) fn drop_topic_resume(&mut self, conn: ConnId, name: &str) {
+        self.resumes
+            .topics
+            .retain(|r| r.conn != conn || *r.topic != *name);
+    }
+
     /// `conn` subscribes to topic `name` from where it was (`since`): this
     /// node listens to the topic's channel, then (past a barrier) reads
     /// its history, then (past a second) sends the replay and the live
