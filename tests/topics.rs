@@ -451,7 +451,10 @@ fn with_redis_history_a_topic_resumes_on_any_node() {
     // Delivered by b when Redis hands it back: one node took it.
     publish_until(&a, r#"{"topic":"news","n":1}"#, "ok 1");
     let got = until(&mut ws, "m t:news").0;
-    assert_eq!(got, format!("m t:news {epoch} 1\n{{\"topic\":\"news\",\"n\":1}}"));
+    assert_eq!(
+        got,
+        format!("m t:news {epoch} 1\n{{\"topic\":\"news\",\"n\":1}}")
+    );
     close_ws(ws);
     let mut t = b.text_client();
     t.wait_online("u1", 0);
@@ -465,13 +468,22 @@ fn with_redis_history_a_topic_resumes_on_any_node() {
         &a,
         serde_json::json!({"uid":"u1","topics":["news"],"since":{"t:news": since}}),
     );
-    assert_eq!(until(&mut ws, "s t:news ").0, format!("s t:news {epoch} 1 ok"));
+    assert_eq!(
+        until(&mut ws, "s t:news ").0,
+        format!("s t:news {epoch} 1 ok")
+    );
     for n in 2..=3 {
         let got = until(&mut ws, "m t:news").0;
-        assert_eq!(got, format!("m t:news {epoch} {n}\n{{\"topic\":\"news\",\"n\":{n}}}"));
+        assert_eq!(
+            got,
+            format!("m t:news {epoch} {n}\n{{\"topic\":\"news\",\"n\":{n}}}")
+        );
     }
     // Then live, with the next offset.
     publish_until(&b, r#"{"topic":"news","n":4}"#, "ok 1");
     let got = until(&mut ws, "m t:news").0;
-    assert_eq!(got, format!("m t:news {epoch} 4\n{{\"topic\":\"news\",\"n\":4}}"));
+    assert_eq!(
+        got,
+        format!("m t:news {epoch} 4\n{{\"topic\":\"news\",\"n\":4}}")
+    );
 }
