@@ -487,3 +487,37 @@ fn with_redis_history_a_topic_resumes_on_any_node() {
         format!("m t:news {epoch} 4\n{{\"topic\":\"news\",\"n\":4}}")
     );
 }
+
+#[test]
+fn a_node_started_after_a_join_learns_it_from_redis() {
+    let Some(redis) = common::redis::Redis::start() else {
+        return;
+    };
+    let p = format!("tj{}", unique());
+    let a = node(&redis, &p);
+    assert_eq!(a.push(r#"{"join":"room","uid":"late"}"#), "ok 0");
+    assert_eq!(a.push(r#"{"join":"gone","uid":"late"}"#), "ok 0");
+    assert_eq!(a.push(r#"{"drop":"gone"}"#), "ok 0");
+    // Started afterwards: it was not there to hear the join.
+    let c = node(&redis, &p);
+    let mut ws = h_bind_seen(&c, &a, "late");
+    let line = r#"{"topic":"room","n":1}"#;
+    publish_until(&a, line, "ok 1");
+    assert_eq!(recv_text(&mut ws), line);
+    // The dropped topic was forgotten in Redis too.
+    assert_eq!(
+        c.push(r#"{"presence":"gone"}"#),
+        r#"{"topic":"gone","connections":0,"uids":0}"#
+    );
+    assert_eq!(a.push(r#"{"topic":"gone"}"#), "fail");
+    // Leaving is written down as well.
+    assert_eq!(a.push(r#"{"leave":"room","uid":"late"}"#), "ok 1");
+    let d = node(&redis, &p);
+    let mut ws2 = h_bind_seen(&d, &a, "late");
+    let mut t = a.text_client();
+    wait_until("presence settles", || {
+        t.request(r#"{"presence":"room"}"#) == r#"{"topic":"room","connections":0,"uids":0}"#
+    });
+    assert_eq!(a.push(r#"{"topic":"room","n":2}"#), "fail");
+    assert_silent(&mut ws2, Duration::from_millis(200));
+}

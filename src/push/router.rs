@@ -245,6 +245,7 @@ impl Router {
             }
             Command::Join(_, uids) | Command::Leave(_, uids) => {
                 cl.control(cx, text);
+                cl.store_joins(cx, cmd);
                 cl.tally(cx, uids, here, to);
             }
             Command::Kick(uid) => {
@@ -255,6 +256,7 @@ impl Router {
                 // drop: every node empties the topic; the answer is this
                 // node's count.
                 cl.control(cx, text);
+                cl.store_joins(cx, cmd);
                 Outcome::Done(here).answer(cx, to);
             }
         }

@@ -32,6 +32,7 @@
 
 mod fanout;
 mod history;
+mod joins;
 mod names;
 mod pending;
 mod presence;
@@ -143,6 +144,8 @@ pub(super) struct Cluster {
     topic_subs: HashSet<Vec<u8>>,
     /// Both links came up: report every topic here for presence again.
     report_all: bool,
+    /// Some backend joined a uid to a topic on this Redis (`joins`).
+    joins_used: bool,
     /// For new epochs.
     rng: u64,
     /// Text-port and HTTP connections paused until Redis has answered
@@ -173,6 +176,7 @@ impl Cluster {
             resumes: resumes::Resumes::default(),
             topic_subs: HashSet::new(),
             report_all: false,
+            joins_used: false,
             rng: xorshift::seed(4) | 1,
             waiters: Vec::new(),
             cfg,
@@ -292,13 +296,20 @@ impl Cluster {
             Side::Command => {
                 let (waiting, stats) = (&mut self.waiting, &mut self.stats);
                 let resumes = &mut self.resumes;
-                self.cmd.handle_data(data, |tag, reply| match tag {
+                let mut used = None;
+                let read = self.cmd.handle_data(data, |tag, reply| match tag {
+                    Pending::JoinsUsed => used = Some(reply.as_int() == Some(1)),
+                    Pending::Joins { uid } => Cluster::on_joins(cx, topic_store, &uid, reply),
                     Pending::Range { conn, which } => resumes.on_range(conn, which, Some(reply)),
                     Pending::TopicRange { conn, topic } => {
                         resumes.on_topic_range(conn, &topic, Some(reply))
                     }
                     tag => waiting.settle(cx, stats, tag, Some(reply)),
-                })
+                });
+                if let Some(used) = used {
+                    self.on_joins_used(cx, used);
+                }
+                read
             }
             Side::Subscribed => {
                 let (names, stats, leaving) = (&self.names, &mut self.stats, &mut self.leaving);
@@ -364,6 +375,7 @@ impl Cluster {
         if self.up() {
             self.announce_all(cx);
             self.report_all = true;
+            self.ask_joins_used();
             crate::log_info!("redis: up ({:?}), node {}", self.cfg.redis, self.cfg.node);
         }
     }

@@ -57,6 +57,12 @@ pub(super) enum Pending {
     Tally {
         agg: u64,
     },
+    /// Whether joins were ever made on this Redis.
+    JoinsUsed,
+    /// The topics a backend joined `uid` to.
+    Joins {
+        uid: Box<str>,
+    },
     /// A topic's history read for a connection subscribing from a
     /// position.
     TopicRange {
@@ -230,6 +236,8 @@ fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
             | Pending::Publish { .. }
             | Pending::Range { .. }
             | Pending::TopicRange { .. }
+            | Pending::JoinsUsed
+            | Pending::Joins { .. }
             | Pending::Tally { .. } => {}
         };
     };
@@ -273,6 +281,8 @@ fn answer_query(cx: &mut Context, query: Pending, reply: Option<Frame<'_>>) {
         | Pending::Publish { .. }
         | Pending::Range { .. }
         | Pending::TopicRange { .. }
+        | Pending::JoinsUsed
+        | Pending::Joins { .. }
         | Pending::Tally { .. } => {}
     }
 }

@@ -27,6 +27,7 @@ impl Cluster {
             self.leaving.remove(&ch);
             // Not up: the link subscribes to every bound uid when it is.
             let _ = self.sub.subscribe(&[&ch]);
+            self.read_joins(uid);
         }
         self.follow_broadcasts(cx);
         self.announce(cx, uid);

@@ -131,6 +131,15 @@ for _, u in ipairs(uids) do
 end
 return out"#;
 
+/// Forgets the joins of a dropped topic: the topic leaves each joined
+/// uid's `j:{UID}` set, then its `jt:{TOPIC}` set goes. KEYS: `jt:{TOPIC}`;
+/// ARGV: the prefix, the topic.
+pub(super) const DROP_JOINS: &str = r#"for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  redis.call('SREM', ARGV[1] .. 'j:{' .. u .. '}', ARGV[2])
+end
+redis.call('DEL', KEYS[1])
+return 0"#;
+
 /// A script, by what it does.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Script {
@@ -142,15 +151,16 @@ pub(super) enum Script {
     Add,
     Range,
     Presence,
+    DropJoins,
 }
 
 /// Every script's source, in [`Script`]'s order.
-pub(super) const ALL: [&str; 8] = [
-    SET_COUNT, ONLINE, COUNT, REAP, NODE_STATS, ADD, RANGE, PRESENCE,
+pub(super) const ALL: [&str; 9] = [
+    SET_COUNT, ONLINE, COUNT, REAP, NODE_STATS, ADD, RANGE, PRESENCE, DROP_JOINS,
 ];
 
 /// The scripts' SHA1 digests, as EVALSHA takes them.
-pub(super) struct Shas([String; 8]);
+pub(super) struct Shas([String; 9]);
 
 impl Shas {
     pub(super) fn new() -> Shas {
