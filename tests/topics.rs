@@ -350,10 +350,14 @@ fn topics_and_kicks_reach_every_node_of_a_cluster() {
     let line = r#"{"topic":"news","n":3}"#;
     assert_eq!(a.push(line), "ok 1", "a has no member; b took it");
     assert_eq!(recv_text(&mut on_b), line);
-    // A kick through a closes u1's connection on b.
-    assert_eq!(a.push(r#"{"kick":"u1"}"#), "ok 1");
-    let closed = recv_close(&mut on_b);
-    assert_eq!((closed.code, closed.reason.as_str()), (4500, "kicked"));
+    // A kick through a closes u1's connections on both nodes.
+    let mut again_a = h_bind_seen(&a, &b, "u1");
+    wait_until("both are counted", || t.online("u1") == 2);
+    assert_eq!(a.push(r#"{"kick":"u1"}"#), "ok 2");
+    for ws in [&mut on_b, &mut again_a] {
+        let closed = recv_close(ws);
+        assert_eq!((closed.code, closed.reason.as_str()), (4500, "kicked"));
+    }
     t.wait_online("u1", 0);
     let mut ta = a.text_client();
     wait_until("the kicked uid leaves the presence", || {
