@@ -10,8 +10,10 @@
 // (`since` in the reconnect's hello), never live. Pushing them into the
 // restarted A before the client came back would race the client's retry
 // timer, and a push made before A's Redis link is up is not kept.
-// Topic membership is per node (topics keep no history yet): publishes go to
-// A, and after the restart the topic only arrives if the client resubscribed.
+// Topics are streams too (history in Redis): topic messages published while
+// A is down are resumed like the uid's, and after the restart a live topic
+// publish to A only arrives if the client resubscribed (membership a client
+// made itself lasts as long as its connection).
 'use strict';
 const { spawn } = require('child_process');
 const crypto = require('crypto');
@@ -197,12 +199,12 @@ async function run(c, client, pass) {
   client.start(c.url, tokens);
   const first = await waitFor('connect', (e) => e.name == 'connect');
   check(first.arg.attempt === 0, `first connect attempt ${first.arg.attempt}, expected 0`);
-  for (const [s, want] of [[`u:${UID}`, 'new'], ['all', 'new'], [`t:${TOPIC}`, 'off']]) {
+  for (const [s, want] of [[`u:${UID}`, 'new'], ['all', 'new'], [`t:${TOPIC}`, 'new']]) {
     const got = (recoverOf(ev, s) || {}).status;
     check(got == want, `first hello: recover ${s} ${got}, expected ${want}`);
   }
   check(tokens.calls == 1, `token() called ${tokens.calls} times for the first connect`);
-  pass(`connect: token from token(), u:${UID} new, all new, t:${TOPIC} off (topics keep no history yet)`);
+  pass(`connect: token from token(), u:${UID} new, all new, t:${TOPIC} new`);
 
   // 2. A uid push through A and one through B (the cluster), a topic publish.
   const msg = (stream, data) => (e) => e.name == 'message' && e.arg.stream == stream && e.arg.data == data;
@@ -217,6 +219,7 @@ async function run(c, client, pass) {
   check(pub == 'ok 1', `topic publish replied ${pub}, expected ok 1`);
   const t1 = await waitFor('topic message', msg(`t:${TOPIC}`, news1));
   check(t1.arg.topic == TOPIC, `topic message has topic ${t1.arg.topic}`);
+  const lastTopic = t1.arg;
   pass(`uid pushes through node A and node B arrive (u:${UID} at ${last.epoch}:${last.offset}); topic publish arrives`);
 
   // 3. Let the first token expire, then kill A and push while it is down.
@@ -231,6 +234,13 @@ async function run(c, client, pass) {
     away.push(line);
     const reply = await textPort(c.b.text, line);
     check(reply == 'fail', `push ${n} while A is down replied ${reply}, expected fail (nobody holds ${UID})`);
+  }
+  const awayTopic = [];
+  for (let n = 1; n <= 3; n++) {
+    const line = `{"topic":"${TOPIC}","away":${n}}`;
+    awayTopic.push(line);
+    const reply = await textPort(c.b.text, line);
+    check(reply == 'fail', `topic publish ${n} while A is down replied ${reply}, expected fail (no member anywhere)`);
   }
   // A stays down 600 ms: the first retry (within 500 ms) fails for sure, and
   // rarely more than three do. The reconnect may wait up to the 20 s cap.
@@ -269,6 +279,14 @@ async function run(c, client, pass) {
     check(m.epoch == last.epoch && m.offset == last.offset + 1 + i, `replayed message ${i} at ${m.epoch}:${m.offset}, expected ${last.epoch}:${last.offset + 1 + i}`);
   }
   pass(`resume: recover u:${UID} ok, all ok; the 5 messages pushed while A was down arrived in order, once, at offsets ${got[0].offset}..${got.at(-1).offset}`);
+  const recT = recoverOf(outage, `t:${TOPIC}`);
+  check(recT && recT.status == 'ok', `recover t:${TOPIC} ${recT && recT.status}, expected ok`);
+  const gotT = named(after(cut), 'message').filter((e) => e.arg.stream == `t:${TOPIC}`).map((e) => e.arg);
+  check(JSON.stringify(gotT.map((m) => m.data)) == JSON.stringify(awayTopic), `after the reconnect t:${TOPIC} got ${JSON.stringify(gotT.map((m) => m.data))}, expected ${JSON.stringify(awayTopic)}`);
+  for (const [i, m] of gotT.entries()) {
+    check(m.epoch == lastTopic.epoch && m.offset == lastTopic.offset + 1 + i, `replayed topic message ${i} at ${m.epoch}:${m.offset}, expected ${lastTopic.epoch}:${lastTopic.offset + 1 + i}`);
+  }
+  pass(`resume: recover t:${TOPIC} ok; the 3 topic messages published while A was down arrived in order, once, at offsets ${gotT[0].offset}..${gotT.at(-1).offset}`);
 
   // 6. Tokens: a fresh one for the reconnect; the first one is refused now.
   check(tokens.calls >= 2, `token() called ${tokens.calls} times`);
