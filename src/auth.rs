@@ -483,4 +483,35 @@ mod tests {
         assert_eq!(format!("{t:?}"), "ApiTokens(2)");
         assert!(!format!("{:?}", verifier()).contains("0123"));
     }
+
+    #[test]
+    fn a_topics_claim_lists_names_and_prefixes() {
+        let v = Verifier::new(vec![KEY.to_vec()], TokenRules::default());
+        let t = mint(
+            &format!(
+                r#"{{"sub":"u","exp":{},"topics":["news","room.*"]}}"#,
+                NOW + 60
+            ),
+            KEY,
+        );
+        let c = v.verify(&t, NOW).unwrap();
+        assert_eq!(c.topics, ["news", "room.*"]);
+        for (name, ok) in [
+            ("news", true),
+            ("room.7", true),
+            ("room", false),
+            ("new", false),
+        ] {
+            assert_eq!(Claims::allows(&c.topics, name), ok, "{name}");
+        }
+        let none = mint(&format!(r#"{{"sub":"u","exp":{}}}"#, NOW + 60), KEY);
+        assert!(v.verify(&none, NOW).unwrap().topics.is_empty());
+        for bad in [r#""news""#, "[1]", r#"{"a":1}"#] {
+            let t = mint(
+                &format!(r#"{{"sub":"u","exp":{},"topics":{bad}}}"#, NOW + 60),
+                KEY,
+            );
+            assert_eq!(v.verify(&t, NOW), Err(TokenError::Malformed), "{bad}");
+        }
+    }
 }

@@ -250,6 +250,7 @@ mod tests {
         assert_eq!(Stream::Uid("uid1").name(), "u:uid1");
         assert_eq!(Stream::Uid("a b%\n").name(), "u:a%20b%25%0A");
         assert_eq!(Stream::All.name(), "all");
+        assert_eq!(Stream::Topic("room.7").name(), "t:room.7");
         let mut line = Vec::new();
         write_head(&mut line, Stream::Uid("u"), "ab", 7);
         assert_eq!(line, b"m u:u ab 7\n");
@@ -267,6 +268,20 @@ mod tests {
         assert!(h.position(Stream::Uid("u2")).is_none());
         let t = Hello::parse(r#"{"token":"t"}"#).unwrap();
         assert_eq!((t.uid, t.token.as_deref()), (None, Some("t")));
+        assert!(t.topics.is_empty() && !t.heartbeat);
+        let h = Hello::parse(
+            r#"{"uid":"u","topics":["news","x y"],"heartbeat":true,"since":{"t:news":"e:3"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            h.topics,
+            ["news", "x y"],
+            "names are checked per topic later"
+        );
+        assert!(h.heartbeat);
+        assert_eq!(h.position(Stream::Topic("news")).unwrap().offset, 3);
+        let many = format!(r#"{{"uid":"u","topics":{:?}}}"#, vec!["t"; MAX_TOPICS + 1]);
+        assert!(Hello::parse(&many).is_err());
         for bad in [
             "u1",
             "[1]",
@@ -275,6 +290,9 @@ mod tests {
             r#"{"uid":"u","since":{"all":"e1"}}"#,
             r#"{"uid":"u","since":{"all":"e 1:2"}}"#,
             r#"{"uid":"u","since":{"all":":2"}}"#,
+            r#"{"uid":"u","topics":"news"}"#,
+            r#"{"uid":"u","topics":[1]}"#,
+            r#"{"uid":"u","heartbeat":"yes"}"#,
         ] {
             assert!(Hello::parse(bad).is_err(), "{bad}");
         }
