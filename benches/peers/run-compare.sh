@@ -20,6 +20,12 @@
 #                                  # (its clients offer nothing), uWS compressing
 #   CONNS=500 IDLE_COUNTS=500,1000 LINES=5000 LAT_CONNS=200 RATE=1000 \
 #     LAT_SECONDS=2 TOTAL=2000 ROUNDS=1 benches/peers/run-compare.sh   # a smoke run
+#   MODES="broadcast topic topicall membership" SERVERS=herald MESSAGES=300 \
+#     benches/peers/run-compare.sh
+#                                  # herald's topics: publish to a topic of CONNS
+#                                  # vs broadcast (client `all:` and text-port
+#                                  # {"all":true}), memory per membership
+#   HERALD_BIN=/tmp/herald BENCH_BIN=/tmp/herald-bench ...  # fixed binaries, no build
 #
 # Take figures on a quiet machine: nothing else compiling or testing.
 set -uo pipefail
@@ -39,6 +45,9 @@ LINES=${LINES:-50000}          # push
 LAT_CONNS=${LAT_CONNS:-1000}   # latency
 RATE=${RATE:-5000}             # latency
 LAT_SECONDS=${LAT_SECONDS:-5}  # latency
+TOPICS=${TOPICS:-5}            # membership: topics each uid joins
+MEMBER_COUNTS=${MEMBER_COUNTS:-2000,5000,10000} # membership: N, a fresh server each
+PER_LINE=${PER_LINE:-1}        # membership: uids per join line
 TOTAL=${TOTAL:-20000}          # handshakes
 CONCURRENCY=${CONCURRENCY:-64} # handshakes
 BASE_PORT=${BASE_PORT:-21000}  # below the ephemeral range (32768-60999 here)
@@ -50,7 +59,7 @@ OUT=${OUT:-target/bench-compare/$(date +%Y%m%d-%H%M%S)}
 die() { echo "run-compare: $*" >&2; exit 1; }
 
 for m in $MODES; do
-  case $m in idle | broadcast | push | latency | handshakes) ;; *) die "unknown mode $m" ;; esac
+  case $m in idle | broadcast | push | latency | handshakes | topic | topicall | membership) ;; *) die "unknown mode $m" ;; esac
 done
 for s in $SERVERS; do
   case $s in
@@ -62,12 +71,37 @@ for s in $SERVERS; do
   esac
 done
 case $DEFLATE in 0 | 1) ;; *) die "DEFLATE is 0 or 1" ;; esac
+# The runs of a mode per server and round: one, or (membership) one per N.
+variants() {
+  case $1 in
+    membership) tr , ' ' <<<"$MEMBER_COUNTS" ;;
+    *) echo - ;;
+  esac
+}
+# herald's own modes (topics): the peers have no topics, they are skipped.
+herald_only() { case $1 in topic | topicall | membership) return 0 ;; *) return 1 ;; esac; }
+speaks_topics() { case $1 in herald | heraldplain | before) return 0 ;; *) return 1 ;; esac; }
+# The servers that run mode $1.
+servers_of() {
+  for s in $SERVERS; do
+    if ! herald_only "$1" || speaks_topics "$s"; then echo "$s"; fi
+  done
+}
 [ -z "$JSON" ] || [ "$JSON" -ge 1 ] 2>/dev/null || die "JSON is a size in bytes"
 
-echo "== building herald and herald-bench (release)"
-cargo build --release -j "$JOBS" -p herald -p herald-bench || die "cargo build failed"
-HERALD=target/release/herald
-BENCH=target/release/herald-bench
+# HERALD_BIN and BENCH_BIN: binaries built beforehand (a fixed commit),
+# measured as they are; else this tree's release build.
+if [ -n "${HERALD_BIN:-}" ] && [ -n "${BENCH_BIN:-}" ]; then
+  [ -x "$HERALD_BIN" ] && [ -x "$BENCH_BIN" ] || die "HERALD_BIN and BENCH_BIN must be executables"
+  HERALD=$HERALD_BIN
+  BENCH=$BENCH_BIN
+else
+  [ -z "${HERALD_BIN:-}${BENCH_BIN:-}" ] || die "set both HERALD_BIN and BENCH_BIN, or neither"
+  echo "== building herald and herald-bench (release)"
+  cargo build --release -j "$JOBS" -p herald -p herald-bench || die "cargo build failed"
+  HERALD=target/release/herald
+  BENCH=target/release/herald-bench
+fi
 
 if [[ " $SERVERS " == *" node "* ]]; then
   echo "== installing the node peer (benches/peers/node-ws)"
@@ -87,7 +121,6 @@ LOG=$OUT/log.txt
 
 # A rough estimate: connection setup ~3000/s, plus each mode's own time,
 # plus ~2 s per server start and stop.
-nservers=$(wc -w <<<"$SERVERS")
 max_idle=${IDLE_COUNTS##*,}
 est=0
 for m in $MODES; do
@@ -97,17 +130,24 @@ for m in $MODES; do
     push) t=$((CONNS / 3000 + LINES / 20000 + 4)) ;;
     latency) t=$((LAT_CONNS / 3000 + LAT_SECONDS + 4)) ;;
     handshakes) t=$((TOTAL / 4000 + 2)) ;;
+    topic | topicall) t=$((CONNS / 3000 + CONNS * MESSAGES / 2000000 + 4)) ;;
+    membership) t=$(( ($(tr , + <<<"$MEMBER_COUNTS")) * (TOPICS + 1) / 3000 + 4 * $(variants membership | wc -w) )) ;;
   esac
-  est=$((est + (t + 2) * ROUNDS * nservers))
+  est=$((est + (t + 2) * ROUNDS * $(servers_of "$m" | wc -w)))
 done
-runs=$(($(wc -w <<<"$MODES") * ROUNDS * nservers))
+runs=0
+for m in $MODES; do runs=$((runs + $(variants "$m" | wc -w) * ROUNDS * $(servers_of "$m" | wc -w))); done
 echo "== $runs runs ($MODES) x ($SERVERS) x $ROUNDS rounds: about $((est / 60 + 1)) min;" \
   "each run is cut after $RUN_LIMIT s, so at most $((runs * (RUN_LIMIT + 12) / 60)) min"
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(uname -srm), $(nproc) cores"
-  echo "herald: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  if [ -n "${HERALD_BIN:-}" ]; then
+    echo "herald: $HERALD_BIN (this tree: $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+  else
+    echo "herald: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  fi
   [ -n "$HERALD_FLAGS" ] && echo "herald flags: $HERALD_FLAGS"
   [ -n "${BEFORE:-}" ] && echo "before: $BEFORE"
   [[ " $SERVERS " == *" uwsz "* ]] && echo "uwsz: $UWSZ (COMPRESSION=shared)"
@@ -164,7 +204,7 @@ stop_server() {
 trap 'stop_server' EXIT
 trap 'stop_server; exit 130' INT TERM
 
-bench_args() { # mode server
+bench_args() { # mode server variant
   local ws=127.0.0.1:$WS_PORT text=127.0.0.1:$TEXT_PORT
   local common=(--label "$2" --timeout "$PHASE_TIMEOUT")
   # herald's own counters: its writes and messages per write. Asked of an
@@ -184,6 +224,11 @@ bench_args() { # mode server
     push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" "${content[@]}" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
     latency) echo latency --ws "$ws" --text "$text" --conns "$LAT_CONNS" --rate "$RATE" --seconds "$LAT_SECONDS" --runs 1 "${common[@]}" ;;
     handshakes) echo handshakes --ws "$ws" --total "$TOTAL" --concurrency "$CONCURRENCY" --runs 1 --pid "$SERVER_PID" "${common[@]}" ;;
+    # Publish CONNS x MESSAGES lines of SIZE bytes (the whole line is the
+    # message): to one topic all the clients joined, or as a broadcast.
+    topic) echo topic --ws "$ws" --text "$text" --conns "$CONNS" --messages "$MESSAGES" --size "$SIZE" --publish topic --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
+    topicall) echo topic --ws "$ws" --text "$text" --conns "$CONNS" --messages "$MESSAGES" --size "$SIZE" --publish all --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
+    membership) echo membership --ws "$ws" --text "$text" --pid "$SERVER_PID" --stats 127.0.0.1:"$HTTP_PORT" --conns "$3" --topics "$TOPICS" --per-line "$PER_LINE" "${common[@]}" ;;
   esac
 }
 
@@ -191,23 +236,32 @@ failures=()
 started=$(date +%s)
 for mode in $MODES; do
   for round in $(seq "$ROUNDS"); do
-    for server in $SERVERS; do
-      next_ports
-      echo "== $mode, round $round/$ROUNDS: $server (ws :$WS_PORT, text :$TEXT_PORT)" | tee -a "$LOG"
-      if ! start_server "$server"; then
-        failures+=("$mode/$server/round $round: server did not start")
-        continue
-      fi
-      # shellcheck disable=SC2046 # the arguments contain no spaces
-      timeout "$RUN_LIMIT" "$BENCH" $(bench_args "$mode" "$server") >"$OUT/run.out" 2>&1
-      rc=$?
-      grep '^{' "$OUT/run.out" >>"$RESULTS"
-      grep -v '^{' "$OUT/run.out" | tee -a "$LOG"
-      if [ $rc -ne 0 ]; then
-        failures+=("$mode/$server/round $round: exit $rc")
-      fi
-      stop_server
-      sleep 1 # let the closed connections go before the next server starts
+    for variant in $(variants "$mode"); do
+      for server in $SERVERS; do
+        if herald_only "$mode" && ! speaks_topics "$server"; then
+          [ "$round" = 1 ] && [ "$variant" = "$(variants "$mode" | cut -d' ' -f1)" ] &&
+            echo "== $mode: $server skipped (no topics)" | tee -a "$LOG"
+          continue
+        fi
+        next_ports
+        what=$mode
+        [ "$variant" != - ] && what="$mode $variant"
+        echo "== $what, round $round/$ROUNDS: $server (ws :$WS_PORT, text :$TEXT_PORT)" | tee -a "$LOG"
+        if ! start_server "$server"; then
+          failures+=("$what/$server/round $round: server did not start")
+          continue
+        fi
+        # shellcheck disable=SC2046 # the arguments contain no spaces
+        timeout "$RUN_LIMIT" "$BENCH" $(bench_args "$mode" "$server" "$variant") >"$OUT/run.out" 2>&1
+        rc=$?
+        grep '^{' "$OUT/run.out" >>"$RESULTS"
+        grep -v '^{' "$OUT/run.out" | tee -a "$LOG"
+        if [ $rc -ne 0 ]; then
+          failures+=("$what/$server/round $round: exit $rc")
+        fi
+        stop_server
+        sleep 1 # let the closed connections go before the next server starts
+      done
     done
   done
 done

@@ -6,9 +6,7 @@
 //! figures for what it holds (`history_messages`, `history_bytes`).
 
 use crate::cli::{self, flag, Args, Common, Mode};
-use crate::event::Event;
-use crate::fleet::Fleet;
-use crate::host::{self, check_fd_budget};
+use crate::host::check_fd_budget;
 use crate::report::{fmt_num, mib, Reporter};
 use crate::series::stats_json;
 use crate::textport::{open_clients, PushTally};
@@ -58,27 +56,6 @@ fn line(j: usize, n: usize, size: usize) -> String {
     l
 }
 
-/// VmRSS of `pid` once two readings 100 ms apart agree (at most 2 s),
-/// after `settle`, serving the clients meanwhile.
-fn settled_rss(fleet: &mut Fleet, pid: u32, settle: Duration) -> Result<u64, String> {
-    let mut closed = None;
-    let mut on = |ev: Event<'_>| ev.note_end(&mut closed);
-    fleet.pump(settle, &mut on)?;
-    let mut last = host::vm_rss_bytes(pid)?;
-    for _ in 0..20 {
-        fleet.pump(Duration::from_millis(100), &mut on)?;
-        let now = host::vm_rss_bytes(pid)?;
-        if now == last {
-            break;
-        }
-        last = now;
-    }
-    match closed {
-        Some(why) => Err(why),
-        None => Ok(last),
-    }
-}
-
 /// The history figures of /stats: (messages, bytes) held.
 fn held(api: Option<std::net::SocketAddrV4>) -> Option<(u64, u64)> {
     let v = stats_json(api?)?;
@@ -99,7 +76,7 @@ fn run(a: &mut Args) -> Result<(), String> {
     let rep = Reporter::start(a, &["--conns", "--messages", "--size"]);
     let mut fleet = open_clients(ws, text, n, &common)?;
     let settle = Duration::from_millis(500);
-    let (rss0, held0) = (settled_rss(&mut fleet, pid, settle)?, held(api));
+    let (rss0, held0) = (fleet.settled_rss(pid, settle)?, held(api));
     let mut j = 0;
     while j < k {
         let count = batch.min(k - j);
@@ -118,7 +95,7 @@ fn run(a: &mut Args) -> Result<(), String> {
         }
         j += count;
     }
-    let (rss1, held1) = (settled_rss(&mut fleet, pid, settle)?, held(api));
+    let (rss1, held1) = (fleet.settled_rss(pid, settle)?, held(api));
     let grown = rss1.saturating_sub(rss0);
     let per_push = grown as f64 / k as f64;
     let mut extra = Map::new();

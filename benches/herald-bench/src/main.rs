@@ -1,8 +1,9 @@
 //! herald-bench: load for any server that speaks the seed protocol (uid as
 //! the first WebSocket message, newline-delimited pushes on a text port,
-//! `all:`/`uid:` client routing). Each mode is bounded in time and prints
-//! its figures, the command line that reproduces them, and one JSON line per
-//! run for scripts (`herald-bench table` turns saved lines into markdown).
+//! `all:`/`uid:` client routing), and for herald's topics. Each mode is
+//! bounded in time and prints its figures, the command line that reproduces
+//! them, and one JSON line per run for scripts (`herald-bench table` turns
+//! saved lines into markdown).
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod broadcast;
@@ -17,6 +18,7 @@ mod histmem;
 mod host;
 mod idle;
 mod latency;
+mod membership;
 mod net;
 mod open;
 mod payload;
@@ -24,6 +26,7 @@ mod push;
 mod report;
 mod series;
 mod textport;
+mod topic;
 mod wait;
 
 use cli::Mode;
@@ -37,6 +40,8 @@ const MODES: &[Mode] = &[
     handshakes::MODE,
     churn::MODE,
     histmem::MODE,
+    topic::MODE,
+    membership::MODE,
 ];
 
 fn help() -> String {

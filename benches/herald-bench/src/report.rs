@@ -177,6 +177,33 @@ fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
             ),
             (WIRE, "wire bytes per delivered message".into(), true),
         ],
+        "topic" => vec![
+            ("value", unit.to_string(), false),
+            (
+                "per_cpu_second",
+                "deliveries per server CPU-second".into(),
+                false,
+            ),
+            (
+                "messages_per_write",
+                "messages per socket write".into(),
+                false,
+            ),
+            (WIRE, "wire bytes per delivered message".into(), true),
+        ],
+        "membership" => vec![
+            ("value", unit.to_string(), true),
+            (
+                "topic_bytes_per_membership",
+                "topic bytes per membership, herald's count".into(),
+                true,
+            ),
+            (
+                "per_connection_no_topics",
+                "RSS bytes per bound connection in no topic".into(),
+                true,
+            ),
+        ],
         "history-memory" => vec![
             ("value", unit.to_string(), true),
             (

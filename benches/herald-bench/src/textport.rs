@@ -208,3 +208,149 @@ impl Phase for Arrivals {
         self.count >= self.arrived.len()
     }
 }
+
+/// Writes `lines` (whole lines) on the text port and waits for one reply
+/// per line; the replies, in order. Messages the clients receive meanwhile
+/// go to `on`.
+pub fn exchange(
+    fleet: &mut Fleet,
+    lines: &str,
+    deadline: Instant,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<Vec<String>, String> {
+    let mut r = Replies {
+        want: lines.lines().count(),
+        got: Vec::new(),
+        stop: None,
+        on,
+    };
+    fleet.text_send(lines.as_bytes());
+    let waited = fleet.wait(deadline, &mut r)?;
+    if let Some(why) = r.stop {
+        return Err(why);
+    }
+    if waited == Waited::Deadline {
+        return Err(format!(
+            "timed out: {} of {} replies from the text port",
+            r.got.len(),
+            r.want
+        ));
+    }
+    Ok(r.got)
+}
+
+/// [`exchange`]: the replies so far.
+struct Replies<'a> {
+    want: usize,
+    got: Vec<String>,
+    stop: Option<String>,
+    on: &'a mut dyn FnMut(Event<'_>),
+}
+
+impl Phase for Replies<'_> {
+    fn on(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Line(l) => self.got.push(String::from_utf8_lossy(l).into_owned()),
+            Event::TextClosed(_) => ev.note_end(&mut self.stop),
+            ev => (self.on)(ev),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.got.len() >= self.want || self.stop.is_some()
+    }
+}
+
+/// The N of an `ok N` reply.
+pub fn ok_count(reply: &str) -> Option<u64> {
+    reply.strip_prefix("ok ")?.trim().parse().ok()
+}
+
+/// Joins uids `u<i>` for `i` in `uids` to `topic` through the text port
+/// (`{"join":T,"uid":U}` when `per_line` is 1, else `{"join":T,"uids":[..]}`
+/// with `per_line` uids a line), `chunk` lines at a time, each chunk
+/// answered before the next; returns the connections the server says
+/// joined (the sum of its `ok N`). An error on any other reply.
+pub fn join(
+    fleet: &mut Fleet,
+    topic: &str,
+    uids: std::ops::Range<usize>,
+    per_line: usize,
+    chunk: usize,
+    deadline: Instant,
+) -> Result<u64, String> {
+    let per_line = per_line.max(1);
+    let all: Vec<usize> = uids.collect();
+    let mut joined = 0;
+    for lines_of in all.chunks(per_line * chunk.max(1)) {
+        let mut lines = String::new();
+        for group in lines_of.chunks(per_line) {
+            join_line(&mut lines, topic, group);
+        }
+        for reply in exchange(fleet, &lines, deadline, &mut |_| {})? {
+            match ok_count(&reply) {
+                Some(n) => joined += n,
+                None => return Err(format!("a join to {topic} was answered {reply:?}")),
+            }
+        }
+    }
+    Ok(joined)
+}
+
+/// Appends the line joining uids `u<i>` for `i` in `group` to `topic`:
+/// `{"join":T,"uid":U}` for one, a `"uids"` list for more.
+fn join_line(lines: &mut String, topic: &str, group: &[usize]) {
+    if let [i] = group {
+        let _ = writeln!(lines, "{{\"join\":\"{topic}\",\"uid\":\"u{i}\"}}");
+    } else {
+        let list: Vec<String> = group.iter().map(|i| format!("\"u{i}\"")).collect();
+        let _ = writeln!(
+            lines,
+            "{{\"join\":\"{topic}\",\"uids\":[{}]}}",
+            list.join(",")
+        );
+    }
+}
+
+/// `{"presence":T}`: the (connections, uids) the server counts in `topic`.
+pub fn presence(fleet: &mut Fleet, topic: &str, deadline: Instant) -> Result<(u64, u64), String> {
+    let line = format!("{{\"presence\":\"{topic}\"}}\n");
+    let reply = exchange(fleet, &line, deadline, &mut |_| {})?;
+    let reply = reply.first().map(String::as_str).unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(reply)
+        .map_err(|_| format!("presence of {topic} was answered {reply:?}"))?;
+    match (v["connections"].as_u64(), v["uids"].as_u64()) {
+        (Some(c), Some(u)) => Ok((c, u)),
+        _ => Err(format!("presence of {topic} was answered {reply:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_lines_and_ok_replies() {
+        use herald::push::command::{parse, Command};
+        let mut lines = String::new();
+        join_line(&mut lines, "t1", &[7]);
+        join_line(&mut lines, "t1", &[1, 2, 3]);
+        let l: Vec<&str> = lines.lines().collect();
+        assert_eq!(
+            l,
+            [
+                r#"{"join":"t1","uid":"u7"}"#,
+                r#"{"join":"t1","uids":["u1","u2","u3"]}"#
+            ]
+        );
+        for (line, uids) in l.iter().zip([1, 3]) {
+            match parse(line.as_bytes()) {
+                Ok(Command::Join(t, u)) => assert!(t == "t1" && u.len() == uids),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        assert_eq!(ok_count("ok 10000"), Some(10000));
+        assert_eq!(ok_count("ok"), None);
+        assert_eq!(ok_count("fail"), None);
+    }
+}

@@ -4,6 +4,7 @@
 
 use crate::event::Event;
 use crate::fleet::Fleet;
+use crate::host;
 use std::time::{Duration, Instant};
 
 /// The longest one poll blocks by default: `done` and the deadline are
@@ -75,6 +76,28 @@ impl Fleet {
     pub fn pump(&mut self, d: Duration, on: &mut dyn FnMut(Event<'_>)) -> Result<(), String> {
         let _until_deadline = self.wait(Instant::now() + d, &mut Serve(on))?;
         Ok(())
+    }
+
+    /// The VmRSS of server `pid` once it has settled: after `settle`, read
+    /// until two readings 100 ms apart agree (at most 2 s more), serving
+    /// the clients meanwhile. An error if a client or the text port ends.
+    pub fn settled_rss(&mut self, pid: u32, settle: Duration) -> Result<u64, String> {
+        let mut closed = None;
+        let mut on = |ev: Event<'_>| ev.note_end(&mut closed);
+        self.pump(settle, &mut on)?;
+        let mut last = host::vm_rss_bytes(pid)?;
+        for _ in 0..20 {
+            self.pump(Duration::from_millis(100), &mut on)?;
+            let now = host::vm_rss_bytes(pid)?;
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        match closed {
+            Some(why) => Err(why),
+            None => Ok(last),
+        }
     }
 }
 
