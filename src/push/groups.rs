@@ -36,14 +36,14 @@ pub(super) fn run_here<'c>(
         }
         Command::Join(name, uids) => {
             let n = uids.iter().map(|u| {
-                let conns = cx.conns_of(u);
+                let conns = cx.slots_of(u, None);
                 topics.join_uid(u, name, &conns)
             });
             done(n.sum())
         }
         Command::Leave(name, uids) => {
             let n = uids.iter().map(|u| {
-                let conns = cx.conns_of(u);
+                let conns = cx.slots_of(u, None);
                 topics.leave_uid(u, name, &conns)
             });
             done(n.sum())
@@ -115,7 +115,7 @@ pub(super) fn publish_here(
         return 0;
     }
     let head = (!head.is_empty()).then_some(head.as_slice());
-    cx.send_to_conns(members, text, head)
+    cx.send_to_slots(members, text, head)
 }
 
 /// Topic `name`'s connections here and their distinct uids, sorted.
@@ -125,7 +125,7 @@ pub(super) fn presence_here<'a>(
     name: &str,
 ) -> (usize, BTreeSet<&'a str>) {
     let members = topics.members(name);
-    let uids = members.iter().filter_map(|&c| cx.uid(c)).collect();
+    let uids = members.iter().filter_map(|&c| cx.uid_at(c)).collect();
     (members.len(), uids)
 }
 

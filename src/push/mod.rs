@@ -441,7 +441,11 @@ impl App for PushApp {
             self.authorized.remove(&conn);
         }
         if !self.topics.is_empty() {
-            self.topics.remove_conn(conn);
+            let uid = cx.uid(conn).map(String::from);
+            let siblings = uid.as_deref().map(|u| cx.slots_of(u, Some(conn)));
+            let siblings = siblings.unwrap_or_default();
+            self.topics
+                .remove_conn(conn.idx(), uid.as_deref(), &siblings);
             self.sync_topics(cx);
         }
         if cx.has_subprotocol(conn) {
@@ -458,8 +462,10 @@ impl App for PushApp {
     fn on_uid_bound(&mut self, cx: &mut Context, uid: &str, first: bool) {
         // The topics a backend joined the uid to take its new connection.
         if !self.topics.is_empty() {
-            for conn in cx.conns_of(uid) {
-                self.topics.on_bound(uid, conn);
+            let conns = cx.slots_of(uid, None);
+            for &conn in &conns {
+                let siblings: Vec<u32> = conns.iter().copied().filter(|&c| c != conn).collect();
+                self.topics.on_bound(uid, conn, &siblings);
             }
             self.sync_topics(cx);
         }

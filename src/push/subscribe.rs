@@ -56,7 +56,11 @@ impl PushApp {
             };
             self.subscribe(cx, conn, &name, since.as_ref());
         } else if let Some(name) = field("unsub") {
-            self.topics.unsubscribe(conn, &name);
+            let uid = cx.uid(conn).map(String::from);
+            let siblings = uid.as_deref().map(|u| cx.slots_of(u, Some(conn)));
+            let siblings = siblings.unwrap_or_default();
+            self.topics
+                .unsubscribe(conn.idx(), &name, uid.as_deref(), &siblings);
             self.router.drop_topic_resume(conn, &name);
             cx.send_text(conn, &format!("u {}{name}", stream::TOPIC));
         } else {
@@ -74,7 +78,7 @@ impl PushApp {
             if self.router.resume_topic(conn, name, since) {
                 return;
             }
-            self.topics.subscribe(conn, name);
+            self.topics.subscribe(conn.idx(), name);
             if let Some(h) = self.router.history_mut() {
                 let stream = Stream::Topic(name);
                 let r = h.resume(stream, since, cx.now_ms());

@@ -115,30 +115,65 @@ impl Context {
         sent
     }
 
-    /// Sends a text message to each of `conns` that is a bound WebSocket
-    /// taking sends now (a topic's members); returns how many accepted it.
-    /// As for a broadcast, each form of the message is encoded once, and
-    /// `head` goes before the text to connections with the subprotocol.
-    pub fn send_to_conns(&mut self, conns: &[ConnId], text: &str, head: Option<&[u8]>) -> usize {
-        if conns.is_empty() {
+    /// Sends a text message to each connection of `slots` (slot indices:
+    /// a topic's members, each removed from the list in its `on_close`)
+    /// that is a bound WebSocket taking sends now; returns how many
+    /// accepted it. As for a broadcast, each form of the message is encoded
+    /// once, `head` goes before the text to connections with the
+    /// subprotocol, and with nobody to tag or compress for the loop is the
+    /// broadcast's own.
+    pub fn send_to_slots(&mut self, slots: &[u32], text: &str, head: Option<&[u8]>) -> usize {
+        if slots.is_empty() {
             return 0;
         }
         let mut frames = self.frames(head, text);
         let mut sent = 0;
-        for &conn in conns {
-            let idx = conn.idx();
-            let Some(s) = self.io.slots.get(idx as usize) else {
-                continue;
-            };
-            if s.gen == conn.gen() && s.takes_broadcast() {
-                let sub = s.flags.has(Flags::SUBPROTOCOL) && head.is_some();
-                let z = s.flags.has(Flags::DEFLATE);
-                let frame = frames.get(sub, z, &mut self.compression);
-                sent += usize::from(self.queue_frame(idx, frame));
+        if head.is_none() && self.io.deflate_open == 0 {
+            let frame = frames.get(false, false, &mut self.compression);
+            for &idx in slots {
+                let takes = self
+                    .io
+                    .slots
+                    .get(idx as usize)
+                    .is_some_and(|s| s.takes_broadcast());
+                if takes {
+                    sent += usize::from(self.queue_frame(idx, frame));
+                }
+            }
+        } else {
+            for &idx in slots {
+                let Some(s) = self.io.slots.get(idx as usize) else {
+                    continue;
+                };
+                if s.takes_broadcast() {
+                    let sub = s.flags.has(Flags::SUBPROTOCOL) && head.is_some();
+                    let z = s.flags.has(Flags::DEFLATE);
+                    let frame = frames.get(sub, z, &mut self.compression);
+                    sent += usize::from(self.queue_frame(idx, frame));
+                }
             }
         }
         self.keep_frames(frames);
         sent
+    }
+
+    /// The slot indices of the connections bound to `uid` here, but `not`.
+    pub fn slots_of(&self, uid: &str, not: Option<ConnId>) -> Vec<u32> {
+        let mut at = self.hub.head(&self.io.slots, uid).unwrap_or(NIL);
+        let mut out = Vec::new();
+        while at != NIL {
+            if not.is_none_or(|c| c.idx() != at) {
+                out.push(at);
+            }
+            at = self.io.slots[at as usize].next;
+        }
+        out
+    }
+
+    /// The uid of the connection in slot `idx`, if it is bound.
+    pub fn uid_at(&self, idx: u32) -> Option<&str> {
+        let s = self.io.slots.get(idx as usize)?;
+        s.uid.as_ref().map(crate::hub::Uid::as_str)
     }
 
     /// The connections bound to `uid` here.

@@ -240,7 +240,7 @@ impl Cluster {
             if r.read.is_some() {
                 let r = self.resumes.topics.swap_remove(i);
                 finish_topic(cx, &mut self.resumes.stats, &r);
-                topics.subscribe(r.conn, &r.topic);
+                topics.subscribe(r.conn.idx(), &r.topic);
                 continue;
             }
             let (conn, topic) = (r.conn, r.topic.clone());

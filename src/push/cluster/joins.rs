@@ -91,7 +91,7 @@ impl Cluster {
         let Some(items) = reply.items() else {
             return;
         };
-        let conns = cx.conns_of(uid);
+        let conns = cx.slots_of(uid, None);
         for topic in items.filter_map(|t| t.as_bytes()) {
             if let Ok(topic) = std::str::from_utf8(topic) {
                 if crate::push::command::valid_topic(topic) {

@@ -291,7 +291,7 @@ impl Cluster {
             }
             let mut head = Vec::new();
             stream::write_head(&mut head, Stream::Topic(name), epoch, offset);
-            cx.send_to_conns(topics.members(name), text, Some(&head));
+            cx.send_to_slots(topics.members(name), text, Some(&head));
             return true;
         }
         if origin == names.node.as_bytes() {
