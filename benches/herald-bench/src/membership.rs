@@ -105,11 +105,30 @@ fn run(a: &mut Args) -> Result<(), String> {
     );
     let bound = Reading::take(&mut fleet, pid, api, settle)?;
 
+    join_all(&mut fleet, n, k, per_line, &common)?;
+    let after = Reading::take(&mut fleet, pid, api, settle)?;
+    if fleet.open_count() != n {
+        return Err(format!("{} of {n} clients still open", fleet.open_count()));
+    }
+
+    let (per_membership, extra) = figures(&base, &bound, &after, n, k)?;
+    rep.result("1 run", per_membership, "RSS bytes per membership", extra);
+    Ok(())
+}
+
+/// Joins every uid to `t1`..`tK`, then checks each topic's presence.
+fn join_all(
+    fleet: &mut Fleet,
+    n: usize,
+    k: usize,
+    per_line: usize,
+    common: &Common,
+) -> Result<(), String> {
     let t1 = Instant::now();
     let mut joined = 0;
     for t in 1..=k {
         joined += join(
-            &mut fleet,
+            fleet,
             &format!("t{t}"),
             0..n,
             per_line,
@@ -123,18 +142,24 @@ fn run(a: &mut Args) -> Result<(), String> {
         t1.elapsed().as_secs_f64()
     );
     for t in 1..=k {
-        let (conns, uids) = presence(&mut fleet, &format!("t{t}"), common.deadline())?;
+        let (conns, uids) = presence(fleet, &format!("t{t}"), common.deadline())?;
         if conns != n as u64 || uids != n as u64 {
             return Err(format!(
                 "topic t{t}: {conns} connections and {uids} uids, {n} expected"
             ));
         }
     }
-    let after = Reading::take(&mut fleet, pid, api, settle)?;
-    if fleet.open_count() != n {
-        return Err(format!("{} of {n} clients still open", fleet.open_count()));
-    }
+    Ok(())
+}
 
+/// The figures of a run, printed, and the JSON fields beside its result.
+fn figures(
+    base: &Reading,
+    bound: &Reading,
+    after: &Reading,
+    n: usize,
+    k: usize,
+) -> Result<(f64, Map<String, serde_json::Value>), String> {
     let memberships = after.stat("topic_memberships");
     if memberships != (k * n) as u64 {
         return Err(format!(
@@ -184,8 +209,7 @@ fn run(a: &mut Args) -> Result<(), String> {
         "per_connection_in_topics".into(),
         json!(per_conn_in_topics.round()),
     );
-    rep.result("1 run", per_membership, "RSS bytes per membership", extra);
-    Ok(())
+    Ok((per_membership, extra))
 }
 
 fn round1(v: f64) -> f64 {

@@ -163,21 +163,7 @@ fn figures(mode: &str, unit: &str) -> Vec<(&'static str, String, bool)> {
             ),
             (WIRE, "wire bytes per delivered message".into(), true),
         ],
-        "broadcast" => vec![
-            ("value", unit.to_string(), false),
-            (
-                "per_cpu_second",
-                "deliveries per server CPU-second".into(),
-                false,
-            ),
-            (
-                "messages_per_write",
-                "messages per socket write".into(),
-                false,
-            ),
-            (WIRE, "wire bytes per delivered message".into(), true),
-        ],
-        "topic" => vec![
+        "broadcast" | "topic" => vec![
             ("value", unit.to_string(), false),
             (
                 "per_cpu_second",
