@@ -17,8 +17,11 @@ step() { echo; echo "=== $* ($(date +%T))"; }
 # rolling restarts are part of the device build too (one protocol
 # everywhere) and cost about 90 KiB of code, which is nearly all resident at
 # start (the kernel maps a small binary in 64 KiB fault-around chunks).
-MAX_BINARY=$((640 * 1024))
-MAX_START_RSS_KIB=768
+# 640 KiB and 768 KiB until issue 21: topics (with their history, presence
+# and cluster channels), kicks and heartbeats, which the official clients
+# rely on, cost about 92 KiB more (708 KiB, 756 KiB at start).
+MAX_BINARY=$((768 * 1024))
+MAX_START_RSS_KIB=896
 
 step "targets"
 targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl i686-unknown-linux-musl armv7-unknown-linux-musleabihf)

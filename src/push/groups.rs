@@ -10,7 +10,6 @@ use super::stream::{self, Stream};
 use super::topics::Topics;
 use crate::reactor::Context;
 use crate::ws::CloseCode;
-use std::collections::BTreeSet;
 
 /// The close code and reason of a kick: "do not reconnect" (clients
 /// reconnect after 4000-4499 and stop at 4500-4999: docs/topics.md).
@@ -58,12 +57,8 @@ pub(super) fn run_here<'c>(
             let (_, uids) = presence_here(cx, topics, name);
             let from = after
                 .as_deref()
-                .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-            let page = uids
-                .range::<&str, _>((from, std::ops::Bound::Unbounded))
-                .take(limit + 1)
-                .copied()
-                .collect();
+                .map_or(0, |a| uids.partition_point(|u| *u <= a));
+            let page = uids[from..].iter().take(limit + 1).copied().collect();
             Some(Outcome::Json(members_json(name, page, *limit)))
         }
         Command::Push(_)
@@ -123,9 +118,11 @@ pub(super) fn presence_here<'a>(
     cx: &'a Context,
     topics: &Topics,
     name: &str,
-) -> (usize, BTreeSet<&'a str>) {
+) -> (usize, Vec<&'a str>) {
     let members = topics.members(name);
-    let uids = members.iter().filter_map(|&c| cx.uid_at(c)).collect();
+    let mut uids: Vec<&str> = members.iter().filter_map(|&c| cx.uid_at(c)).collect();
+    uids.sort_unstable();
+    uids.dedup();
     (members.len(), uids)
 }
 

@@ -196,7 +196,6 @@ impl Cluster {
                 quiet(&mut self.cmd, &[b"SREM", tn.as_bytes(), name.as_bytes()]);
                 continue;
             }
-            let uids: Vec<&str> = uids.into_iter().collect();
             for batch in uids.chunks(SADD_BATCH) {
                 let mut args: Vec<&[u8]> = vec![b"SADD", tu.as_bytes()];
                 args.extend(batch.iter().map(|u| u.as_bytes()));
