@@ -155,3 +155,114 @@ fn a_tracked_store_says_when_a_topic_gains_its_first_member_and_loses_its_last()
     quiet.subscribe(1, "a");
     assert!(!quiet.changed(), "untracked stores keep nothing");
 }
+
+/// Random operations against a plain model: which topics each connection
+/// is in, and which topics each uid is joined to (kept for its later
+/// connections). After every step, each topic's members are the model's.
+#[test]
+fn random_operations_agree_with_a_plain_model() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let uids = ["a", "b", "c"];
+    let names = ["t0", "t1", "t2", "t3"];
+    let mut t = Topics::tracked();
+    // The model: open connections (slot -> uid), their topics, the joins.
+    let mut open: BTreeMap<u32, &str> = BTreeMap::new();
+    let mut member: BTreeMap<u32, BTreeSet<&str>> = BTreeMap::new();
+    let mut joined: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for step in 0..20_000 {
+        let c = next(10) as u32;
+        let uid = uids[next(3) as usize];
+        let name = names[next(4) as usize];
+        match next(7) {
+            0 if !open.contains_key(&c) => {
+                let sib = siblings(&open, uid, None);
+                open.insert(c, uid);
+                t.on_bound(uid, c, &sib);
+                member.insert(c, joined.get(uid).cloned().unwrap_or_default());
+            }
+            1 if open.contains_key(&c) => {
+                let u = open[&c];
+                t.remove_conn(c, Some(u), &siblings(&open, u, Some(c)));
+                open.remove(&c);
+                member.remove(&c);
+            }
+            2 if open.contains_key(&c) => {
+                assert_eq!(
+                    t.subscribe(c, name),
+                    member.get_mut(&c).unwrap().insert(name)
+                );
+            }
+            3 if open.contains_key(&c) => {
+                let u = open[&c];
+                let was = member.get_mut(&c).unwrap().remove(name);
+                let sib = siblings(&open, u, Some(c));
+                assert_eq!(t.unsubscribe(c, name, Some(u), &sib), was, "step {step}");
+            }
+            4 => {
+                let conns = siblings(&open, uid, None);
+                assert_eq!(t.join_uid(uid, name, &conns), conns.len());
+                joined.entry(uid).or_default().insert(name);
+                for c in conns {
+                    member.get_mut(&c).unwrap().insert(name);
+                }
+            }
+            5 => {
+                let conns = siblings(&open, uid, None);
+                let left = conns.iter().filter(|c| member[c].contains(name)).count();
+                assert_eq!(t.leave_uid(uid, name, &conns), left, "step {step}");
+                joined.entry(uid).or_default().remove(name);
+                for c in conns {
+                    member.get_mut(&c).unwrap().remove(name);
+                }
+            }
+            6 if next(8) == 0 => {
+                let had = member.values().filter(|m| m.contains(name)).count();
+                assert_eq!(t.drop_topic(name), had, "step {step}");
+                for m in member.values_mut() {
+                    m.remove(name);
+                }
+                for j in joined.values_mut() {
+                    j.remove(name);
+                }
+            }
+            _ => continue,
+        }
+        agrees(&t, &member, &names, step);
+    }
+}
+
+/// The model's open connections of `uid`, but `not`.
+fn siblings(open: &std::collections::BTreeMap<u32, &str>, uid: &str, not: Option<u32>) -> Vec<u32> {
+    open.iter()
+        .filter(|&(&c, &u)| u == uid && Some(c) != not)
+        .map(|(&c, _)| c)
+        .collect()
+}
+
+/// Each topic's members, and the count of memberships, are the model's.
+fn agrees(
+    t: &Topics,
+    member: &std::collections::BTreeMap<u32, std::collections::BTreeSet<&str>>,
+    names: &[&str],
+    step: usize,
+) {
+    for &name in names {
+        let mut got = t.members(name).to_vec();
+        got.sort();
+        let want: Vec<u32> = member
+            .iter()
+            .filter(|(_, m)| m.contains(name))
+            .map(|(&c, _)| c)
+            .collect();
+        assert_eq!(got, want, "{name} after step {step}");
+    }
+    let total: usize = member.values().map(|m| m.len()).sum();
+    assert_eq!(t.memberships(), total, "after step {step}");
+}
