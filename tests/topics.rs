@@ -525,3 +525,22 @@ fn a_node_started_after_a_join_learns_it_from_redis() {
     assert_eq!(a.push(r#"{"topic":"room","n":2}"#), "fail");
     assert_silent(&mut ws2, Duration::from_millis(200));
 }
+
+#[test]
+fn a_client_cannot_subscribe_to_more_than_64_topics() {
+    let h = Herald::start(&[]);
+    let names: Vec<String> = (0..64).map(|i| format!("t{i}")).collect();
+    let mut ws = v1(&h, serde_json::json!({"uid":"u1","topics":names}));
+    until(&mut ws, "s t:t63 ");
+    send_text(&mut ws, r#"{"sub":"t64"}"#);
+    assert!(recv_text(&mut ws).starts_with("error too many topics"));
+    assert_eq!(recv_text(&mut ws), "s t:t64 - 0 denied");
+    // Asking again for one it has is fine, and leaving makes room.
+    send_text(&mut ws, r#"{"sub":"t0"}"#);
+    assert_eq!(recv_text(&mut ws), "s t:t0 - 0 off");
+    send_text(&mut ws, r#"{"unsub":"t1"}"#);
+    assert_eq!(recv_text(&mut ws), "u t:t1");
+    send_text(&mut ws, r#"{"sub":"t64"}"#);
+    assert_eq!(recv_text(&mut ws), "s t:t64 - 0 off");
+    assert_eq!(h.push(r#"{"topic":"t64"}"#), "ok 1");
+}

@@ -5,7 +5,7 @@
 
 use super::command::valid_topic;
 use super::replay::replay;
-use super::stream::{self, Hello, Position, Stream};
+use super::stream::{self, Hello, Position, Stream, MAX_TOPICS};
 use super::{PushApp, T_HEARTBEAT};
 use crate::app::ConnId;
 use crate::auth::Claims;
@@ -72,7 +72,17 @@ impl PushApp {
     /// where it is and sent what it missed (with history here), or told it
     /// is denied.
     fn subscribe(&mut self, cx: &mut Context, conn: ConnId, name: &str, since: Option<&Position>) {
-        let allowed = valid_topic(name) && self.may_subscribe(conn, name);
+        let mut allowed = valid_topic(name) && self.may_subscribe(conn, name);
+        // Bounded per connection, so that no client can grow herald's
+        // memory by naming topics.
+        let already = self.topics.contains(conn.idx(), name);
+        if allowed && !already && self.topics.count_of(conn.idx()) >= MAX_TOPICS {
+            cx.send_text(
+                conn,
+                &format!("error too many topics for one connection (max {MAX_TOPICS})"),
+            );
+            allowed = false;
+        }
         if allowed {
             // With the Redis history: in the topic once it has its replay.
             if self.router.resume_topic(conn, name, since) {

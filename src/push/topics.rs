@@ -125,6 +125,17 @@ impl Topics {
         }
     }
 
+    /// How many topics connection `conn` is in.
+    pub fn count_of(&self, conn: u32) -> usize {
+        let mut n = 0;
+        let mut at = self.first.get(&conn).copied().unwrap_or(NIL);
+        while at != NIL {
+            n += 1;
+            at = self.links[at as usize].next;
+        }
+        n
+    }
+
     /// Whether connection `conn` is in topic `name`.
     pub fn contains(&self, conn: u32, name: &str) -> bool {
         self.ids
