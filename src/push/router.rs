@@ -179,10 +179,7 @@ impl Router {
                 cl.publish(cx, uids, push, text, n, to);
             }
         }
-        match to {
-            ReplyTo::Line(d) | ReplyTo::Http(d) => Answer::Later(d),
-            ReplyTo::Route(_) | ReplyTo::Nobody => Answer::Elsewhere,
-        }
+        later(to)
     }
 
     /// A topic command or a kick: run on this node's connections, and in a

@@ -146,9 +146,25 @@ impl Cluster {
     }
 
     fn read_history(&mut self, conn: ConnId, which: usize, stream: Stream<'_>, i: usize) {
+        let since = self.resumes.list[i].since[which].clone();
+        // Not up: tried again from a new barrier once it is.
+        if let Err(Pending::Range { conn, .. }) =
+            self.range(stream, since, Pending::Range { conn, which })
+        {
+            self.resumes.retry(conn);
+        }
+    }
+
+    /// Sends the RANGE script that reads `stream` from `since`, answered
+    /// with `tag`; the tag back when the link is not up.
+    fn range(
+        &mut self,
+        stream: Stream<'_>,
+        since: Option<Position>,
+        tag: Pending,
+    ) -> Result<(), Pending> {
         let (key, record) = self.names.history_keys(stream);
         let epoch = self.new_epoch();
-        let since = self.resumes.list[i].since[which].clone();
         let (since_epoch, since_offset) = since.map_or((String::new(), 0), |p| (p.epoch, p.offset));
         let offset = since_offset.to_string();
         let args: [&[u8]; 4] = [
@@ -157,16 +173,9 @@ impl Cluster {
             epoch.as_bytes(),
             self.history_args[2].as_bytes(),
         ];
-        let tag = Pending::Range { conn, which };
-        if let Err(e) = self
-            .shas
+        self.shas
             .eval(&mut self.cmd, Script::Range, &[&key, &record], &args, tag)
-        {
-            // Not up: tried again from a new barrier once it is.
-            if let Pending::Range { conn, .. } = e.into_tag() {
-                self.resumes.retry(conn);
-            }
-        }
+            .map_err(|e| e.into_tag())
     }
 
     /// A herald.v1 connection closed: its resumes, if any, are dropped
@@ -246,25 +255,12 @@ impl Cluster {
             let (conn, topic) = (r.conn, r.topic.clone());
             let since = r.since.clone();
             self.resumes.topics[i].reading = true;
-            let (key, record) = self.names.history_keys(Stream::Topic(&topic));
-            let epoch = self.new_epoch();
-            let (since_epoch, since_offset) =
-                since.map_or((String::new(), 0), |p| (p.epoch, p.offset));
-            let offset = since_offset.to_string();
-            let args: [&[u8]; 4] = [
-                since_epoch.as_bytes(),
-                offset.as_bytes(),
-                epoch.as_bytes(),
-                self.history_args[2].as_bytes(),
-            ];
-            let tag = Pending::TopicRange { conn, topic };
-            if let Err(e) =
-                self.shas
-                    .eval(&mut self.cmd, Script::Range, &[&key, &record], &args, tag)
-            {
-                if let Pending::TopicRange { conn, topic } = e.into_tag() {
-                    self.resumes.retry_topic(conn, &topic);
-                }
+            let tag = Pending::TopicRange {
+                conn,
+                topic: topic.clone(),
+            };
+            if self.range(Stream::Topic(&topic), since, tag).is_err() {
+                self.resumes.retry_topic(conn, &topic);
             }
             i += 1;
         }
