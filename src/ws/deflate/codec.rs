@@ -6,6 +6,7 @@
 //! API): pure Rust, so static musl builds still link with rust-lld alone.
 
 use super::error::InflateError;
+use super::fast::Fast;
 use crate::ws::frame::{FrameHead, OpCode};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -105,18 +106,30 @@ impl Inflater {
     }
 }
 
+/// At level 1, messages up to this size go through herald's own encoder
+/// ([`Fast`]); larger ones, and every message at other levels, through
+/// zlib-rs, whose fixed cost per message is then small beside the bytes.
+pub const FAST_MAX: usize = 16 * 1024;
+
 /// Compresses outgoing messages into whole frames, each on its own.
 pub struct Deflater {
     c: Compress,
+    /// The encoder for short messages, at level 1 only.
+    fast: Option<Fast>,
     scratch: Vec<u8>,
+    /// The parts of a message joined, for the short-message encoder.
+    joined: Vec<u8>,
 }
 
 impl Deflater {
     /// A compressor at `level` (1 fastest to 9 smallest).
     pub fn new(level: u8) -> Deflater {
+        let level = level.clamp(1, 9);
         Deflater {
-            c: Compress::new(Compression::new(u32::from(level.clamp(1, 9))), false),
+            c: Compress::new(Compression::new(u32::from(level)), false),
+            fast: (level == 1).then(Fast::default),
             scratch: Vec::new(),
+            joined: Vec::new(),
         }
     }
 
@@ -133,11 +146,39 @@ impl Deflater {
         out: &mut Vec<u8>,
     ) -> bool {
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        self.c.reset();
         if self.scratch.capacity() > KEEP {
             self.scratch = Vec::new();
         }
         self.scratch.clear();
+        let len = match &mut self.fast {
+            Some(fast) if total <= FAST_MAX => {
+                let data = match parts {
+                    [one] => one,
+                    _ => {
+                        self.joined.clear();
+                        parts.iter().for_each(|p| self.joined.extend_from_slice(p));
+                        &self.joined[..]
+                    }
+                };
+                fast.compress(data, &mut self.scratch);
+                self.scratch.len()
+            }
+            _ => self.zlib(parts, total),
+        };
+        if len >= total && !always {
+            return false;
+        }
+        let head = FrameHead::with_bits(true, true, opcode, len);
+        out.reserve(head.as_bytes().len() + len);
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&self.scratch[..len]);
+        true
+    }
+
+    /// Compresses `parts` into `scratch` with zlib-rs; returns the length
+    /// of the payload (the sync flush's tail left off).
+    fn zlib(&mut self, parts: &[&[u8]], total: usize) -> usize {
+        self.c.reset();
         self.scratch.reserve(total + total / 8 + 64);
         for (i, part) in parts.iter().enumerate() {
             let flush = if i + 1 == parts.len() {
@@ -151,14 +192,7 @@ impl Deflater {
         // carries everything before it (section 7.2.1).
         let len = self.scratch.len().saturating_sub(TAIL.len());
         debug_assert_eq!(&self.scratch[len..], &TAIL);
-        if len >= total && !always {
-            return false;
-        }
-        let head = FrameHead::with_bits(true, true, opcode, len);
-        out.reserve(head.as_bytes().len() + len);
-        out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(&self.scratch[..len]);
-        true
+        len
     }
 
     fn feed(&mut self, mut input: &[u8], flush: FlushCompress) {

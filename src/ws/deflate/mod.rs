@@ -10,6 +10,8 @@
 #[cfg(feature = "deflate")]
 mod codec;
 mod error;
+#[cfg(feature = "deflate")]
+mod fast;
 #[cfg(not(feature = "deflate"))]
 mod off;
 pub mod offer;
