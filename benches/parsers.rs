@@ -140,12 +140,36 @@ fn split_lines(c: &mut Criterion) {
     g.finish();
 }
 
+/// A push line of about 1 KiB as `herald-bench push --json 1024` sends
+/// them: a uid, then a catalog of small objects.
+fn json_push_line() -> Vec<u8> {
+    let mut line = String::from(r#"{"uid":"u4711","type":"catalog.update","seq":1,"items":["#);
+    for i in 0..7u32 {
+        line.push_str(&format!(
+            r#"{{"id":{},"name":"Laptop stand","category":"office","price":{{"amount":{}.49,"currency":"EUR"}},"in_stock":{},"tags":["sale","new"]}},"#,
+            10_000 + i * 37,
+            1 + i * 13 % 100,
+            i % 4 != 0
+        ));
+    }
+    line.pop();
+    line.push_str("]}");
+    line.into_bytes()
+}
+
 fn parse_command(c: &mut Criterion) {
     let mut g = c.benchmark_group("command_parse");
     g.throughput(Throughput::Elements(1));
     g.bench_function("seed_line", |b| {
         b.iter(|| {
             let cmd = command::parse(black_box(SEED_LINE)).expect("the seed line parses");
+            black_box(cmd)
+        })
+    });
+    let json = json_push_line();
+    g.bench_function(format!("json_push_{}B", json.len()), |b| {
+        b.iter(|| {
+            let cmd = command::parse(black_box(&json)).expect("the JSON line parses");
             black_box(cmd)
         })
     });

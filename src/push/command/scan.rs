@@ -55,24 +55,28 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Res<Span> {
         self.eat(b'"', "expected a string")?;
         let start = self.i;
+        let escaped = self.string_rest()?;
+        Ok(Span {
+            start,
+            end: self.i - 1,
+            kind: Kind::Str { escaped },
+        })
+    }
+
+    /// The rest of a string after its opening quote, through its closing
+    /// one; true if it holds escapes.
+    fn string_rest(&mut self) -> Res<bool> {
         let mut escaped = false;
         loop {
-            let Some(i) = memchr::memchr2(b'"', b'\\', &self.b[self.i..]) else {
-                self.i = self.b.len();
-                return self.err("unterminated string");
-            };
-            if self.b[self.i..self.i + i].iter().any(|&c| c < 0x20) {
-                return self.err("control character in string");
-            }
-            self.i += i;
-            if self.b[self.i] == b'"' {
-                let end = self.i;
-                self.i += 1;
-                return Ok(Span {
-                    start,
-                    end,
-                    kind: Kind::Str { escaped },
-                });
+            self.i = plain_run(self.b, self.i);
+            match self.peek() {
+                None => return self.err("unterminated string"),
+                Some(b'"') => {
+                    self.i += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {}
+                Some(_) => return self.err("control character in string"),
             }
             escaped = true;
             self.i += 1;
@@ -126,6 +130,17 @@ impl<'a> Scanner<'a> {
 
     fn number(&mut self) -> Res<Span> {
         let start = self.i;
+        self.number_rest()?;
+        Ok(Span {
+            start,
+            end: self.i,
+            kind: Kind::Num,
+        })
+    }
+
+    /// Crosses a number, checked.
+    fn number_rest(&mut self) -> Res<()> {
+        let start = self.i;
         if self.peek() == Some(b'-') {
             self.i += 1;
         }
@@ -163,11 +178,7 @@ impl<'a> Scanner<'a> {
                 return Err(CommandError::Malformed("number out of range", start));
             }
         }
-        Ok(Span {
-            start,
-            end: self.i,
-            kind: Kind::Num,
-        })
+        Ok(())
     }
 
     fn literal(&mut self, word: &'static [u8]) -> Res<()> {
@@ -198,11 +209,11 @@ impl<'a> Scanner<'a> {
                 Kind::Other
             }
             Some(b'[') => {
-                self.array(depth + 1, &mut |_, _| Ok(()))?;
+                self.skip_array(depth + 1)?;
                 Kind::Array
             }
             Some(b'{') => {
-                self.object(depth + 1, &mut |_, _, _| Ok(()))?;
+                self.skip_object(depth + 1)?;
                 Kind::Other
             }
             None => return self.err("unexpected end"),
@@ -213,6 +224,80 @@ impl<'a> Scanner<'a> {
             end: self.i,
             kind,
         })
+    }
+
+    /// Crosses any value, checked; makes no span (values inside containers
+    /// are never looked at, only validated).
+    fn skip(&mut self, depth: usize) -> Res<()> {
+        match self.peek() {
+            Some(b'"') => {
+                self.i += 1;
+                self.string_rest().map(drop)
+            }
+            Some(b'-' | b'0'..=b'9') => self.number_rest(),
+            Some(b'[') => self.skip_array(depth + 1),
+            Some(b'{') => self.skip_object(depth + 1),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            None => self.err("unexpected end"),
+            _ => self.err("unexpected character"),
+        }
+    }
+
+    fn skip_array(&mut self, depth: usize) -> Res<()> {
+        if depth > MAX_DEPTH {
+            return self.err("nested too deep");
+        }
+        self.eat(b'[', "expected an array")?;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            self.skip(depth)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.err("expected , or ]"),
+            }
+        }
+    }
+
+    fn skip_object(&mut self, depth: usize) -> Res<()> {
+        if depth > MAX_DEPTH {
+            return self.err("nested too deep");
+        }
+        self.eat(b'{', "expected an object")?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            self.eat(b'"', "expected a string")?;
+            self.string_rest()?;
+            self.ws();
+            self.eat(b':', "expected :")?;
+            self.ws();
+            self.skip(depth)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.err("expected , or }"),
+            }
+        }
     }
 
     pub(super) fn array(
@@ -278,6 +363,36 @@ impl<'a> Scanner<'a> {
             }
         }
     }
+}
+
+/// Where the run of plain string bytes from `i` ends: the first `"`, `\\`
+/// or control character, or the end. Eight bytes at a time: a byte is
+/// flagged when it equals `"` or `\\` or is under 0x20 (the usual
+/// zero-byte test; its false positives only ever sit above a true one, so
+/// the lowest flag is exact).
+fn plain_run(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let slash = x ^ (ONES * u64::from(b'\\'));
+        let flags = (quote.wrapping_sub(ONES) & !quote)
+            | (slash.wrapping_sub(ONES) & !slash)
+            | (x.wrapping_sub(ONES * 0x20) & !x);
+        let flags = flags & HIGH;
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b
+        .get(i)
+        .is_some_and(|&c| c >= 0x20 && c != b'"' && c != b'\\')
+    {
+        i += 1;
+    }
+    i
 }
 
 pub(super) fn text_of(line: &str, s: Span) -> Res<Cow<'_, str>> {
