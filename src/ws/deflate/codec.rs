@@ -113,7 +113,9 @@ pub const FAST_MAX: usize = 16 * 1024;
 
 /// Compresses outgoing messages into whole frames, each on its own.
 pub struct Deflater {
-    c: Compress,
+    level: u8,
+    /// zlib-rs, made on the first message it takes (about 300 KiB).
+    c: Option<Compress>,
     /// The encoder for short messages, at level 1 only.
     fast: Option<Fast>,
     scratch: Vec<u8>,
@@ -126,7 +128,8 @@ impl Deflater {
     pub fn new(level: u8) -> Deflater {
         let level = level.clamp(1, 9);
         Deflater {
-            c: Compress::new(Compression::new(u32::from(level)), false),
+            level,
+            c: None,
             fast: (level == 1).then(Fast::default),
             scratch: Vec::new(),
             joined: Vec::new(),
@@ -178,7 +181,9 @@ impl Deflater {
     /// Compresses `parts` into `scratch` with zlib-rs; returns the length
     /// of the payload (the sync flush's tail left off).
     fn zlib(&mut self, parts: &[&[u8]], total: usize) -> usize {
-        self.c.reset();
+        let level = Compression::new(u32::from(self.level));
+        let c = self.c.get_or_insert_with(|| Compress::new(level, false));
+        c.reset();
         self.scratch.reserve(total + total / 8 + 64);
         for (i, part) in parts.iter().enumerate() {
             let flush = if i + 1 == parts.len() {
@@ -186,7 +191,7 @@ impl Deflater {
             } else {
                 FlushCompress::None
             };
-            self.feed(part, flush);
+            feed(c, &mut self.scratch, part, flush);
         }
         // A sync flush always ends with the empty stored block; the frame
         // carries everything before it (section 7.2.1).
@@ -194,20 +199,21 @@ impl Deflater {
         debug_assert_eq!(&self.scratch[len..], &TAIL);
         len
     }
+}
 
-    fn feed(&mut self, mut input: &[u8], flush: FlushCompress) {
-        loop {
-            let before = self.c.total_in();
-            // Raw deflate into spare capacity cannot fail: the stream is
-            // valid and the level fixed.
-            let _ = self.c.compress_vec(input, &mut self.scratch, flush);
-            input = &input[(self.c.total_in() - before) as usize..];
-            // Done when the input is taken and the flush had room to finish.
-            if input.is_empty() && self.scratch.len() < self.scratch.capacity() {
-                return;
-            }
-            self.scratch.reserve(self.scratch.capacity().max(1024));
+/// Compresses `input` into `out`, growing it as needed.
+fn feed(c: &mut Compress, out: &mut Vec<u8>, mut input: &[u8], flush: FlushCompress) {
+    loop {
+        let before = c.total_in();
+        // Raw deflate into spare capacity cannot fail: the stream is
+        // valid and the level fixed.
+        let _ = c.compress_vec(input, out, flush);
+        input = &input[(c.total_in() - before) as usize..];
+        // Done when the input is taken and the flush had room to finish.
+        if input.is_empty() && out.len() < out.capacity() {
+            return;
         }
+        out.reserve(out.capacity().max(1024));
     }
 }
 
