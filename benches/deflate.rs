@@ -4,17 +4,21 @@
 //! reset plus the work on the bytes.
 //!
 //! - `deflate_1KiB_json/*`: one 1 KiB JSON push compressed by herald's
-//!   `Deflater` (zlib-rs, through flate2) and by miniz_oxide, the other
-//!   well-kept pure-Rust deflate, at levels 1 and 6, each reset first.
+//!   `Deflater` (level 1: herald's own short-message encoder; level 6:
+//!   zlib-rs), by zlib-rs directly (through flate2) and by miniz_oxide,
+//!   the other well-kept pure-Rust deflate, at levels 1 and 6, each reset
+//!   first.
 //! - `inflate_1KiB_json/*`: the same message inflated by herald's
 //!   `Inflater` and by miniz_oxide.
-//! - `deflate_size/*`: herald's `Deflater` at level 1 from 64 B to 16 KiB.
+//! - `deflate_size/*`: herald's `Deflater` at level 1 (its own encoder up
+//!   to 16 KiB, zlib-rs past it) and zlib-rs at level 1, 64 B to 64 KiB.
 //!
 //! Before measuring it prints what each compresses to, so that the bytes
 //! saved sit beside the time spent. `cargo bench --bench deflate`; CI runs
 //! `-- --test` (each once).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use flate2::{Compress, Compression, FlushCompress};
 use herald::ws::deflate::{Deflater, Inflater};
 use herald::ws::frame::{Header, OpCode};
 use miniz_oxide::deflate::core::{
@@ -53,6 +57,15 @@ fn herald_deflate(d: &mut Deflater, data: &[u8], out: &mut Vec<u8>) -> usize {
     h.len as usize
 }
 
+/// zlib-rs's raw deflate of `data` with a sync flush, reset first.
+fn zlib_deflate(c: &mut Compress, data: &[u8], out: &mut Vec<u8>) -> usize {
+    c.reset();
+    out.clear();
+    c.compress_vec(data, out, FlushCompress::Sync)
+        .expect("room for the whole message");
+    out.len() - 4
+}
+
 /// miniz_oxide's raw deflate of `data` with a sync flush, reset first.
 fn miniz_deflate(c: &mut CompressorOxide, data: &[u8], out: &mut [u8]) -> usize {
     c.reset();
@@ -71,22 +84,27 @@ fn miniz_inflate(d: &mut DecompressorOxide, z: &[u8], out: &mut [u8]) -> usize {
 fn print_sizes() {
     let mut d = Deflater::new(1);
     let mut out = Vec::new();
-    eprintln!("permessage-deflate, level 1, JSON push -> compressed payload bytes:");
-    for n in [64, 128, 256, 512, 1024, 4096, 16384] {
-        let z = herald_deflate(&mut d, &json(n), &mut out);
+    let mut z = Compress::new(Compression::new(1), false);
+    let mut zbuf = Vec::with_capacity(64 * 1024);
+    eprintln!("permessage-deflate, level 1, JSON push -> herald's payload bytes (zlib-rs's):");
+    for n in [64, 128, 256, 512, 1024, 4096, 16384, 65536] {
+        let h = herald_deflate(&mut d, &json(n), &mut out);
         eprintln!(
-            "  {n:>6} -> {z:>5} ({:.0}% of the original)",
-            100.0 * z as f64 / n as f64
+            "  {n:>6} -> {h:>5} ({:.0}% of the original; zlib-rs {})",
+            100.0 * h as f64 / n as f64,
+            zlib_deflate(&mut z, &json(n), &mut zbuf)
         );
     }
     let data = json(1024);
     let mut buf = vec![0u8; 4096];
     for level in [1, 6] {
         let mut dz = Deflater::new(level);
+        let mut z = Compress::new(Compression::new(level.into()), false);
         let mut c = CompressorOxide::new(create_comp_flags_from_zip_params(level.into(), -15, 0));
         eprintln!(
-            "  1 KiB at level {level}: zlib-rs {} B, miniz_oxide {} B",
+            "  1 KiB at level {level}: herald {} B, zlib-rs {} B, miniz_oxide {} B",
             herald_deflate(&mut dz, &data, &mut out),
+            zlib_deflate(&mut z, &data, &mut zbuf),
             miniz_deflate(&mut c, &data, &mut buf)
         );
     }
@@ -100,8 +118,13 @@ fn deflate_1kib(c: &mut Criterion) {
     for level in [1u8, 6] {
         let mut d = Deflater::new(level);
         let mut out = Vec::new();
-        g.bench_function(BenchmarkId::new("zlib-rs", format!("L{level}")), |b| {
+        g.bench_function(BenchmarkId::new("herald", format!("L{level}")), |b| {
             b.iter(|| herald_deflate(&mut d, black_box(&data), &mut out))
+        });
+        let mut z = Compress::new(Compression::new(level.into()), false);
+        let mut zbuf = Vec::with_capacity(4096);
+        g.bench_function(BenchmarkId::new("zlib-rs", format!("L{level}")), |b| {
+            b.iter(|| zlib_deflate(&mut z, black_box(&data), &mut zbuf))
         });
         let mut m = CompressorOxide::new(create_comp_flags_from_zip_params(level.into(), -15, 0));
         let mut buf = vec![0u8; 4096];
@@ -138,11 +161,16 @@ fn deflate_size(c: &mut Criterion) {
     let mut g = c.benchmark_group("deflate_size");
     let mut d = Deflater::new(1);
     let mut out = Vec::new();
-    for n in [64, 128, 256, 512, 1024, 4096, 16384] {
+    let mut z = Compress::new(Compression::new(1), false);
+    let mut zbuf = Vec::with_capacity(128 * 1024);
+    for n in [64, 128, 256, 512, 1024, 4096, 16384, 65536] {
         let data = json(n);
         g.throughput(Throughput::Bytes(n as u64));
-        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+        g.bench_function(BenchmarkId::new("herald", n), |b| {
             b.iter(|| herald_deflate(&mut d, black_box(&data), &mut out))
+        });
+        g.bench_function(BenchmarkId::new("zlib-rs", n), |b| {
+            b.iter(|| zlib_deflate(&mut z, black_box(&data), &mut zbuf))
         });
     }
     g.finish();

@@ -123,6 +123,29 @@ fn compressed_and_plain_clients_of_one_uid_each_get_a_push_once() {
 }
 
 #[test]
+fn pushes_of_every_size_inflate_on_their_own_through_both_encoders() {
+    // Up to 16 KiB herald's own encoder compresses (its table keeps the
+    // positions of the messages before), past it zlib-rs: each message
+    // must inflate alone, from an empty window, as a client reads it.
+    let h = Herald::start(&[]);
+    let mut z = bound_deflate(&h, "u1");
+    let sizes = [300, 2000, 700, 16_000, 16_500, 5000, 60_000, 1024];
+    for n in sizes {
+        let push = json_push("u1", n);
+        assert_eq!(h.push(&push), "ok");
+        let (b0, payload) = z.read_frame().unwrap();
+        assert_eq!(b0, 0xC1, "{n}: FIN, RSV1 (compressed), text");
+        assert!(
+            payload.len() < push.len() / 2,
+            "{n}: {} bytes",
+            payload.len()
+        );
+        assert_eq!(inflate(&payload), push, "{n}");
+    }
+    assert_eq!(h.stats()["compressed_messages"], sizes.len());
+}
+
+#[test]
 fn a_broadcast_is_compressed_once_for_all_its_recipients() {
     let h = Herald::start(&["--routing"]);
     let mut zs: Vec<RawWs> = (0..5)

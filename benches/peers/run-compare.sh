@@ -42,6 +42,7 @@ JSON=${JSON:-}                 # broadcast and push: a JSON payload of about JSO
 DEFLATE=${DEFLATE:-0}          # 1: broadcast and push clients offer permessage-deflate
 HERALD_FLAGS=${HERALD_FLAGS:-} # appended to herald's command line (e.g. "--deflate off")
 LINES=${LINES:-50000}          # push
+IN_FLIGHT=${IN_FLIGHT:-}       # push: one write per line, at most IN_FLIGHT unanswered (default: one write)
 LAT_CONNS=${LAT_CONNS:-1000}   # latency
 RATE=${RATE:-5000}             # latency
 LAT_SECONDS=${LAT_SECONDS:-5}  # latency
@@ -221,7 +222,7 @@ bench_args() { # mode server variant
   case $1 in
     idle) echo idle --ws "$ws" --text "$text" --pid "$SERVER_PID" --counts "$IDLE_COUNTS" "${common[@]}" ;;
     broadcast) echo broadcast --ws "$ws" --conns "$CONNS" --messages "$MESSAGES" "${payload[@]}" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
-    push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" "${content[@]}" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
+    push) echo push --ws "$ws" --text "$text" --conns "$CONNS" --lines "$LINES" ${IN_FLIGHT:+--in-flight "$IN_FLIGHT"} "${content[@]}" --runs 1 --pid "$SERVER_PID" "${stats[@]}" "${common[@]}" ;;
     latency) echo latency --ws "$ws" --text "$text" --conns "$LAT_CONNS" --rate "$RATE" --seconds "$LAT_SECONDS" --runs 1 "${common[@]}" ;;
     handshakes) echo handshakes --ws "$ws" --total "$TOTAL" --concurrency "$CONCURRENCY" --runs 1 --pid "$SERVER_PID" "${common[@]}" ;;
     # Publish CONNS x MESSAGES lines of SIZE bytes (the whole line is the

@@ -1,6 +1,9 @@
 //! `push`: one text-port connection writes L pipelined seed lines to N bound
 //! clients (round-robin uids); pushes delivered/s until every reply and every
-//! message arrived, each message checked against its line.
+//! message arrived, each message checked against its line. By default the
+//! lines go in one write (the server reads them in large batches); with
+//! `--in-flight W` each line is its own write, at most W unanswered, as a
+//! backend that sends one push per call does.
 
 use crate::cli::{self, flag, Args, Common, Mode};
 use crate::event::Event;
@@ -10,7 +13,7 @@ use crate::payload::json_doc;
 use crate::report::fmt_num;
 use crate::series::{Measured, Series};
 use crate::textport::{open_clients, PushTally};
-use crate::wait::Phase;
+use crate::wait::{slice_ms, Phase};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -23,6 +26,11 @@ pub const MODE: Mode = Mode {
         cli::TEXT,
         flag("--conns", Some("10000"), "bound clients u0..u(N-1)"),
         flag("--lines", Some("50000"), "push lines per run, pipelined"),
+        flag(
+            "--in-flight",
+            None,
+            "one write per line, at most W lines unanswered (default: all lines in one write)",
+        ),
         cli::JSON,
         cli::DEFLATE,
         cli::RUNS,
@@ -42,7 +50,7 @@ fn run(a: &mut Args) -> Result<(), String> {
     let [n, lines, runs] = a.positive(["--conns", "--lines", "--runs"])?;
     check_fd_budget(n + 1)?;
     let common = Common::from_args(a, n, ws)?;
-    let table_params = ["--conns", "--lines", "--json", "--deflate"];
+    let table_params = ["--conns", "--lines", "--in-flight", "--json", "--deflate"];
     let mut series = Series::start(a, &table_params, "pushes delivered/s", "pushes")?;
     let mut fleet = open_clients(ws, text, n, &common)?;
     if common.deflate {
@@ -63,7 +71,11 @@ fn run(a: &mut Args) -> Result<(), String> {
         fields: fields.as_bytes(),
         n,
         lines,
+        in_flight: a.opt_num::<usize>("--in-flight")?.filter(|&w| w > 0),
     };
+    if let Some(w) = expect.in_flight {
+        series.note("in_flight", json!(w));
+    }
     for run in 1..=runs {
         let before = series.before()?;
         let m = expect.one_run(&mut fleet, run, &batch, common.timeout)?;
@@ -78,6 +90,8 @@ struct Lines<'f> {
     fields: &'f [u8],
     n: usize,
     lines: usize,
+    /// One write per line, at most this many unanswered.
+    in_flight: Option<usize>,
 }
 
 impl Lines<'_> {
@@ -106,10 +120,15 @@ impl Lines<'_> {
             tally: PushTally::new(lines),
             expect: self,
             malformed: 0,
+            unsent: batch,
+            written: 0,
         };
         let wire_before = fleet.wire_bytes(0..n);
         let start = Instant::now();
-        fleet.text_send(batch.as_bytes());
+        if self.in_flight.is_none() {
+            fleet.text_send(batch.as_bytes());
+            t.unsent = "";
+        }
         let _ = fleet.wait(start + timeout, &mut t)?;
         let wire = fleet.wire_bytes(0..n) - wire_before;
         let Checked {
@@ -170,9 +189,25 @@ struct Checked<'e> {
     tally: PushTally,
     expect: &'e Lines<'e>,
     malformed: usize,
+    /// The lines not written yet, and how many were (`--in-flight`).
+    unsent: &'e str,
+    written: usize,
 }
 
 impl Phase for Checked<'_> {
+    fn before_poll(&mut self, fleet: &mut Fleet, left: Duration) -> Result<i32, String> {
+        if let Some(w) = self.expect.in_flight {
+            while self.written - self.tally.replies.min(self.written) < w && !self.unsent.is_empty()
+            {
+                let end = self.unsent.find('\n').map_or(self.unsent.len(), |i| i + 1);
+                fleet.text_send(&self.unsent.as_bytes()[..end]);
+                self.unsent = &self.unsent[end..];
+                self.written += 1;
+            }
+        }
+        Ok(slice_ms(left))
+    }
+
     fn on(&mut self, ev: Event<'_>) {
         if let Some((i, m)) = self.tally.count_to(ev) {
             if !self.expect.is_line_of(i, m) {

@@ -48,7 +48,7 @@ pub enum Waited {
 
 /// At most [`SLICE_MS`], at least 1 ms (0 would spin), and within `left`
 /// rounded down.
-fn slice_ms(left: Duration) -> i32 {
+pub fn slice_ms(left: Duration) -> i32 {
     left.as_millis().clamp(1, SLICE_MS) as i32
 }
 

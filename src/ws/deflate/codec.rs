@@ -2,8 +2,11 @@
 //! connection): [`Inflater`] for client messages, [`Deflater`] for the
 //! frames herald sends. Both start every message from an empty window (no
 //! context takeover, RFC 7692 section 7.1.1), so one object serves every
-//! connection in turn. Deflate itself is zlib-rs (through flate2's safe
-//! API): pure Rust, so static musl builds still link with rust-lld alone.
+//! connection in turn. Inflating, and compressing messages over 16 KiB or
+//! above level 1, is zlib-rs (through flate2's safe API); shorter messages
+//! at level 1 go through herald's own encoder ([`Fast`]), which has no
+//! fixed cost per message. All pure Rust, so static musl builds still link
+//! with rust-lld alone.
 
 use super::error::InflateError;
 use super::fast::Fast;
