@@ -232,6 +232,7 @@ mod tests {
             fields,
             n: 20,
             lines: 40,
+            in_flight: None,
         };
         assert!(l.is_line_of(12, br#"{"uid":"u12","percent":"88%"}"#));
         assert!(!l.is_line_of(1, br#"{"uid":"u12","percent":"88%"}"#));

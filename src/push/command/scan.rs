@@ -246,58 +246,14 @@ impl<'a> Scanner<'a> {
     }
 
     fn skip_array(&mut self, depth: usize) -> Res<()> {
-        if depth > MAX_DEPTH {
-            return self.err("nested too deep");
-        }
-        self.eat(b'[', "expected an array")?;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            self.skip(depth)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return self.err("expected , or ]"),
-            }
-        }
+        self.list(depth, b'[', |sc| sc.skip(depth))
     }
 
     fn skip_object(&mut self, depth: usize) -> Res<()> {
-        if depth > MAX_DEPTH {
-            return self.err("nested too deep");
-        }
-        self.eat(b'{', "expected an object")?;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            self.eat(b'"', "expected a string")?;
-            self.string_rest()?;
-            self.ws();
-            self.eat(b':', "expected :")?;
-            self.ws();
-            self.skip(depth)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return self.err("expected , or }"),
-            }
-        }
+        self.list(depth, b'{', |sc| {
+            sc.key()?;
+            sc.skip(depth)
+        })
     }
 
     pub(super) fn array(
@@ -305,29 +261,10 @@ impl<'a> Scanner<'a> {
         depth: usize,
         on_item: &mut dyn FnMut(&Self, Span) -> Res<()>,
     ) -> Res<()> {
-        if depth > MAX_DEPTH {
-            return self.err("nested too deep");
-        }
-        self.eat(b'[', "expected an array")?;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            let v = self.value(depth)?;
-            on_item(self, v)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.i += 1,
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return self.err("expected , or ]"),
-            }
-        }
+        self.list(depth, b'[', |sc| {
+            let v = sc.value(depth)?;
+            on_item(sc, v)
+        })
     }
 
     pub(super) fn object(
@@ -335,31 +272,56 @@ impl<'a> Scanner<'a> {
         depth: usize,
         on_member: &mut dyn FnMut(&Self, Span, Span) -> Res<()>,
     ) -> Res<()> {
+        self.list(depth, b'{', |sc| {
+            let k = sc.key()?;
+            let v = sc.value(depth)?;
+            on_member(sc, k, v)
+        })
+    }
+
+    /// A member's name and its colon; the span of the name.
+    fn key(&mut self) -> Res<Span> {
+        let k = self.string()?;
+        self.ws();
+        self.eat(b':', "expected :")?;
+        self.ws();
+        Ok(k)
+    }
+
+    /// An array (`open` is `[`) or an object (`{`): the brackets, the commas
+    /// and the white space, with `item` reading each element (a member with
+    /// its name, in an object).
+    fn list(
+        &mut self,
+        depth: usize,
+        open: u8,
+        mut item: impl FnMut(&mut Self) -> Res<()>,
+    ) -> Res<()> {
+        let (close, opened, sep) = if open == b'[' {
+            (b']', "expected an array", "expected , or ]")
+        } else {
+            (b'}', "expected an object", "expected , or }")
+        };
         if depth > MAX_DEPTH {
             return self.err("nested too deep");
         }
-        self.eat(b'{', "expected an object")?;
+        self.eat(open, opened)?;
         self.ws();
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.i += 1;
             return Ok(());
         }
         loop {
             self.ws();
-            let k = self.string()?;
-            self.ws();
-            self.eat(b':', "expected :")?;
-            self.ws();
-            let v = self.value(depth)?;
-            on_member(self, k, v)?;
+            item(self)?;
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
-                Some(b'}') => {
+                Some(c) if c == close => {
                     self.i += 1;
                     return Ok(());
                 }
-                _ => return self.err("expected , or }"),
+                _ => return self.err(sep),
             }
         }
     }

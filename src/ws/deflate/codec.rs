@@ -112,7 +112,7 @@ impl Inflater {
 /// At level 1, messages up to this size go through herald's own encoder
 /// ([`Fast`]); larger ones, and every message at other levels, through
 /// zlib-rs, whose fixed cost per message is then small beside the bytes.
-pub const FAST_MAX: usize = 16 * 1024;
+const FAST_MAX: usize = 16 * 1024;
 
 /// Compresses outgoing messages into whole frames, each on its own.
 pub struct Deflater {
@@ -233,17 +233,7 @@ mod tests {
     }
 
     fn json(n: usize) -> String {
-        let mut s = String::from("[");
-        let mut i = 0;
-        while s.len() < n {
-            s.push_str(&format!(
-                "{{\"id\":{i},\"name\":\"item {}\",\"tags\":[\"a\",\"b\"]}},",
-                i % 7
-            ));
-            i += 1;
-        }
-        s.truncate(n);
-        s
+        super::super::fast::test_json(n, 0)
     }
 
     #[test]

@@ -216,6 +216,22 @@ fn literals(w: &mut Bits<'_>, bytes: &[u8]) {
     }
 }
 
+/// A JSON array of `n` bytes for the tests, its ids counted from `seed`.
+#[cfg(test)]
+pub(super) fn test_json(n: usize, seed: usize) -> String {
+    let mut s = String::from("[");
+    let mut i = seed;
+    while s.len() < n {
+        s.push_str(&format!(
+            "{{\"id\":{i},\"name\":\"item {}\",\"tags\":[\"a\",\"b\"]}},",
+            i % 7
+        ));
+        i += 1;
+    }
+    s.truncate(n);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,17 +250,7 @@ mod tests {
     }
 
     fn json(n: usize, seed: usize) -> Vec<u8> {
-        let mut s = String::from("[");
-        let mut i = seed;
-        while s.len() < n {
-            s.push_str(&format!(
-                "{{\"id\":{i},\"name\":\"item {}\",\"tags\":[\"a\",\"b\"]}},",
-                i % 7
-            ));
-            i += 1;
-        }
-        s.truncate(n);
-        s.into_bytes()
+        test_json(n, seed).into_bytes()
     }
 
     #[test]
