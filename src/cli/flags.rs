@@ -163,12 +163,7 @@ const LISTED: &[(&str, &[Flag])] = &[
         value("--deflate", "on|off", "on", "compress for WebSockets that offer it, each\n\
                                            message once for all (off in builds without\n\
                                            the `deflate` feature)"),
-        value(
-            "--deflate-level",
-            "N",
-            "1",
-            "1 (fastest: herald's encoder up to 16 KiB) to 9 (smallest)",
-        ),
+        value("--deflate-level", "N", "1", "1 (fastest) to 9 (smallest)"),
         value("--deflate-min", "BYTES", "256", "shorter messages go uncompressed"),
     ]),
     ("HISTORY (herald.v1 clients resume; see docs/resume.md):", &[
