@@ -288,6 +288,17 @@ mod tests {
             out.clear();
             f.compress(data, &mut out);
             assert_eq!(inflate(&out, data.len()), *data, "{} bytes", data.len());
+            // A second, independent inflater (miniz_oxide) reads it too,
+            // given the tail and a final empty block to end on.
+            let mut tail = out.clone();
+            tail.extend_from_slice(&[0, 0, 0xff, 0xff, 0x03, 0x00]);
+            let other = miniz_oxide::inflate::decompress_to_vec(&tail);
+            assert_eq!(
+                other.ok().as_deref(),
+                Some(&data[..]),
+                "{} bytes",
+                data.len()
+            );
         }
     }
 
