@@ -53,14 +53,19 @@ impl<'a> Scanner<'a> {
 
     /// A string; returns the span of its contents (without quotes).
     fn string(&mut self) -> Res<Span> {
-        self.eat(b'"', "expected a string")?;
-        let start = self.i;
-        let escaped = self.string_rest()?;
+        let start = self.i + 1;
+        let escaped = self.quoted()?;
         Ok(Span {
             start,
             end: self.i - 1,
             kind: Kind::Str { escaped },
         })
+    }
+
+    /// Crosses a string, quotes included; true if it holds escapes.
+    fn quoted(&mut self) -> Res<bool> {
+        self.eat(b'"', "expected a string")?;
+        self.string_rest()
     }
 
     /// The rest of a string after its opening quote, through its closing
@@ -230,10 +235,7 @@ impl<'a> Scanner<'a> {
     /// are never looked at, only validated).
     fn skip(&mut self, depth: usize) -> Res<()> {
         match self.peek() {
-            Some(b'"') => {
-                self.i += 1;
-                self.string_rest().map(drop)
-            }
+            Some(b'"') => self.quoted().map(drop),
             Some(b'-' | b'0'..=b'9') => self.number_rest(),
             Some(b'[') => self.skip_array(depth + 1),
             Some(b'{') => self.skip_object(depth + 1),
@@ -251,7 +253,8 @@ impl<'a> Scanner<'a> {
 
     fn skip_object(&mut self, depth: usize) -> Res<()> {
         self.list(depth, b'{', |sc| {
-            sc.key()?;
+            sc.quoted()?;
+            sc.colon()?;
             sc.skip(depth)
         })
     }
@@ -273,19 +276,19 @@ impl<'a> Scanner<'a> {
         on_member: &mut dyn FnMut(&Self, Span, Span) -> Res<()>,
     ) -> Res<()> {
         self.list(depth, b'{', |sc| {
-            let k = sc.key()?;
+            let k = sc.string()?;
+            sc.colon()?;
             let v = sc.value(depth)?;
             on_member(sc, k, v)
         })
     }
 
-    /// A member's name and its colon; the span of the name.
-    fn key(&mut self) -> Res<Span> {
-        let k = self.string()?;
+    /// The colon after a member's name, with the white space around it.
+    fn colon(&mut self) -> Res<()> {
         self.ws();
         self.eat(b':', "expected :")?;
         self.ws();
-        Ok(k)
+        Ok(())
     }
 
     /// An array (`open` is `[`) or an object (`{`): the brackets, the commas
